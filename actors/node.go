@@ -1,0 +1,169 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/transport"
+)
+
+// Node is one running Cask node: a protoactor actor system whose PIDs
+// carry the node name, its QUIC transport and its dist layer.
+type Node struct {
+	cfg    Config
+	system *actor.ActorSystem
+	tr     *transport.Transport
+	dist   *dist.Manager
+	log    *slog.Logger
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start starts a node: it opens the UDP socket, starts the actor system
+// and the dist layer, and writes the node's endpoint file when
+// DiscoveryDir is set. ctx bounds start-up only.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger.With("node", cfg.Name)
+	tr, err := transport.New(transport.Config{
+		ListenAddr:       cfg.ListenAddr,
+		Adapter:          cfg.Adapter,
+		DataDir:          cfg.DataDir,
+		IdleTimeout:      cfg.IdleTimeout,
+		KeepAlivePeriod:  cfg.KeepAlivePeriod,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		DisableMigration: cfg.DisableMigration,
+		Logger:           logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("actors: %w", err)
+	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return logger.With("lib", "protoactor")
+	}))
+	system.ProcessRegistry.Address = cfg.Name
+	dm, err := dist.New(system, tr, dist.Config{
+		Name:             cfg.Name,
+		Incarnation:      cfg.Incarnation,
+		Peers:            cfg.Peers,
+		DiscoveryDir:     cfg.DiscoveryDir,
+		DisableDNS:       cfg.DisableDNS,
+		DiscoveryPort:    cfg.DiscoveryPort,
+		DataStreams:      cfg.DataStreams,
+		MaxMessageSize:   cfg.MaxMessageSize,
+		PendingLimit:     cfg.PendingLimit,
+		ConnectTimeout:   cfg.ConnectTimeout,
+		ReapIdleAfter:    cfg.ReapIdleAfter,
+		ReapMinAge:       cfg.ReapMinAge,
+		ShutdownGrace:    cfg.ShutdownGrace,
+		DisableMigration: cfg.DisableMigration,
+		Logger:           cfg.Logger,
+	})
+	if err != nil {
+		system.Shutdown()
+		return nil, fmt.Errorf("actors: %w", err)
+	}
+	// Anonymous PIDs of a restarted node must not collide with those of
+	// its earlier incarnation: start the id sequence at a value derived
+	// from the incarnation, so old PIDs resolve to nothing (dead letters).
+	system.ProcessRegistry.SequenceID = (dm.Incarnation() & 0xffffffff) << 24
+	if err := tr.Start(); err != nil {
+		system.Shutdown()
+		return nil, fmt.Errorf("actors: start transport: %w", err)
+	}
+	if err := dm.Start(); err != nil {
+		tr.Close()
+		system.Shutdown()
+		return nil, fmt.Errorf("actors: start dist: %w", err)
+	}
+	n := &Node{cfg: cfg, system: system, tr: tr, dist: dm, log: logger}
+	if cfg.DiscoveryDir != "" {
+		if err := dist.WriteEndpointFile(cfg.DiscoveryDir, cfg.Name, tr.Addr()); err != nil {
+			n.Stop()
+			return nil, fmt.Errorf("actors: write endpoint file: %w", err)
+		}
+	}
+	logger.Info("node started", "addr", tr.Addr().String(), "incarnation", fmt.Sprintf("%x", dm.Incarnation()))
+	return n, nil
+}
+
+// Stop says goodbye to every peer, stops the dist layer, the transport and
+// the actor system, and waits for every goroutine the node started. It is
+// safe to call more than once.
+func (n *Node) Stop() error {
+	n.stopOnce.Do(func() {
+		if n.cfg.DiscoveryDir != "" {
+			dist.RemoveEndpointFile(n.cfg.DiscoveryDir, n.cfg.Name, n.tr.Addr())
+		}
+		err1 := n.dist.Stop()
+		err2 := n.tr.Close()
+		n.system.Shutdown()
+		n.stopErr = errors.Join(err1, err2)
+		n.log.Info("node stopped")
+	})
+	return n.stopErr
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Addr is the node's UDP address.
+func (n *Node) Addr() net.Addr { return n.tr.Addr() }
+
+// Incarnation is this run's incarnation number.
+func (n *Node) Incarnation() uint64 { return n.dist.Incarnation() }
+
+// System is the node's protoactor actor system.
+func (n *Node) System() *actor.ActorSystem { return n.system }
+
+// Root is the actor system's root context.
+func (n *Node) Root() *actor.RootContext { return n.system.Root }
+
+// Dist is the dist manager actor's PID, for the actor-message forms of
+// the API (dist.Connect, dist.Spawn, dist.MonitorNode, ...).
+func (n *Node) Dist() *actor.PID { return n.dist.PID() }
+
+// Connect opens a channel to peer (through discovery) unless one is up,
+// and waits until it is up or failed.
+func (n *Node) Connect(ctx context.Context, peer string) error { return n.dist.Connect(ctx, peer) }
+
+// Nodes lists every node with a live channel, sorted.
+func (n *Node) Nodes() []string { return n.dist.Nodes() }
+
+// MonitorNode sends dist.NodeUp / dist.NodeDown for peer (every peer when
+// empty) to watcher. If the channel is up already, NodeUp is sent at once.
+func (n *Node) MonitorNode(peer string, watcher *actor.PID) { n.dist.MonitorNode(peer, watcher) }
+
+// DemonitorNode removes a monitor set with MonitorNode.
+func (n *Node) DemonitorNode(peer string, watcher *actor.PID) { n.dist.DemonitorNode(peer, watcher) }
+
+// RegisterKind makes props spawnable by peers under kind.
+func (n *Node) RegisterKind(kind string, props *actor.Props) error {
+	return n.dist.RegisterKind(kind, props)
+}
+
+// SpawnRemote spawns an actor of a kind registered on peer, named name
+// (empty: generated), and returns its PID.
+func (n *Node) SpawnRemote(ctx context.Context, peer, kind, name string) (*actor.PID, error) {
+	return n.dist.SpawnRemote(ctx, peer, kind, name)
+}
+
+// Pin keeps the channel to peer open against idle reaping until Unpin.
+func (n *Node) Pin(peer string) { n.dist.Pin(peer) }
+
+// Unpin releases one Pin.
+func (n *Node) Unpin(peer string) { n.dist.Unpin(peer) }

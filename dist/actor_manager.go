@@ -1,0 +1,213 @@
+package dist
+
+import (
+	"bufio"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
+	"github.com/cask-p2p/cask/transport"
+)
+
+// Internal messages between the dist actors and their I/O goroutines.
+type (
+	ensureConnected struct{ node string }
+	inboundHello    struct {
+		conn  *transport.Conn
+		ctrl  *transport.Stream
+		br    *bufio.Reader
+		hello *caskpb.DistHello
+	}
+	sessionClosed struct {
+		s      *session
+		err    error
+		reason NodeDownReason
+	}
+	peerGoodbye struct {
+		s      *session
+		reason NodeDownReason
+	}
+	spawnRequest struct {
+		s   *session
+		req *caskpb.SpawnRequest
+	}
+	spawnResponse struct {
+		s    *session
+		resp *caskpb.SpawnResponse
+	}
+	nodeEvent struct {
+		up   *NodeUp
+		down *NodeDown
+	}
+	shutdown  struct{}
+	reapTick  struct{}
+	dupRedial struct{ seq uint64 }
+)
+
+// managerActor is the dist manager: it owns the controller map and the
+// node monitors. Controllers are its children, stopped (never restarted)
+// when they fail.
+type managerActor struct {
+	m           *Manager
+	controllers map[string]*actor.PID
+	byPID       map[string]string // controller PID id → node
+	monitors    map[string]map[string]*actor.PID
+	watched     map[string]int // monitor PID key → monitors it holds
+	stopping    bool
+}
+
+func newManagerActor(m *Manager) *managerActor {
+	return &managerActor{
+		m:           m,
+		controllers: make(map[string]*actor.PID),
+		byPID:       make(map[string]string),
+		monitors:    make(map[string]map[string]*actor.PID),
+		watched:     make(map[string]int),
+	}
+}
+
+func (a *managerActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *ensureConnected:
+		if c := a.controller(ctx, msg.node); c != nil {
+			ctx.Send(c, msg)
+		}
+	case *Connect:
+		if err := a.m.checkPeer(msg.Node); err != nil && !a.stopping {
+			ctx.Respond(&ConnectResult{Node: msg.Node, Err: peerErr("connect", msg.Node, err)})
+			return
+		}
+		if c := a.controller(ctx, msg.Node); c != nil {
+			ctx.Forward(c)
+		} else {
+			ctx.Respond(&ConnectResult{Node: msg.Node, Err: peerErr("connect", msg.Node, ErrStopped)})
+		}
+	case *Spawn:
+		if err := a.m.checkPeer(msg.Node); err != nil {
+			ctx.Respond(&SpawnResult{Err: peerErr("spawn", msg.Node, err)})
+			return
+		}
+		if c := a.controller(ctx, msg.Node); c != nil {
+			ctx.Forward(c)
+		} else {
+			ctx.Respond(&SpawnResult{Err: peerErr("spawn", msg.Node, ErrStopped)})
+		}
+	case *inboundHello:
+		c := a.controller(ctx, msg.hello.GetNode())
+		if c == nil {
+			go a.m.reject(msg.conn, msg.ctrl, caskpb.RejectReason_REJECT_REASON_SHUTTING_DOWN, "node is stopping")
+			return
+		}
+		ctx.Send(c, msg)
+	case *nodeEvent:
+		a.publish(ctx, msg)
+	case *MonitorNode:
+		a.monitor(ctx, msg)
+	case *DemonitorNode:
+		if msg.Watcher == nil {
+			return
+		}
+		if set := a.monitors[msg.Node]; set != nil {
+			if _, ok := set[msg.Watcher.String()]; ok {
+				delete(set, msg.Watcher.String())
+				a.unwatchMonitor(ctx, msg.Watcher)
+			}
+		}
+	case *Pin:
+		a.m.Pin(msg.Node)
+	case *Unpin:
+		a.m.Unpin(msg.Node)
+	case *shutdown:
+		a.stopping = true
+		for _, c := range a.controllers {
+			ctx.Send(c, msg)
+		}
+		ctx.Respond(&shutdown{})
+	case *actor.Terminated:
+		key := msg.Who.String()
+		if node, ok := a.byPID[msg.Who.Id]; ok {
+			delete(a.byPID, msg.Who.Id)
+			if a.controllers[node] != nil && a.controllers[node].Id == msg.Who.Id {
+				delete(a.controllers, node)
+			}
+			return
+		}
+		for node, set := range a.monitors {
+			delete(set, key)
+			if len(set) == 0 {
+				delete(a.monitors, node)
+			}
+		}
+		delete(a.watched, key)
+	}
+}
+
+// controller returns the controller for node, spawning it if needed; nil
+// while stopping.
+func (a *managerActor) controller(ctx actor.Context, node string) *actor.PID {
+	if c, ok := a.controllers[node]; ok {
+		return c
+	}
+	if a.stopping || a.m.stopping.Load() {
+		return nil
+	}
+	ep := a.m.endpoint(node)
+	c := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newController(a.m, ep) }))
+	ep.ctrl.Store(c)
+	ctx.Watch(c)
+	a.controllers[node] = c
+	a.byPID[c.Id] = node
+	return c
+}
+
+func (a *managerActor) monitor(ctx actor.Context, msg *MonitorNode) {
+	if msg.Watcher == nil {
+		return
+	}
+	set := a.monitors[msg.Node]
+	if set == nil {
+		set = make(map[string]*actor.PID)
+		a.monitors[msg.Node] = set
+	}
+	key := msg.Watcher.String()
+	if _, ok := set[key]; !ok {
+		set[key] = msg.Watcher
+		if a.watched[key] == 0 {
+			ctx.Watch(msg.Watcher)
+		}
+		a.watched[key]++
+	}
+	// Report channels that are already up.
+	if msg.Node == "" {
+		for _, n := range a.m.Nodes() {
+			ctx.Send(msg.Watcher, &NodeUp{Node: n, Incarnation: a.m.endpoint(n).sess.Load().inc})
+		}
+	} else if s := a.m.endpoint(msg.Node).sess.Load(); s != nil && !s.isClosing() {
+		ctx.Send(msg.Watcher, &NodeUp{Node: msg.Node, Incarnation: s.inc})
+	}
+}
+
+func (a *managerActor) unwatchMonitor(ctx actor.Context, pid *actor.PID) {
+	key := pid.String()
+	a.watched[key]--
+	if a.watched[key] <= 0 {
+		delete(a.watched, key)
+		ctx.Unwatch(pid)
+	}
+}
+
+func (a *managerActor) publish(ctx actor.Context, ev *nodeEvent) {
+	node := ""
+	var msg any
+	if ev.up != nil {
+		node, msg = ev.up.Node, ev.up
+	} else {
+		node, msg = ev.down.Node, ev.down
+	}
+	for _, w := range a.monitors[node] {
+		ctx.Send(w, msg)
+	}
+	for _, w := range a.monitors[""] {
+		ctx.Send(w, msg)
+	}
+}

@@ -1,0 +1,469 @@
+package dist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
+	"github.com/cask-p2p/cask/transport"
+)
+
+type ctrlState int
+
+const (
+	stateIdle ctrlState = iota
+	stateDialing
+	stateConnected
+)
+
+// controller is the actor that owns the channel to one peer: it dials,
+// decides which connection wins a simultaneous connect, attaches the
+// session to the endpoint, turns a lost connection into Terminated and
+// NodeDown, answers remote spawns and reaps the channel when idle. All
+// its state is touched only from Receive.
+type controller struct {
+	m    *Manager
+	ep   *endpoint
+	peer string
+	self *actor.PID
+
+	state      ctrlState
+	sess       *session
+	dialSeq    uint64
+	dialCancel context.CancelFunc
+	dupRedials int
+	knownInc   uint64
+
+	waiters   []*actor.PID // Connect requests waiting for the channel
+	spawnSeq  uint64
+	spawns    map[uint64]*actor.PID // request id → reply-to
+	spawnWait []*pendingSpawn
+
+	reapTimer    *time.Timer
+	lastActivity uint64
+	idleSince    time.Time
+	shutting     bool
+}
+
+type pendingSpawn struct {
+	msg     *Spawn
+	replyTo *actor.PID
+}
+
+func newController(m *Manager, ep *endpoint) *controller {
+	return &controller{m: m, ep: ep, peer: ep.name, spawns: make(map[uint64]*actor.PID)}
+}
+
+func (c *controller) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		c.self = ctx.Self()
+		c.armReaper()
+	case *ensureConnected:
+		c.ensureDial()
+	case *Connect:
+		if c.state == stateConnected {
+			ctx.Respond(&ConnectResult{Node: c.peer})
+			return
+		}
+		if ctx.Sender() != nil {
+			c.waiters = append(c.waiters, ctx.Sender())
+		}
+		c.ensureDial()
+	case *Spawn:
+		c.spawnWait = append(c.spawnWait, &pendingSpawn{msg: msg, replyTo: ctx.Sender()})
+		if c.state == stateConnected {
+			c.flushSpawns()
+		} else {
+			c.ensureDial()
+		}
+	case *dialResult:
+		c.onDialResult(msg)
+	case *dupRedial:
+		if c.state == stateDialing && msg.seq == c.dialSeq {
+			c.state = stateIdle
+			c.ensureDial()
+		}
+	case *inboundHello:
+		c.onInbound(msg)
+	case *sessionClosed:
+		c.m.log.Debug("session closed", "peer", c.peer, "reason", msg.reason, "err", msg.err)
+		if msg.s == c.sess {
+			c.retire(msg.reason, msg.err)
+			if c.ep.hasPending() || len(c.waiters) > 0 || len(c.spawnWait) > 0 {
+				c.ensureDial()
+			}
+		}
+	case *peerGoodbye:
+		if msg.s == c.sess {
+			c.m.log.Info("peer said goodbye", "peer", c.peer, "reason", msg.reason)
+			c.retire(msg.reason, nil)
+			c.closeGracefully(msg.s, caskpb.GoodbyeReason_GOODBYE_REASON_UNSPECIFIED, false)
+			if c.ep.hasPending() {
+				c.ensureDial()
+			}
+		}
+	case *spawnRequest:
+		c.onSpawnRequest(msg)
+	case *spawnResponse:
+		c.onSpawnResponse(msg)
+	case *reapTick:
+		c.reap()
+		c.armReaper()
+	case *shutdown:
+		c.shutting = true
+		if c.dialCancel != nil {
+			c.dialCancel()
+		}
+		if s := c.sess; s != nil {
+			c.retire(ReasonShutdown, nil)
+			c.closeGracefully(s, caskpb.GoodbyeReason_GOODBYE_REASON_SHUTDOWN, true)
+		}
+		c.failWaiting(ErrStopped)
+	case *actor.Stopping:
+		if c.reapTimer != nil {
+			c.reapTimer.Stop()
+		}
+		if c.dialCancel != nil {
+			c.dialCancel()
+		}
+		if s := c.sess; s != nil {
+			reason := ReasonControllerCrashed
+			if c.shutting {
+				reason = ReasonShutdown
+			}
+			c.retire(reason, nil)
+			s.closeWith(errors.New("controller stopped"), reason, transport.CodeInternal)
+		}
+		c.failWaiting(ErrStopped)
+	}
+}
+
+func (c *controller) log(args ...any) []any { return append([]any{"peer", c.peer}, args...) }
+
+// ensureDial starts a connect attempt unless one runs or a channel is up.
+func (c *controller) ensureDial() {
+	if c.state != stateIdle {
+		return
+	}
+	if c.shutting || c.m.stopping.Load() {
+		c.failWaiting(ErrStopped)
+		return
+	}
+	c.state = stateDialing
+	c.dialSeq++
+	seq := c.dialSeq
+	ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.ConnectTimeout)
+	c.dialCancel = cancel
+	self, root, m, peer := c.self, c.m.system.Root, c.m, c.peer
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer cancel()
+		res := m.dial(ctx, peer)
+		res.seq = seq
+		root.Send(self, res)
+	}()
+}
+
+func (c *controller) onDialResult(r *dialResult) {
+	if c.state != stateDialing || r.seq != c.dialSeq {
+		// Superseded by an inbound connection or a later attempt.
+		if r.conn != nil {
+			r.conn.CloseWithError(transport.CodeDuplicate, "superseded by another connection")
+		}
+		return
+	}
+	if r.err != nil {
+		if r.conn != nil {
+			r.conn.CloseWithError(transport.CodeHandshakeFailed, "handshake rejected")
+		}
+		if r.welcome != nil && r.welcome.GetReason() == caskpb.RejectReason_REJECT_REASON_DUPLICATE && c.dupRedials < 3 {
+			// The peer is dialing us and its connection wins: wait for
+			// it, and dial again if it does not come.
+			c.dupRedials++
+			seq, self, root := c.dialSeq, c.self, c.m.system.Root
+			time.AfterFunc(c.m.cfg.ConnectTimeout/4, func() { root.Send(self, &dupRedial{seq: seq}) })
+			return
+		}
+		c.state = stateIdle
+		c.connectFailed(r.err)
+		return
+	}
+	w := r.welcome
+	c.establish(newSession(c.m, c.ep, r.conn, r.ctrl, r.br, w.GetIncarnation(), w.GetCapabilities()))
+}
+
+// onInbound decides whether to accept an inbound connection. Simultaneous
+// connect: when both nodes dial each other, the connection dialed by the
+// node with the smaller name wins on both sides, so exactly one survives.
+// Messages are queued in the endpoint, not in a connection, so the losing
+// attempt loses nothing.
+func (c *controller) onInbound(in *inboundHello) {
+	h := in.hello
+	reject := func(reason caskpb.RejectReason, detail string) {
+		c.m.log.Info("rejected inbound connection", c.log("reason", reason, "detail", detail)...)
+		c.m.wg.Add(1)
+		go func() {
+			defer c.m.wg.Done()
+			c.m.reject(in.conn, in.ctrl, reason, detail)
+		}()
+	}
+	if c.shutting || c.m.stopping.Load() {
+		reject(caskpb.RejectReason_REJECT_REASON_SHUTTING_DOWN, "node is stopping")
+		return
+	}
+	switch c.state {
+	case stateConnected:
+		old := c.sess
+		switch {
+		case h.GetIncarnation() != old.inc:
+			c.retire(ReasonRestarted, fmt.Errorf("peer restarted (incarnation %x → %x)", old.inc, h.GetIncarnation()))
+			old.closeWith(errors.New("peer restarted"), ReasonRestarted, transport.CodeDuplicate)
+		case old.role == transport.RoleAcceptor:
+			// The peer dialed again: it gave up on the old connection.
+			c.retire(ReasonConnectionLost, errors.New("peer replaced the connection"))
+			old.closeWith(errors.New("replaced by a new connection from the peer"), ReasonConnectionLost, transport.CodeDuplicate)
+		case c.m.name < c.peer:
+			reject(caskpb.RejectReason_REJECT_REASON_DUPLICATE, "a connection dialed by "+c.m.name+" is up")
+			return
+		default:
+			c.retire(ReasonConnectionLost, errors.New("peer replaced the connection"))
+			old.closeWith(errors.New("replaced by a new connection from the peer"), ReasonConnectionLost, transport.CodeDuplicate)
+		}
+	case stateDialing:
+		if c.m.name < c.peer {
+			reject(caskpb.RejectReason_REJECT_REASON_DUPLICATE, c.m.name+" is dialing and its connection wins")
+			return
+		}
+		c.dialCancel()
+		c.dialSeq++ // the running attempt's result is now stale
+		c.state = stateIdle
+	}
+	version, _ := negotiateVersion(h.GetMinVersion(), h.GetMaxVersion())
+	s := newSession(c.m, c.ep, in.conn, in.ctrl, in.br, h.GetIncarnation(), h.GetCapabilities())
+	welcome, _ := proto.Marshal(&caskpb.DistWelcome{
+		Accepted: true, Node: c.m.name, Incarnation: c.m.inc, Version: version, Capabilities: c.m.capabilities(),
+	})
+	// The welcome is the first frame of the control writer, so it reaches
+	// the dialer before any control frame of the session.
+	w := s.control
+	w.lock()
+	w.buf = transport.AppendFrame(w.buf, welcome)
+	w.unlockAndSignal()
+	c.establish(s)
+}
+
+func (c *controller) establish(s *session) {
+	if c.knownInc != 0 && c.knownInc != s.inc {
+		c.m.log.Info("peer is a new incarnation", c.log("old", c.knownInc, "new", s.inc)...)
+	}
+	c.knownInc = s.inc
+	c.state = stateConnected
+	c.sess = s
+	c.dupRedials = 0
+	c.dialCancel = nil
+	c.lastActivity, c.idleSince = 0, time.Now()
+	s.run(c.self)
+	c.ep.attach(s)
+	c.m.log.Info("channel up", c.log("role", s.role, "remote", addrString(s.conn.RemoteAddr()))...)
+	c.m.system.Root.Send(c.m.pid, &nodeEvent{up: &NodeUp{Node: c.peer, Incarnation: s.inc}})
+	for _, w := range c.waiters {
+		c.m.system.Root.Send(w, &ConnectResult{Node: c.peer})
+	}
+	c.waiters = nil
+	c.flushSpawns()
+}
+
+// retire detaches the current session: senders stop using it, watches
+// across it end with Terminated(AddressTerminated) for local watchers and
+// Unwatch for local watchees, and monitors get NodeDown.
+func (c *controller) retire(reason NodeDownReason, err error) {
+	s := c.sess
+	if s == nil {
+		return
+	}
+	c.sess = nil
+	c.state = stateIdle
+	out, in := c.ep.detach(s)
+	c.endWatches(out, in)
+	for id, reply := range c.spawns {
+		c.m.system.Root.Send(reply, &SpawnResult{Err: peerErr("spawn", c.peer, ErrConnectionLost)})
+		delete(c.spawns, id)
+	}
+	c.m.log.Info("channel down", c.log("reason", reason, "err", err)...)
+	c.m.system.Root.Send(c.m.pid, &nodeEvent{down: &NodeDown{Node: c.peer, Reason: reason, Err: err}})
+}
+
+func (c *controller) endWatches(out, in map[string]map[string]*actor.PID) {
+	reg := c.m.system.ProcessRegistry
+	for remoteID, watchers := range out {
+		who := &actor.PID{Address: c.peer, Id: remoteID}
+		for _, w := range watchers {
+			if p, ok := reg.GetLocal(w.Id); ok {
+				p.SendSystemMessage(w, &actor.Terminated{Who: who, Why: actor.TerminatedReason_AddressTerminated})
+			}
+		}
+	}
+	for localID, watchers := range in {
+		if p, ok := reg.GetLocal(localID); ok {
+			target := &actor.PID{Address: c.m.name, Id: localID}
+			for _, w := range watchers {
+				p.SendSystemMessage(target, &actor.Unwatch{Watcher: w})
+			}
+		}
+	}
+}
+
+// connectFailed settles everything that waited for the channel.
+func (c *controller) connectFailed(err error) {
+	err = peerErr("connect", c.peer, err)
+	c.m.log.Warn("connect failed", c.log("err", err)...)
+	c.failWaiting(err)
+	c.m.system.Root.Send(c.m.pid, &nodeEvent{down: &NodeDown{Node: c.peer, Reason: ReasonConnectFailed, Err: err}})
+}
+
+func (c *controller) failWaiting(err error) {
+	out := c.ep.failPending(err)
+	c.endWatches(out, nil)
+	for _, w := range c.waiters {
+		c.m.system.Root.Send(w, &ConnectResult{Node: c.peer, Err: err})
+	}
+	c.waiters = nil
+	for _, p := range c.spawnWait {
+		if p.replyTo != nil {
+			c.m.system.Root.Send(p.replyTo, &SpawnResult{Err: err})
+		}
+	}
+	c.spawnWait = nil
+}
+
+// closeGracefully runs the goodbye exchange on s in the background, then
+// closes the connection: at once when this side started the goodbye,
+// otherwise when the peer closes it or the grace period ends.
+func (c *controller) closeGracefully(s *session, reason caskpb.GoodbyeReason, initiator bool) {
+	m := c.m
+	m.closes.Add(1)
+	go func() {
+		defer m.closes.Done()
+		s.goodbye(reason)
+		code, why := transport.CodeShutdown, ReasonShutdown
+		if reason == caskpb.GoodbyeReason_GOODBYE_REASON_IDLE {
+			code, why = transport.CodeIdle, ReasonIdle
+		}
+		if !initiator {
+			select {
+			case <-s.conn.Context().Done():
+			case <-time.After(m.cfg.ShutdownGrace):
+			}
+		}
+		s.closeWith(errors.New("closed after goodbye"), why, code)
+	}()
+}
+
+func (c *controller) flushSpawns() {
+	s := c.sess
+	for _, p := range c.spawnWait {
+		c.spawnSeq++
+		id := c.spawnSeq
+		err := s.sendControl(&caskpb.Control{Body: &caskpb.Control_SpawnRequest{SpawnRequest: &caskpb.SpawnRequest{
+			RequestId: id, Kind: p.msg.Kind, Name: p.msg.Name,
+		}}})
+		if err != nil {
+			c.m.system.Root.Send(p.replyTo, &SpawnResult{Err: peerErr("spawn", c.peer, ErrConnectionLost)})
+			continue
+		}
+		if p.replyTo != nil {
+			c.spawns[id] = p.replyTo
+		}
+	}
+	c.spawnWait = nil
+}
+
+func (c *controller) onSpawnRequest(r *spawnRequest) {
+	req := r.req
+	resp := &caskpb.SpawnResponse{RequestId: req.GetRequestId()}
+	props := c.m.kind(req.GetKind())
+	switch {
+	case props == nil:
+		resp.Error, resp.Detail = caskpb.SpawnError_SPAWN_ERROR_UNKNOWN_KIND, "kind "+req.GetKind()+" is not registered"
+	case req.GetName() == "":
+		resp.PidId = c.m.system.Root.Spawn(props).Id
+	default:
+		pid, err := c.m.system.Root.SpawnNamed(props, req.GetName())
+		switch {
+		case errors.Is(err, actor.ErrNameExists):
+			resp.Error, resp.Detail = caskpb.SpawnError_SPAWN_ERROR_NAME_TAKEN, "name "+req.GetName()+" is taken"
+		case err != nil:
+			resp.Error, resp.Detail = caskpb.SpawnError_SPAWN_ERROR_FAILED, err.Error()
+		default:
+			resp.PidId = pid.Id
+		}
+	}
+	if resp.Error != caskpb.SpawnError_SPAWN_ERROR_NONE {
+		c.m.log.Info("refused remote spawn", c.log("kind", req.GetKind(), "name", req.GetName(), "detail", resp.Detail)...)
+	}
+	_ = r.s.sendControl(&caskpb.Control{Body: &caskpb.Control_SpawnResponse{SpawnResponse: resp}})
+}
+
+func (c *controller) onSpawnResponse(r *spawnResponse) {
+	resp := r.resp
+	reply, ok := c.spawns[resp.GetRequestId()]
+	if !ok {
+		return
+	}
+	delete(c.spawns, resp.GetRequestId())
+	var res SpawnResult
+	switch resp.GetError() {
+	case caskpb.SpawnError_SPAWN_ERROR_NONE:
+		res.PID = actor.NewPID(c.peer, resp.GetPidId())
+	case caskpb.SpawnError_SPAWN_ERROR_UNKNOWN_KIND:
+		res.Err = peerErr("spawn", c.peer, fmt.Errorf("%w: %s", ErrUnknownKind, resp.GetDetail()))
+	case caskpb.SpawnError_SPAWN_ERROR_NAME_TAKEN:
+		res.Err = peerErr("spawn", c.peer, fmt.Errorf("%w: %s", ErrNameTaken, resp.GetDetail()))
+	default:
+		res.Err = peerErr("spawn", c.peer, fmt.Errorf("%w: %s", ErrSpawnFailed, resp.GetDetail()))
+	}
+	c.m.system.Root.Send(reply, &res)
+}
+
+func (c *controller) armReaper() {
+	if c.m.cfg.ReapIdleAfter < 0 {
+		return
+	}
+	every := c.m.cfg.ReapIdleAfter / 4
+	if every < 10*time.Millisecond {
+		every = 10 * time.Millisecond
+	}
+	if every > 10*time.Second {
+		every = 10 * time.Second
+	}
+	self, root := c.self, c.m.system.Root
+	c.reapTimer = time.AfterFunc(every, func() { root.Send(self, &reapTick{}) })
+}
+
+// reap closes the channel when it carried nothing for ReapIdleAfter, is
+// older than ReapMinAge, is not pinned and carries no watch.
+func (c *controller) reap() {
+	s := c.sess
+	if s == nil {
+		return
+	}
+	now := time.Now()
+	if a := s.activity.Load(); a != c.lastActivity {
+		c.lastActivity, c.idleSince = a, now
+		return
+	}
+	if now.Sub(c.idleSince) < c.m.cfg.ReapIdleAfter || now.Sub(s.start) < c.m.cfg.ReapMinAge ||
+		c.ep.pins.Load() > 0 || c.ep.hasWatches() || c.ep.hasPending() {
+		return
+	}
+	c.m.log.Info("reaping idle channel", c.log("idle", now.Sub(c.idleSince).Round(time.Millisecond))...)
+	c.retire(ReasonIdle, nil)
+	c.closeGracefully(s, caskpb.GoodbyeReason_GOODBYE_REASON_IDLE, true)
+}

@@ -1,0 +1,296 @@
+package dist
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+)
+
+// endpoint is the actor.Process for every PID of one remote node. The
+// address resolver returns it and protoactor caches it in the PIDs, so it
+// lives as long as the Manager and survives reconnects. Sending encodes
+// the message on the caller's goroutine and hands the frame to the
+// current session's stream writer; with no session, the message waits in
+// a bounded queue while the controller connects.
+type endpoint struct {
+	name string
+	mgr  *Manager
+
+	sess atomic.Pointer[session] // current open session, nil when none
+	ctrl atomic.Pointer[actor.PID]
+	pins atomic.Int32
+
+	mu        sync.Mutex
+	pending   []*outbound
+	requested bool // a connect was asked for and is not settled
+	// outbound: remote watchee id → local watchers (by id).
+	outbound map[string]map[string]*actor.PID
+	// inbound: local watchee id → remote watchers (by id).
+	inbound map[string]map[string]*actor.PID
+}
+
+var _ actor.Process = (*endpoint)(nil)
+
+// outbound is one encoded message on its way to the peer.
+type outbound struct {
+	target   *actor.PID
+	sender   *actor.PID
+	typeName string
+	payload  []byte
+	header   []string
+	system   bool
+	msg      any // the message as sent, for dead letters
+}
+
+func newEndpoint(m *Manager, name string) *endpoint {
+	return &endpoint{name: name, mgr: m}
+}
+
+func (ep *endpoint) controller() *actor.PID { return ep.ctrl.Load() }
+
+// SendUserMessage implements actor.Process.
+func (ep *endpoint) SendUserMessage(pid *actor.PID, message any) {
+	header, msg, sender := actor.UnwrapEnvelope(message)
+	var hdr []string
+	if header != nil && header.Length() > 0 {
+		for _, k := range header.Keys() {
+			hdr = append(hdr, k, header.Get(k))
+		}
+	}
+	ep.send(pid, msg, sender, hdr, false)
+}
+
+// SendSystemMessage implements actor.Process.
+func (ep *endpoint) SendSystemMessage(pid *actor.PID, message any) {
+	switch m := message.(type) {
+	case *actor.Watch:
+		if m.Watcher == nil {
+			return
+		}
+		ep.mu.Lock()
+		ep.outbound = addWatch(ep.outbound, pid.Id, m.Watcher)
+		ep.mu.Unlock()
+		ep.send(pid, m, m.Watcher, nil, true)
+	case *actor.Unwatch:
+		if m.Watcher == nil {
+			return
+		}
+		ep.removeOutboundWatch(pid, m.Watcher.Id)
+		ep.send(pid, m, m.Watcher, nil, true)
+	case *actor.Terminated:
+		if m.Who != nil {
+			ep.removeInboundWatch(m.Who.Id, pid)
+		}
+		ep.send(pid, m, nil, nil, true)
+	case *actor.Stop:
+		ep.send(pid, m, nil, nil, true)
+	default:
+		ep.mgr.publishDeadLetter(pid, message, nil, ep.name,
+			fmt.Errorf("%w: %T", ErrUnsupportedSystemMessage, message))
+	}
+}
+
+// Stop implements actor.Process.
+func (ep *endpoint) Stop(pid *actor.PID) {
+	ep.SendSystemMessage(pid, &actor.Stop{})
+}
+
+var marshalOpts = proto.MarshalOptions{}
+
+func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []string, system bool) {
+	pm, ok := msg.(proto.Message)
+	if !ok || pm == nil {
+		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %T", ErrNotProtobuf, msg))
+		return
+	}
+	o := &outbound{target: pid, sender: sender, header: header, system: system, msg: msg}
+	o.typeName = string(pm.ProtoReflect().Descriptor().FullName())
+	if s := ep.sess.Load(); s != nil {
+		buf := getBuffer()
+		payload, err := marshalOpts.MarshalAppend((*buf)[:0], pm)
+		if err != nil {
+			putBuffer(buf)
+			ep.undeliverable(pid, msg, sender, fmt.Errorf("dist: encode %s: %w", o.typeName, err))
+			return
+		}
+		if len(payload) > ep.mgr.cfg.MaxMessageSize {
+			*buf = payload
+			putBuffer(buf)
+			ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %s is %d bytes, limit %d",
+				ErrMessageTooLarge, o.typeName, len(payload), ep.mgr.cfg.MaxMessageSize))
+			return
+		}
+		o.payload = payload
+		err = s.send(o)
+		*buf = payload
+		putBuffer(buf)
+		if err == nil {
+			return
+		}
+		o.payload = nil
+	}
+	payload, err := marshalOpts.Marshal(pm)
+	if err != nil {
+		ep.undeliverable(pid, msg, sender, fmt.Errorf("dist: encode %s: %w", o.typeName, err))
+		return
+	}
+	if len(payload) > ep.mgr.cfg.MaxMessageSize {
+		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %s is %d bytes, limit %d",
+			ErrMessageTooLarge, o.typeName, len(payload), ep.mgr.cfg.MaxMessageSize))
+		return
+	}
+	o.payload = payload
+	ep.sendSlow(o)
+}
+
+// sendSlow queues o while there is no usable session.
+func (ep *endpoint) sendSlow(o *outbound) {
+	for {
+		ep.mu.Lock()
+		if s := ep.sess.Load(); s != nil && !s.isClosing() {
+			ep.mu.Unlock()
+			if s.send(o) == nil {
+				return
+			}
+			continue
+		}
+		if len(ep.pending) >= ep.mgr.cfg.PendingLimit {
+			ep.mu.Unlock()
+			ep.undeliverable(o.target, o.msg, o.sender, fmt.Errorf("%w: %d messages wait for %s",
+				ErrQueueFull, ep.mgr.cfg.PendingLimit, ep.name))
+			return
+		}
+		ep.pending = append(ep.pending, o)
+		ask := !ep.requested
+		ep.requested = true
+		ep.mu.Unlock()
+		if ask {
+			ep.mgr.requestConnect(ep.name)
+		}
+		return
+	}
+}
+
+// attach makes s the session senders use, after flushing the queue into
+// it in order. Called by the controller.
+func (ep *endpoint) attach(s *session) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	for _, o := range ep.pending {
+		if err := s.send(o); err != nil {
+			break
+		}
+	}
+	ep.pending = nil
+	ep.requested = false
+	ep.sess.Store(s)
+}
+
+// detach stops senders from using s. It returns the watches that were
+// live on it, which the controller turns into Terminated and Unwatch.
+func (ep *endpoint) detach(s *session) (outbound, inbound map[string]map[string]*actor.PID) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.sess.Load() == s {
+		ep.sess.Store(nil)
+	}
+	outbound, inbound = ep.outbound, ep.inbound
+	ep.outbound, ep.inbound = nil, nil
+	return outbound, inbound
+}
+
+// failPending dead-letters every queued message with err and returns the
+// watches that were waiting for the channel.
+func (ep *endpoint) failPending(err error) (outbound map[string]map[string]*actor.PID) {
+	ep.mu.Lock()
+	pending := ep.pending
+	ep.pending = nil
+	ep.requested = false
+	if ep.sess.Load() == nil {
+		outbound = ep.outbound
+		ep.outbound = nil
+		for id := range ep.inbound {
+			delete(ep.inbound, id)
+		}
+	}
+	ep.mu.Unlock()
+	for _, o := range pending {
+		if _, isWatch := o.msg.(*actor.Watch); isWatch {
+			continue // answered with Terminated by the caller
+		}
+		ep.undeliverable(o.target, o.msg, o.sender, err)
+	}
+	return outbound
+}
+
+func (ep *endpoint) hasPending() bool {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return len(ep.pending) > 0
+}
+
+func (ep *endpoint) hasWatches() bool {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return len(ep.outbound) > 0 || len(ep.inbound) > 0
+}
+
+func (ep *endpoint) undeliverable(pid *actor.PID, msg any, sender *actor.PID, err error) {
+	ep.mgr.log.Debug("message not delivered", "peer", ep.name, "target", pid.GetId(), "err", err)
+	ep.mgr.publishDeadLetter(pid, msg, sender, ep.name, err)
+}
+
+func (ep *endpoint) addInboundWatch(localID string, watcher *actor.PID) {
+	ep.mu.Lock()
+	ep.inbound = addWatch(ep.inbound, localID, watcher)
+	ep.mu.Unlock()
+}
+
+func (ep *endpoint) removeInboundWatch(localID string, watcher *actor.PID) {
+	ep.mu.Lock()
+	removeWatch(ep.inbound, localID, watcher.Id)
+	ep.mu.Unlock()
+}
+
+func (ep *endpoint) removeOutboundWatch(remote *actor.PID, localWatcherID string) {
+	ep.mu.Lock()
+	removeWatch(ep.outbound, remote.Id, localWatcherID)
+	ep.mu.Unlock()
+}
+
+func addWatch(m map[string]map[string]*actor.PID, key string, pid *actor.PID) map[string]map[string]*actor.PID {
+	if m == nil {
+		m = make(map[string]map[string]*actor.PID)
+	}
+	set := m[key]
+	if set == nil {
+		set = make(map[string]*actor.PID)
+		m[key] = set
+	}
+	set[pid.Id] = pid
+	return m
+}
+
+func removeWatch(m map[string]map[string]*actor.PID, key, id string) {
+	if set := m[key]; set != nil {
+		delete(set, id)
+		if len(set) == 0 {
+			delete(m, key)
+		}
+	}
+}
+
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return
+	}
+	*b = (*b)[:0]
+	bufferPool.Put(b)
+}

@@ -1,0 +1,105 @@
+package dist
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// NodeDownReason says why a channel to a node went down.
+type NodeDownReason string
+
+// Reasons carried by NodeDown.
+const (
+	// ReasonConnectionLost: the QUIC connection failed (idle timeout,
+	// reset, path gone).
+	ReasonConnectionLost NodeDownReason = "connection_lost"
+	// ReasonPeerShutdown: the peer said goodbye because it is stopping.
+	ReasonPeerShutdown NodeDownReason = "peer_shutdown"
+	// ReasonIdle: the channel was idle and reaped by either side.
+	ReasonIdle NodeDownReason = "idle"
+	// ReasonRestarted: the peer came back as a new incarnation.
+	ReasonRestarted NodeDownReason = "restarted"
+	// ReasonConnectFailed: a connect attempt failed (no channel came up).
+	ReasonConnectFailed NodeDownReason = "connect_failed"
+	// ReasonProtocolError: the peer broke the wire protocol.
+	ReasonProtocolError NodeDownReason = "protocol_error"
+	// ReasonShutdown: this node is stopping.
+	ReasonShutdown NodeDownReason = "shutdown"
+	// ReasonControllerCrashed: the controller actor for the peer failed.
+	ReasonControllerCrashed NodeDownReason = "controller_crashed"
+)
+
+// NodeUp is sent to node monitors when a channel to Node comes up.
+type NodeUp struct {
+	Node        string
+	Incarnation uint64
+}
+
+// NodeDown is sent to node monitors when the channel to Node goes down,
+// and when a connect attempt fails.
+type NodeDown struct {
+	Node   string
+	Reason NodeDownReason
+	// Err is the underlying error, if any.
+	Err error
+}
+
+// MonitorNode asks the dist manager to send NodeUp/NodeDown for Node to
+// Watcher. An empty Node means every node. If a channel to Node is up when
+// the monitor is registered, NodeUp is sent at once.
+type MonitorNode struct {
+	Node    string
+	Watcher *actor.PID
+}
+
+// DemonitorNode removes a monitor registered with MonitorNode.
+type DemonitorNode struct {
+	Node    string
+	Watcher *actor.PID
+}
+
+// Connect asks the dist manager to open a channel to Node. The sender gets
+// *ConnectResult when the channel is up or the attempt failed.
+type Connect struct {
+	Node string
+}
+
+// ConnectResult answers Connect.
+type ConnectResult struct {
+	Node string
+	Err  error
+}
+
+// Spawn asks the dist manager to spawn an actor of a registered Kind on
+// Node, named Name (empty: a generated name). The sender gets
+// *SpawnResult.
+type Spawn struct {
+	Node string
+	Kind string
+	Name string
+}
+
+// SpawnResult answers Spawn.
+type SpawnResult struct {
+	PID *actor.PID
+	Err error
+}
+
+// UndeliveredMessage is the Message of the actor.DeadLetterEvent the dist
+// layer publishes for a message it could not deliver: the original message
+// and why.
+type UndeliveredMessage struct {
+	// Message is the message as sent (for a message refused by the
+	// receiver, its protobuf type name).
+	Message any
+	// Node is the peer the message was for.
+	Node   string
+	Reason error
+}
+
+// Pin and Unpin keep a channel open against idle reaping (reference
+// counted). Membership pins its active view; user streams pin their
+// connection.
+type Pin struct{ Node string }
+
+// Unpin releases one Pin.
+type Unpin struct{ Node string }

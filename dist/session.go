@@ -1,0 +1,557 @@
+package dist
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
+	"github.com/cask-p2p/cask/transport"
+)
+
+// session is one established dist channel: a QUIC connection past both
+// handshakes, its control stream and its data streams. The controller
+// actor owns it; goroutines here only do I/O and report back to the
+// controller with messages.
+type session struct {
+	mgr   *Manager
+	ep    *endpoint
+	peer  string
+	conn  *transport.Conn
+	ctrl  *transport.Stream
+	br    *bufio.Reader // control stream reader; may hold bytes read past the handshake
+	role  transport.Role
+	inc   uint64 // peer incarnation
+	caps  uint64 // peer capabilities
+	start time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine of this session
+
+	writers []*streamWriter
+	control *streamWriter
+
+	activity atomic.Uint64 // bumped per batch written or frame read
+
+	mu           sync.Mutex
+	closing      bool // no new sends; draining or closed
+	err          error
+	reason       NodeDownReason
+	peerGoodbye  *caskpb.Goodbye
+	inboundData  int // data streams the peer opened
+	finishedData int // ... of which reached their end
+	inboundDone  chan struct{}
+	goodbyeSent  bool
+}
+
+func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, inc, caps uint64) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{
+		mgr: m, ep: ep, peer: ep.name, conn: conn, ctrl: ctrl, br: br, role: conn.Role(),
+		inc: inc, caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
+		inboundDone: make(chan struct{}),
+	}
+	s.writers = make([]*streamWriter, m.cfg.DataStreams)
+	for i := range s.writers {
+		i := i
+		s.writers[i] = newStreamWriter(s, i, func() (io.WriteCloser, error) { return s.openData(i) })
+	}
+	s.control = newStreamWriter(s, -1, func() (io.WriteCloser, error) { return ctrl, nil })
+	return s
+}
+
+func (s *session) log() *slog.Logger {
+	return s.mgr.log.With("peer", s.peer)
+}
+
+// run starts the readers and the supervisor. When the connection ends for
+// any reason the supervisor reports sessionClosed to the controller once
+// every goroutine of the session has returned.
+func (s *session) run(controller *actor.PID) {
+	s.wg.Add(2)
+	go s.acceptData()
+	go s.readControl()
+	s.mgr.wg.Add(1)
+	go func() {
+		defer s.mgr.wg.Done()
+		select {
+		case <-s.ctx.Done():
+		case <-s.conn.Context().Done():
+			s.fail(context.Cause(s.conn.Context()))
+		}
+		s.closeWriters()
+		s.wg.Wait()
+		s.mu.Lock()
+		err, reason := s.err, s.reason
+		s.mu.Unlock()
+		s.mgr.system.Root.Send(controller, &sessionClosed{s: s, err: err, reason: reason})
+	}()
+}
+
+func (s *session) openData(index int) (io.WriteCloser, error) {
+	st, err := s.conn.OpenUniStream(s.ctx)
+	if err != nil {
+		return nil, err
+	}
+	hdr, _ := proto.Marshal(&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_DATA, Index: uint32(index)})
+	if _, err := st.Write(transport.AppendFrame(nil, hdr)); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// fail ends the session abruptly with err. The first error wins.
+func (s *session) fail(err error) {
+	s.closeWith(err, reasonFor(err), transport.CodeInternal)
+}
+
+func reasonFor(err error) NodeDownReason {
+	switch {
+	case errors.Is(err, ErrProtocol), errors.Is(err, transport.ErrMalformedFrame), errors.Is(err, transport.ErrFrameTooLarge):
+		return ReasonProtocolError
+	case errors.Is(err, ErrStopped):
+		return ReasonShutdown
+	}
+	var ce *transport.CloseError
+	if errors.As(err, &ce) && ce.Remote {
+		switch ce.Code {
+		case transport.CodeShutdown:
+			return ReasonPeerShutdown
+		case transport.CodeIdle:
+			return ReasonIdle
+		case transport.CodeProtocolViolation:
+			return ReasonProtocolError
+		}
+	}
+	return ReasonConnectionLost
+}
+
+func (s *session) closeWith(err error, reason NodeDownReason, code transport.ErrorCode) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	if err == nil {
+		err = ErrConnectionLost
+	}
+	s.err, s.reason, s.closing = err, reason, true
+	if g := s.peerGoodbye; g != nil && reason == ReasonConnectionLost {
+		// The peer said why it closes; report that rather than the
+		// transport's view of the close.
+		s.reason = goodbyeReason(g.GetReason())
+	}
+	s.mu.Unlock()
+	if code == transport.CodeInternal && reason == ReasonProtocolError {
+		code = transport.CodeProtocolViolation
+	}
+	s.conn.CloseWithError(code, string(s.reason)+": "+err.Error())
+	s.cancel()
+	s.closeWriters()
+}
+
+func goodbyeReason(r caskpb.GoodbyeReason) NodeDownReason {
+	switch r {
+	case caskpb.GoodbyeReason_GOODBYE_REASON_IDLE:
+		return ReasonIdle
+	default:
+		return ReasonPeerShutdown
+	}
+}
+
+func (s *session) closeWriters() {
+	for _, w := range s.writers {
+		w.close()
+	}
+	s.control.close()
+}
+
+// isClosing reports whether the session takes no more sends.
+func (s *session) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// send appends one encoded message to the data stream chosen by the
+// target. It returns errSessionClosing when the session no longer takes
+// sends; the caller then queues the message for the next channel.
+func (s *session) send(o *outbound) error {
+	w := s.writers[streamIndex(o.target.Id, len(s.writers))]
+	if !w.lock() {
+		return errSessionClosing
+	}
+	id, known := w.types[o.typeName]
+	e := envelope{
+		target:          o.target.Id,
+		targetRequestID: o.target.RequestId,
+		typeID:          id,
+		payload:         o.payload,
+		system:          o.system,
+		header:          o.header,
+	}
+	if !known {
+		if w.types == nil {
+			w.types = make(map[string]uint32)
+		}
+		id = uint32(len(w.types))
+		w.types[o.typeName] = id
+		e.typeID, e.typeName = id, o.typeName
+	}
+	if o.sender != nil {
+		if o.sender.Address != s.mgr.name {
+			e.senderAddress = o.sender.Address
+		}
+		e.senderID, e.senderRequestID = o.sender.Id, o.sender.RequestId
+	}
+	w.buf = appendEnvelope(w.buf, &e)
+	w.unlockAndSignal()
+	return nil
+}
+
+var errSessionClosing = errors.New("dist: session closing")
+
+// streamIndex picks the data stream for a target PID id (FNV-1a). All
+// messages to one actor share a stream, so they arrive in the order sent.
+func streamIndex(id string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// sendControl writes one control frame.
+func (s *session) sendControl(c *caskpb.Control) error {
+	b, err := proto.Marshal(c)
+	if err != nil {
+		return err
+	}
+	w := s.control
+	if !w.lock() {
+		return errSessionClosing
+	}
+	w.buf = transport.AppendFrame(w.buf, b)
+	w.unlockAndSignal()
+	return nil
+}
+
+// acceptData accepts the peer's data streams and starts a reader on each.
+func (s *session) acceptData() {
+	defer s.wg.Done()
+	for {
+		rs, err := s.conn.AcceptUniStream(s.ctx)
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		s.mu.Lock()
+		s.inboundData++
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.readData(rs)
+	}
+}
+
+func (s *session) readData(rs *transport.ReceiveStream) {
+	defer s.wg.Done()
+	br := bufio.NewReaderSize(rs, 64<<10)
+	max := s.mgr.cfg.MaxMessageSize + 64<<10
+	var buf []byte
+	frame, err := transport.ReadFrame(br, buf, 1024)
+	if err != nil {
+		s.readError(err, "data stream header")
+		return
+	}
+	var hdr caskpb.StreamHeader
+	if err := proto.Unmarshal(frame, &hdr); err != nil || hdr.GetKind() != caskpb.StreamKind_STREAM_KIND_DATA {
+		s.protocolError(fmt.Errorf("%w: bad data stream header (kind %v, err %v)", ErrProtocol, hdr.GetKind(), err))
+		return
+	}
+	var types []inboundType
+	var e envelope
+	for {
+		frame, err = transport.ReadFrame(br, buf, max)
+		if err != nil {
+			if err == io.EOF {
+				s.dataFinished()
+				return
+			}
+			s.readError(err, "data stream")
+			return
+		}
+		buf = frame[:0]
+		if err := decodeEnvelope(frame, &e); err != nil {
+			s.protocolError(err)
+			return
+		}
+		if err := s.deliver(&e, &types); err != nil {
+			s.protocolError(err)
+			return
+		}
+		s.activity.Add(1)
+	}
+}
+
+func (s *session) readError(err error, where string) {
+	if errors.Is(err, transport.ErrMalformedFrame) || errors.Is(err, transport.ErrFrameTooLarge) ||
+		errors.Is(err, io.ErrUnexpectedEOF) {
+		s.protocolError(fmt.Errorf("%w: %s: %w", ErrProtocol, where, err))
+		return
+	}
+	s.fail(err)
+}
+
+func (s *session) protocolError(err error) {
+	s.log().Warn("closing connection: peer broke the protocol", "err", err)
+	s.closeWith(err, ReasonProtocolError, transport.CodeProtocolViolation)
+}
+
+func (s *session) dataFinished() {
+	s.mu.Lock()
+	s.finishedData++
+	s.checkInboundDoneLocked()
+	s.mu.Unlock()
+}
+
+func (s *session) checkInboundDoneLocked() {
+	g := s.peerGoodbye
+	if g == nil || s.finishedData < int(g.GetDataStreams()) {
+		return
+	}
+	select {
+	case <-s.inboundDone:
+	default:
+		close(s.inboundDone)
+	}
+}
+
+// inboundType is one entry of a stream's type table.
+type inboundType struct {
+	name string
+	mt   protoreflect.MessageType // nil: not registered here
+}
+
+// maxTypesPerStream bounds a peer-controlled table.
+const maxTypesPerStream = 1 << 16
+
+func (s *session) deliver(e *envelope, types *[]inboundType) error {
+	if e.typeName != "" {
+		switch {
+		case int(e.typeID) == len(*types) && e.typeID < maxTypesPerStream:
+			mt, _ := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(e.typeName))
+			*types = append(*types, inboundType{name: e.typeName, mt: mt})
+		case int(e.typeID) < len(*types) && (*types)[e.typeID].name == e.typeName:
+		default:
+			return fmt.Errorf("%w: type id %d defined out of order", ErrProtocol, e.typeID)
+		}
+	}
+	if int(e.typeID) >= len(*types) {
+		return fmt.Errorf("%w: undefined type id %d", ErrProtocol, e.typeID)
+	}
+	t := (*types)[e.typeID]
+	var sender *actor.PID
+	if e.senderID != "" {
+		addr := e.senderAddress
+		if addr == "" {
+			addr = s.peer
+		}
+		sender = &actor.PID{Address: addr, Id: e.senderID, RequestId: e.senderRequestID}
+	}
+	if t.mt == nil {
+		s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_UNKNOWN_TYPE, "no Go type registered for "+t.name)
+		return nil
+	}
+	msg := t.mt.New().Interface()
+	if err := proto.Unmarshal(e.payload, msg); err != nil {
+		s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_DECODE, err.Error())
+		return nil
+	}
+	target := &actor.PID{Address: s.mgr.name, Id: e.target, RequestId: e.targetRequestID}
+	proc, _ := s.mgr.system.ProcessRegistry.GetLocal(e.target)
+	if e.system {
+		switch m := msg.(type) {
+		case *actor.Watch:
+			if m.Watcher == nil {
+				s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE, "watch without watcher")
+				return nil
+			}
+			s.ep.addInboundWatch(e.target, m.Watcher)
+		case *actor.Unwatch:
+			if m.Watcher == nil {
+				s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE, "unwatch without watcher")
+				return nil
+			}
+			s.ep.removeInboundWatch(e.target, m.Watcher)
+		case *actor.Terminated:
+			if m.Who == nil {
+				s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE, "terminated without who")
+				return nil
+			}
+			s.ep.removeOutboundWatch(m.Who, e.target)
+		case *actor.Stop:
+		default:
+			s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE, t.name+" is not a system message")
+			return nil
+		}
+		proc.SendSystemMessage(target, msg)
+		return nil
+	}
+	if sender == nil && len(e.header) == 0 {
+		proc.SendUserMessage(target, msg)
+		return nil
+	}
+	env := &actor.MessageEnvelope{Message: msg, Sender: sender}
+	for i := 0; i+1 < len(e.header); i += 2 {
+		env.SetHeader(e.header[i], e.header[i+1])
+	}
+	proc.SendUserMessage(target, env)
+	return nil
+}
+
+// refuse dead-letters a message that arrived but cannot be delivered and
+// tells the sending node why, so it can fail a pending request at once.
+func (s *session) refuse(e *envelope, typeName string, sender *actor.PID, reason caskpb.FailureReason, detail string) {
+	err := failureError(reason, typeName, detail)
+	s.log().Warn("refused inbound message", "target", e.target, "type", typeName, "err", err)
+	s.mgr.publishDeadLetter(&actor.PID{Address: s.mgr.name, Id: e.target}, typeName, nil, s.peer, err)
+	df := &caskpb.DeliveryFailure{
+		Target: e.target, TypeName: typeName, Reason: reason, Detail: detail,
+	}
+	if sender != nil {
+		df.SenderAddress, df.SenderId, df.SenderRequestId = sender.Address, sender.Id, sender.RequestId
+	}
+	_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_DeliveryFailure{DeliveryFailure: df}})
+}
+
+func failureError(reason caskpb.FailureReason, typeName, detail string) error {
+	switch reason {
+	case caskpb.FailureReason_FAILURE_REASON_UNKNOWN_TYPE:
+		return fmt.Errorf("%w: %s", ErrUnknownType, typeName)
+	case caskpb.FailureReason_FAILURE_REASON_DECODE:
+		return fmt.Errorf("%w: %s: %s", ErrDecode, typeName, detail)
+	case caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE:
+		return fmt.Errorf("%w: %s: %s", ErrUnsupportedSystemMessage, typeName, detail)
+	}
+	return fmt.Errorf("dist: delivery failed: %s: %s", typeName, detail)
+}
+
+// readControl reads control frames until the peer finishes the stream.
+func (s *session) readControl() {
+	defer s.wg.Done()
+	var buf []byte
+	for {
+		frame, err := transport.ReadFrame(s.br, buf, 1<<20)
+		if err != nil {
+			if err == io.EOF {
+				return
+			}
+			s.readError(err, "control stream")
+			return
+		}
+		buf = frame[:0]
+		var c caskpb.Control
+		if err := proto.Unmarshal(frame, &c); err != nil {
+			s.protocolError(fmt.Errorf("%w: control frame: %v", ErrProtocol, err))
+			return
+		}
+		s.activity.Add(1)
+		switch b := c.Body.(type) {
+		case *caskpb.Control_DeliveryFailure:
+			s.deliveryFailed(b.DeliveryFailure)
+		case *caskpb.Control_Goodbye:
+			s.mu.Lock()
+			s.peerGoodbye = b.Goodbye
+			s.checkInboundDoneLocked()
+			s.mu.Unlock()
+			s.mgr.system.Root.Send(s.ep.controller(), &peerGoodbye{s: s, reason: goodbyeReason(b.Goodbye.GetReason())})
+		case *caskpb.Control_SpawnRequest:
+			s.mgr.system.Root.Send(s.ep.controller(), &spawnRequest{s: s, req: b.SpawnRequest})
+		case *caskpb.Control_SpawnResponse:
+			s.mgr.system.Root.Send(s.ep.controller(), &spawnResponse{s: s, resp: b.SpawnResponse})
+		default:
+			// Unknown control frames come from newer peers; skip them.
+		}
+	}
+}
+
+func (s *session) deliveryFailed(df *caskpb.DeliveryFailure) {
+	err := failureError(df.GetReason(), df.GetTypeName(), df.GetDetail())
+	var sender *actor.PID
+	if df.GetSenderId() != "" {
+		sender = &actor.PID{Address: df.GetSenderAddress(), Id: df.GetSenderId(), RequestId: df.GetSenderRequestId()}
+		if sender.Address == "" {
+			sender.Address = s.mgr.name
+		}
+	}
+	s.log().Warn("peer refused a message", "target", df.GetTarget(), "type", df.GetTypeName(), "err", err)
+	s.mgr.publishDeadLetter(&actor.PID{Address: s.peer, Id: df.GetTarget()}, df.GetTypeName(), sender, s.peer, err)
+}
+
+// goodbye drains this side: every data writer flushes and finishes its
+// stream, then Goodbye is the last control frame. It returns when the
+// inbound side is complete too, or after the grace period.
+func (s *session) goodbye(reason caskpb.GoodbyeReason) {
+	s.mu.Lock()
+	s.closing = true
+	sent := s.goodbyeSent
+	s.goodbyeSent = true
+	s.mu.Unlock()
+	if sent {
+		return
+	}
+	timer := time.NewTimer(s.mgr.cfg.ShutdownGrace)
+	defer timer.Stop()
+	opened := 0
+	for _, w := range s.writers {
+		select {
+		case <-w.close():
+		case <-timer.C:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		w.mu.Lock()
+		if w.opened {
+			opened++
+		}
+		w.mu.Unlock()
+	}
+	b, _ := proto.Marshal(&caskpb.Control{Body: &caskpb.Control_Goodbye{Goodbye: &caskpb.Goodbye{Reason: reason, DataStreams: uint32(opened)}}})
+	w := s.control
+	w.mu.Lock()
+	if !w.closing {
+		if !w.started {
+			w.started = true
+			s.wg.Add(1)
+			go w.run()
+		}
+		w.buf = transport.AppendFrame(w.buf, b)
+	}
+	w.unlockAndSignal()
+	select {
+	case <-w.close():
+	case <-timer.C:
+		return
+	case <-s.ctx.Done():
+		return
+	}
+	select {
+	case <-s.inboundDone:
+	case <-timer.C:
+	case <-s.ctx.Done():
+	}
+}

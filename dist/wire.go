@@ -1,0 +1,180 @@
+package dist
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Field numbers of caskpb.Envelope. The data path encodes and decodes
+// envelopes by hand (no intermediate message, no extra payload copy); a
+// test checks both directions against the generated type.
+const (
+	envTarget          protowire.Number = 1
+	envSenderAddress   protowire.Number = 2
+	envSenderID        protowire.Number = 3
+	envSenderRequestID protowire.Number = 4
+	envTypeID          protowire.Number = 5
+	envTypeName        protowire.Number = 6
+	envPayload         protowire.Number = 7
+	envSystem          protowire.Number = 8
+	envHeader          protowire.Number = 9
+	envTargetRequestID protowire.Number = 10
+)
+
+// envelope is one decoded data-stream frame.
+type envelope struct {
+	target          string
+	targetRequestID uint32
+	senderAddress   string
+	senderID        string
+	senderRequestID uint32
+	typeID          uint32
+	typeName        string
+	payload         []byte // aliases the read buffer
+	system          bool
+	header          []string // key, value, key, value...
+}
+
+func sizeString(n protowire.Number, s string) int {
+	if s == "" {
+		return 0
+	}
+	return protowire.SizeTag(n) + protowire.SizeBytes(len(s))
+}
+
+func sizeVarint(n protowire.Number, v uint64) int {
+	if v == 0 {
+		return 0
+	}
+	return protowire.SizeTag(n) + protowire.SizeVarint(v)
+}
+
+func appendString(b []byte, n protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, n, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendVarint(b []byte, n protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, n, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+// size returns the encoded size of e, payload included.
+func (e *envelope) size() int {
+	n := sizeString(envTarget, e.target) +
+		sizeString(envSenderAddress, e.senderAddress) +
+		sizeString(envSenderID, e.senderID) +
+		sizeVarint(envSenderRequestID, uint64(e.senderRequestID)) +
+		sizeVarint(envTypeID, uint64(e.typeID)) +
+		sizeString(envTypeName, e.typeName) +
+		sizeVarint(envTargetRequestID, uint64(e.targetRequestID))
+	if len(e.payload) > 0 {
+		n += protowire.SizeTag(envPayload) + protowire.SizeBytes(len(e.payload))
+	}
+	if e.system {
+		n += protowire.SizeTag(envSystem) + 1
+	}
+	for _, h := range e.header {
+		n += protowire.SizeTag(envHeader) + protowire.SizeBytes(len(h))
+	}
+	return n
+}
+
+// appendEnvelope appends e as a length-prefixed frame.
+func appendEnvelope(b []byte, e *envelope) []byte {
+	b = protowire.AppendVarint(b, uint64(e.size()))
+	b = appendString(b, envTarget, e.target)
+	b = appendString(b, envSenderAddress, e.senderAddress)
+	b = appendString(b, envSenderID, e.senderID)
+	b = appendVarint(b, envSenderRequestID, uint64(e.senderRequestID))
+	b = appendVarint(b, envTypeID, uint64(e.typeID))
+	b = appendString(b, envTypeName, e.typeName)
+	if len(e.payload) > 0 {
+		b = protowire.AppendTag(b, envPayload, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.payload)
+	}
+	if e.system {
+		b = protowire.AppendTag(b, envSystem, protowire.VarintType)
+		b = append(b, 1)
+	}
+	for _, h := range e.header {
+		b = protowire.AppendTag(b, envHeader, protowire.BytesType)
+		b = protowire.AppendString(b, h)
+	}
+	b = appendVarint(b, envTargetRequestID, uint64(e.targetRequestID))
+	return b
+}
+
+// decodeEnvelope parses one frame body into e. Unknown fields are skipped
+// (forward compatibility); a malformed body returns an error wrapping
+// ErrProtocol. e.payload aliases b.
+func decodeEnvelope(b []byte, e *envelope) error {
+	*e = envelope{header: e.header[:0]}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: envelope tag: %v", ErrProtocol, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.BytesType && (num == envTarget || num == envSenderAddress ||
+			num == envSenderID || num == envTypeName || num == envPayload || num == envHeader):
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return fmt.Errorf("%w: envelope field %d: %v", ErrProtocol, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			switch num {
+			case envTarget:
+				e.target = string(v)
+			case envSenderAddress:
+				e.senderAddress = string(v)
+			case envSenderID:
+				e.senderID = string(v)
+			case envTypeName:
+				e.typeName = string(v)
+			case envPayload:
+				e.payload = v
+			case envHeader:
+				e.header = append(e.header, string(v))
+			}
+		case typ == protowire.VarintType && (num == envSenderRequestID || num == envTypeID ||
+			num == envSystem || num == envTargetRequestID):
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return fmt.Errorf("%w: envelope field %d: %v", ErrProtocol, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			switch num {
+			case envSenderRequestID:
+				e.senderRequestID = uint32(v)
+			case envTypeID:
+				e.typeID = uint32(v)
+			case envSystem:
+				e.system = v != 0
+			case envTargetRequestID:
+				e.targetRequestID = uint32(v)
+			}
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return fmt.Errorf("%w: envelope field %d: %v", ErrProtocol, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+	}
+	if e.target == "" {
+		return fmt.Errorf("%w: envelope without target", ErrProtocol)
+	}
+	if len(e.header)%2 != 0 {
+		return fmt.Errorf("%w: envelope header has an odd number of strings", ErrProtocol)
+	}
+	return nil
+}
