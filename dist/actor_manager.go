@@ -39,7 +39,8 @@ type (
 		up   *NodeUp
 		down *NodeDown
 	}
-	shutdown  struct{}
+	shutdown     struct{}
+	shutdownDone struct{ node string }
 	reapTick  struct{}
 	dupRedial struct{ seq uint64 }
 )
@@ -54,6 +55,9 @@ type managerActor struct {
 	monitors    map[string]map[string]*actor.PID
 	watched     map[string]int // monitor PID key → monitors it holds
 	stopping    bool
+	// Stop waits until every controller has begun its goodbye.
+	shutdownReply   *actor.PID
+	shutdownPending map[string]bool
 }
 
 func newManagerActor(m *Manager) *managerActor {
@@ -119,14 +123,20 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		a.m.Unpin(msg.Node)
 	case *shutdown:
 		a.stopping = true
-		for _, c := range a.controllers {
-			ctx.Send(c, msg)
+		a.shutdownReply = ctx.Sender()
+		a.shutdownPending = make(map[string]bool)
+		for node, c := range a.controllers {
+			a.shutdownPending[node] = true
+			ctx.Request(c, msg)
 		}
-		ctx.Respond(&shutdown{})
+		a.shutdownProgress(ctx, "")
+	case *shutdownDone:
+		a.shutdownProgress(ctx, msg.node)
 	case *actor.Terminated:
 		key := msg.Who.String()
 		if node, ok := a.byPID[msg.Who.Id]; ok {
 			delete(a.byPID, msg.Who.Id)
+			a.shutdownProgress(ctx, node)
 			if a.controllers[node] != nil && a.controllers[node].Id == msg.Who.Id {
 				delete(a.controllers, node)
 			}
@@ -158,6 +168,21 @@ func (a *managerActor) controller(ctx actor.Context, node string) *actor.PID {
 	a.controllers[node] = c
 	a.byPID[c.Id] = node
 	return c
+}
+
+// shutdownProgress notes that node's controller is done with shutdown and
+// answers the Stop request once none is left.
+func (a *managerActor) shutdownProgress(ctx actor.Context, node string) {
+	if a.shutdownPending == nil {
+		return
+	}
+	delete(a.shutdownPending, node)
+	if len(a.shutdownPending) == 0 {
+		if a.shutdownReply != nil {
+			ctx.Send(a.shutdownReply, &shutdownDone{})
+		}
+		a.shutdownPending, a.shutdownReply = nil, nil
+	}
 }
 
 func (a *managerActor) monitor(ctx actor.Context, msg *MonitorNode) {

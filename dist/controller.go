@@ -125,6 +125,7 @@ func (c *controller) Receive(ctx actor.Context) {
 			c.closeGracefully(s, caskpb.GoodbyeReason_GOODBYE_REASON_SHUTDOWN, true)
 		}
 		c.failWaiting(ErrStopped)
+		ctx.Respond(&shutdownDone{node: c.peer})
 	case *actor.Stopping:
 		if c.reapTimer != nil {
 			c.reapTimer.Stop()
@@ -270,6 +271,9 @@ func (c *controller) establish(s *session) {
 	c.dialCancel = nil
 	c.lastActivity, c.idleSince = 0, time.Now()
 	s.run(c.self)
+	if c.ep.pins.Load() > 0 {
+		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_ChannelPin{ChannelPin: &caskpb.ChannelPin{Pinned: true}}})
+	}
 	c.ep.attach(s)
 	c.m.log.Info("channel up", c.log("role", s.role, "remote", addrString(s.conn.RemoteAddr()))...)
 	c.m.system.Root.Send(c.m.pid, &nodeEvent{up: &NodeUp{Node: c.peer, Incarnation: s.inc}})
@@ -448,7 +452,7 @@ func (c *controller) armReaper() {
 }
 
 // reap closes the channel when it carried nothing for ReapIdleAfter, is
-// older than ReapMinAge, is not pinned and carries no watch.
+// older than ReapMinAge, is pinned by neither side and carries no watch.
 func (c *controller) reap() {
 	s := c.sess
 	if s == nil {
@@ -460,7 +464,7 @@ func (c *controller) reap() {
 		return
 	}
 	if now.Sub(c.idleSince) < c.m.cfg.ReapIdleAfter || now.Sub(s.start) < c.m.cfg.ReapMinAge ||
-		c.ep.pins.Load() > 0 || c.ep.hasWatches() || c.ep.hasPending() {
+		c.ep.pins.Load() > 0 || s.remotePinned.Load() || c.ep.hasWatches() || c.ep.hasPending() {
 		return
 	}
 	c.m.log.Info("reaping idle channel", c.log("idle", now.Sub(c.idleSince).Round(time.Millisecond))...)

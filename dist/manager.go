@@ -259,14 +259,32 @@ func (m *Manager) DemonitorNode(node string, watcher *actor.PID) {
 	m.system.Root.Send(m.pid, &DemonitorNode{Node: node, Watcher: watcher})
 }
 
-// Pin keeps the channel to node open against idle reaping until Unpin.
-func (m *Manager) Pin(node string) { m.endpoint(node).pins.Add(1) }
+// Pin keeps the channel to node open against idle reaping, by either
+// side, until Unpin. Pins are counted.
+func (m *Manager) Pin(node string) {
+	if m.endpoint(node).pins.Add(1) == 1 {
+		m.pinChanged(node)
+	}
+}
 
 // Unpin releases one Pin.
 func (m *Manager) Unpin(node string) {
 	ep := m.endpoint(node)
-	if ep.pins.Add(-1) < 0 {
+	n := ep.pins.Add(-1)
+	if n < 0 {
 		ep.pins.Store(0)
+	}
+	if n == 0 {
+		m.pinChanged(node)
+	}
+}
+
+// pinChanged tells the peer, over a live channel, whether it is pinned.
+func (m *Manager) pinChanged(node string) {
+	ep := m.endpoint(node)
+	if s := ep.sess.Load(); s != nil {
+		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_ChannelPin{
+			ChannelPin: &caskpb.ChannelPin{Pinned: ep.pins.Load() > 0}}})
 	}
 }
 

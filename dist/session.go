@@ -43,7 +43,8 @@ type session struct {
 	writers []*streamWriter
 	control *streamWriter
 
-	activity atomic.Uint64 // bumped per batch written or frame read
+	activity     atomic.Uint64 // bumped per batch written or frame read
+	remotePinned atomic.Bool   // the peer holds this channel pinned
 
 	mu           sync.Mutex
 	closing      bool // no new sends; draining or closed
@@ -478,6 +479,8 @@ func (s *session) readControl() {
 			s.checkInboundDoneLocked()
 			s.mu.Unlock()
 			s.mgr.system.Root.Send(s.ep.controller(), &peerGoodbye{s: s, reason: goodbyeReason(b.Goodbye.GetReason())})
+		case *caskpb.Control_ChannelPin:
+			s.remotePinned.Store(b.ChannelPin.GetPinned())
 		case *caskpb.Control_SpawnRequest:
 			s.mgr.system.Root.Send(s.ep.controller(), &spawnRequest{s: s, req: b.SpawnRequest})
 		case *caskpb.Control_SpawnResponse:

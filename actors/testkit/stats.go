@@ -118,7 +118,9 @@ func (s *MailboxStats) ReceiverMiddleware() actor.ReceiverMiddleware {
 // sends through its context (Send, Request, RequestFuture, Respond,
 // Forward) as Sent. It runs inside the actor's Receive, on its dispatcher
 // goroutine, before the message is handed on. System messages (Watch,
-// Stop...) do not pass through sender middleware.
+// Stop...) do not pass through sender middleware, and neither does a
+// Respond when the request had no sender (protoactor hands that straight to
+// dead letters).
 func (s *MailboxStats) SenderMiddleware() actor.SenderMiddleware {
 	return func(next actor.SenderFunc) actor.SenderFunc {
 		return func(ctx actor.SenderContext, target *actor.PID, env *actor.MessageEnvelope) {
@@ -248,7 +250,7 @@ func (s *MailboxStats) WaitUntil(cond func() bool, timeout time.Duration) bool {
 		select {
 		case <-changed:
 		case <-timer.C:
-			return cond()
+			return false
 		}
 	}
 }

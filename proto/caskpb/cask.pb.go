@@ -738,6 +738,7 @@ type Control struct {
 	//	*Control_SpawnResponse
 	//	*Control_DeliveryFailure
 	//	*Control_Goodbye
+	//	*Control_ChannelPin
 	Body          isControl_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -816,6 +817,15 @@ func (x *Control) GetGoodbye() *Goodbye {
 	return nil
 }
 
+func (x *Control) GetChannelPin() *ChannelPin {
+	if x != nil {
+		if x, ok := x.Body.(*Control_ChannelPin); ok {
+			return x.ChannelPin
+		}
+	}
+	return nil
+}
+
 type isControl_Body interface {
 	isControl_Body()
 }
@@ -836,6 +846,10 @@ type Control_Goodbye struct {
 	Goodbye *Goodbye `protobuf:"bytes,4,opt,name=goodbye,proto3,oneof"`
 }
 
+type Control_ChannelPin struct {
+	ChannelPin *ChannelPin `protobuf:"bytes,5,opt,name=channel_pin,json=channelPin,proto3,oneof"`
+}
+
 func (*Control_SpawnRequest) isControl_Body() {}
 
 func (*Control_SpawnResponse) isControl_Body() {}
@@ -843,6 +857,55 @@ func (*Control_SpawnResponse) isControl_Body() {}
 func (*Control_DeliveryFailure) isControl_Body() {}
 
 func (*Control_Goodbye) isControl_Body() {}
+
+func (*Control_ChannelPin) isControl_Body() {}
+
+// ChannelPin tells the peer whether this side holds the channel pinned
+// (membership active view, open user streams): a pinned channel is not
+// reaped as idle by either side.
+type ChannelPin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pinned        bool                   `protobuf:"varint,1,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelPin) Reset() {
+	*x = ChannelPin{}
+	mi := &file_cask_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelPin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelPin) ProtoMessage() {}
+
+func (x *ChannelPin) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelPin.ProtoReflect.Descriptor instead.
+func (*ChannelPin) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ChannelPin) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
 
 // SpawnRequest asks the peer to spawn an actor of a registered kind.
 type SpawnRequest struct {
@@ -857,7 +920,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +932,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +945,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{5}
+	return file_cask_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SpawnRequest) GetRequestId() uint64 {
@@ -919,7 +982,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +994,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1007,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{6}
+	return file_cask_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SpawnResponse) GetRequestId() uint64 {
@@ -993,7 +1056,7 @@ type DeliveryFailure struct {
 
 func (x *DeliveryFailure) Reset() {
 	*x = DeliveryFailure{}
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1068,7 @@ func (x *DeliveryFailure) String() string {
 func (*DeliveryFailure) ProtoMessage() {}
 
 func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1081,7 @@ func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryFailure.ProtoReflect.Descriptor instead.
 func (*DeliveryFailure) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{7}
+	return file_cask_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeliveryFailure) GetTarget() string {
@@ -1085,7 +1148,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1160,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1173,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{8}
+	return file_cask_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Goodbye) GetReason() GoodbyeReason {
@@ -1165,13 +1228,18 @@ const file_cask_proto_rawDesc = "" +
 	"\x06system\x18\b \x01(\bR\x06system\x12\x16\n" +
 	"\x06header\x18\t \x03(\tR\x06header\x12*\n" +
 	"\x11target_request_id\x18\n" +
-	" \x01(\rR\x0ftargetRequestId\"\x85\x02\n" +
+	" \x01(\rR\x0ftargetRequestId\"\xbd\x02\n" +
 	"\aControl\x12<\n" +
 	"\rspawn_request\x18\x01 \x01(\v2\x15.cask.v1.SpawnRequestH\x00R\fspawnRequest\x12?\n" +
 	"\x0espawn_response\x18\x02 \x01(\v2\x16.cask.v1.SpawnResponseH\x00R\rspawnResponse\x12E\n" +
 	"\x10delivery_failure\x18\x03 \x01(\v2\x18.cask.v1.DeliveryFailureH\x00R\x0fdeliveryFailure\x12,\n" +
-	"\agoodbye\x18\x04 \x01(\v2\x10.cask.v1.GoodbyeH\x00R\agoodbyeB\x06\n" +
-	"\x04body\"U\n" +
+	"\agoodbye\x18\x04 \x01(\v2\x10.cask.v1.GoodbyeH\x00R\agoodbye\x126\n" +
+	"\vchannel_pin\x18\x05 \x01(\v2\x13.cask.v1.ChannelPinH\x00R\n" +
+	"channelPinB\x06\n" +
+	"\x04body\"$\n" +
+	"\n" +
+	"ChannelPin\x12\x16\n" +
+	"\x06pinned\x18\x01 \x01(\bR\x06pinned\"U\n" +
 	"\fSpawnRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x12\n" +
@@ -1240,7 +1308,7 @@ func file_cask_proto_rawDescGZIP() []byte {
 }
 
 var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
@@ -1253,26 +1321,28 @@ var file_cask_proto_goTypes = []any{
 	(*DistWelcome)(nil),     // 8: cask.v1.DistWelcome
 	(*Envelope)(nil),        // 9: cask.v1.Envelope
 	(*Control)(nil),         // 10: cask.v1.Control
-	(*SpawnRequest)(nil),    // 11: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 12: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 13: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 14: cask.v1.Goodbye
+	(*ChannelPin)(nil),      // 11: cask.v1.ChannelPin
+	(*SpawnRequest)(nil),    // 12: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 13: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 14: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 15: cask.v1.Goodbye
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
 	2,  // 1: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
-	11, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	12, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	13, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	14, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	4,  // 6: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
-	3,  // 7: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
-	5,  // 8: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	13, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	14, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	15, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	11, // 6: cask.v1.Control.channel_pin:type_name -> cask.v1.ChannelPin
+	4,  // 7: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
+	3,  // 8: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
+	5,  // 9: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -1285,6 +1355,7 @@ func file_cask_proto_init() {
 		(*Control_SpawnResponse)(nil),
 		(*Control_DeliveryFailure)(nil),
 		(*Control_Goodbye)(nil),
+		(*Control_ChannelPin)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1292,7 +1363,7 @@ func file_cask_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

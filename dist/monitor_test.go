@@ -1,0 +1,120 @@
+package dist_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/dist"
+)
+
+func TestMonitorNodeUpAndPeerShutdown(t *testing.T) {
+	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+
+	before := monitorProbe(t, a, b.Name())
+	before.none(t, "NodeUp before any channel", func(m any) bool { _, ok := m.(*dist.NodeUp); return ok })
+	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
+		t.Fatal(err)
+	}
+	up := before.nodeUp(t, b.Name())
+	if up.Incarnation != b.Incarnation() {
+		t.Errorf("NodeUp.Incarnation = %x, want b's %x", up.Incarnation, b.Incarnation())
+	}
+
+	// Registered while the channel is up: NodeUp at once.
+	after := monitorProbe(t, a, b.Name())
+	after.nodeUp(t, b.Name())
+
+	// The acceptor side reports the channel too.
+	onB := monitorProbe(t, b, a.Name())
+	if u := onB.nodeUp(t, a.Name()); u.Incarnation != a.Incarnation() {
+		t.Errorf("b's NodeUp.Incarnation = %x, want a's %x", u.Incarnation, a.Incarnation())
+	}
+
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*probe{before, after} {
+		down := p.nodeDown(t, b.Name())
+		if down.Reason != dist.ReasonPeerShutdown {
+			t.Errorf("NodeDown.Reason = %q (err %v), want %q", down.Reason, down.Err, dist.ReasonPeerShutdown)
+		}
+	}
+	if n := a.Nodes(); len(n) != 0 {
+		t.Errorf("a.Nodes() after b stopped = %v, want none", n)
+	}
+}
+
+func TestMonitorNodeConnectFailed(t *testing.T) {
+	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true})
+	p := monitorProbe(t, a, "ghost@localhost")
+	err := a.Connect(ctxTimeout(t), "ghost@localhost")
+	if err == nil {
+		t.Fatal("Connect to an unknown node succeeded")
+	}
+	down := p.nodeDown(t, "ghost@localhost")
+	if down.Reason != dist.ReasonConnectFailed {
+		t.Errorf("NodeDown.Reason = %q, want %q", down.Reason, dist.ReasonConnectFailed)
+	}
+	if !errors.Is(down.Err, dist.ErrUnknownNode) {
+		t.Errorf("NodeDown.Err = %v, want it to match %v", down.Err, dist.ErrUnknownNode)
+	}
+}
+
+// TestMonitorNodeConnectFailedDial: the node is known but nobody listens.
+func TestMonitorNodeConnectFailedDial(t *testing.T) {
+	gone := startNode(t, "gone@localhost", actors.Config{DisableDNS: true})
+	addr := gone.Addr().String()
+	if err := gone.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, "a@localhost", actors.Config{
+		DisableDNS: true, Peers: map[string]string{"gone@localhost": addr},
+		ConnectTimeout: 500 * time.Millisecond, HandshakeTimeout: 300 * time.Millisecond,
+	})
+	p := monitorProbe(t, a, "gone@localhost")
+	err := a.Connect(ctxTimeout(t), "gone@localhost")
+	if !errors.Is(err, dist.ErrConnectFailed) {
+		t.Errorf("Connect to a dead address = %v, want %v", err, dist.ErrConnectFailed)
+	}
+	if down := p.nodeDown(t, "gone@localhost"); down.Reason != dist.ReasonConnectFailed {
+		t.Errorf("NodeDown.Reason = %q, want %q", down.Reason, dist.ReasonConnectFailed)
+	}
+}
+
+func TestMonitorAllNodes(t *testing.T) {
+	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	c := startNode(t, "c@localhost", actors.Config{DisableDNS: true})
+	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b, c)})
+	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
+		t.Fatal(err)
+	}
+	all := monitorProbe(t, a, "")
+	all.nodeUp(t, b.Name()) // already up
+	if err := a.Connect(ctxTimeout(t), c.Name()); err != nil {
+		t.Fatal(err)
+	}
+	all.nodeUp(t, c.Name())
+	if err := a.Connect(ctxTimeout(t), "ghost@localhost"); err == nil {
+		t.Fatal("Connect to ghost succeeded")
+	}
+	if d := all.nodeDown(t, "ghost@localhost"); d.Reason != dist.ReasonConnectFailed {
+		t.Errorf("ghost: NodeDown.Reason = %q, want %q", d.Reason, dist.ReasonConnectFailed)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := all.nodeDown(t, c.Name()); d.Reason != dist.ReasonPeerShutdown {
+		t.Errorf("c: NodeDown.Reason = %q, want %q", d.Reason, dist.ReasonPeerShutdown)
+	}
+
+	// After DemonitorNode, nothing more.
+	a.DemonitorNode("", all.PID)
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitTimeout, func() bool { return len(a.Nodes()) == 0 }, "a drops b")
+	all.none(t, "NodeDown after DemonitorNode", isNodeDown)
+}
