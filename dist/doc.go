@@ -1,0 +1,77 @@
+// Package dist is Cask's distribution layer: it lets actors of one
+// protoactor-go actor system send to, ask and watch actors on other nodes
+// with the ordinary actor.Context API, over one QUIC connection per peer.
+//
+// # Pieces
+//
+// A Manager per node registers a protoactor address resolver: every PID
+// whose Address is another node's name (name@host) resolves to that
+// node's endpoint, an actor.Process that lives as long as the Manager.
+// The dist manager actor ("dist") supervises one controller actor per
+// peer; a controller that fails is stopped, its connection closed and the
+// peer reported down, never the node.
+//
+// The controller owns the peer's channel: it dials through the discovery
+// chain (static map, directory of endpoint files, DNS), runs the dist
+// handshake, settles simultaneous connects, and turns a lost connection
+// into Terminated and NodeDown. A session is one established connection:
+// a control stream and a pool of lazily opened unidirectional data
+// streams.
+//
+// # Data path
+//
+// Sending to a remote PID encodes the message on the sender's goroutine
+// and appends the frame to the data stream chosen by the target actor, so
+// every message to one actor travels on one QUIC stream and arrives in the
+// order sent (the per-pair order Erlang promises, and more: protoactor's
+// Process seam does not tell which actor is sending, so the receiver is
+// the key). A writer goroutine per stream writes everything queued since
+// its last write in one call (coalescing). Each stream has its own type
+// table: a protobuf type name crosses once per stream, later frames carry
+// a small id. A reader goroutine per inbound stream decodes frames and
+// posts them straight to the target's mailbox.
+//
+// While a channel opens, sends wait in a bounded queue (PendingLimit);
+// overflow, connect failure and Stop turn them into dead letters.
+//
+// # Semantics
+//
+//   - Send, Request, RequestFuture, Respond, Forward, Stop and Poison work
+//     across nodes. Forward keeps the original sender.
+//   - Watch on a remote PID delivers Terminated when the actor stops
+//     (Stopped), when it never existed (NotFound), and when the channel is
+//     lost (AddressTerminated). Watches of local actors by remote watchers
+//     are removed when the channel goes.
+//   - MonitorNode delivers NodeUp and NodeDown{Reason} to a watcher PID.
+//   - A restarted node is a new incarnation: its anonymous PID ids start
+//     from a sequence derived from the incarnation, so PIDs of the old
+//     incarnation resolve to nothing and messages to them are dead
+//     letters; monitors see NodeDown{restarted} when the new incarnation
+//     replaces a live channel.
+//   - Simultaneous connect: when both nodes dial each other, the
+//     connection dialed by the node with the smaller name wins on both
+//     sides. Queued messages belong to the endpoint, not to a connection,
+//     so nothing is lost.
+//   - Remote spawn of kinds registered with RegisterKind.
+//   - A channel idle for ReapIdleAfter, older than ReapMinAge, pinned by
+//     neither side and carrying no watch is closed with a goodbye
+//     exchange that loses nothing in flight; it reopens on demand.
+//   - Only protobuf messages cross nodes. A non-protobuf message, a type
+//     the receiver does not know, a payload that does not decode and a
+//     message over MaxMessageSize each become a dead letter whose Message
+//     is *UndeliveredMessage with the reason (ErrNotProtobuf,
+//     ErrUnknownType, ErrDecode, ErrMessageTooLarge); the connection stays
+//     up. A request that hits one of these fails at once (protoactor
+//     answers the requester with DeadLetterResponse). Only a malformed
+//     frame closes a connection, and only that one, with
+//     transport.CodeProtocolViolation.
+//
+// # Messages and goroutines
+//
+// NodeUp and NodeDown are sent by the dist manager actor, in the order the
+// controller saw the events. ConnectResult and SpawnResult answer Connect
+// and Spawn sent (or requested) to the dist manager. Inbound messages are
+// posted to mailboxes from a stream's reader goroutine; a sender never
+// blocks unless a data stream has more than WriteBufferLimit bytes queued
+// (back-pressure, like Erlang's busy distribution port).
+package dist

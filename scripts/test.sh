@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command (README): every package's tests, the race
+# detector on the concurrent core, each fuzz target's seed corpus (run by
+# go test) plus a short fuzzing pass per target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZTIME="${FUZZTIME:-10s}"
+
+go test -count=1 -timeout 20m ./...
+go test -count=1 -race -timeout 20m ./dist/... ./transport/... ./actors/...
+
+# Short fuzzing pass: every Fuzz* target, FUZZTIME each.
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+    echo "== fuzz $pkg $target ($FUZZTIME)"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
+  done
+done
