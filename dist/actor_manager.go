@@ -41,8 +41,8 @@ type (
 	}
 	shutdown     struct{}
 	shutdownDone struct{ node string }
-	reapTick  struct{}
-	dupRedial struct{ seq uint64 }
+	reapTick     struct{}
+	dupRedial    struct{ seq uint64 }
 )
 
 // managerActor is the dist manager: it owns the controller map and the

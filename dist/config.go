@@ -132,8 +132,8 @@ func (c Config) validate() error {
 	switch {
 	case c.DataStreams < 1 || c.DataStreams > 1024:
 		return fmt.Errorf("dist: DataStreams %d out of range 1..1024", c.DataStreams)
-	case c.MaxMessageSize < 1:
-		return fmt.Errorf("dist: MaxMessageSize %d must be positive", c.MaxMessageSize)
+	case c.MaxMessageSize < 1 || c.MaxMessageSize > 1<<30:
+		return fmt.Errorf("dist: MaxMessageSize %d out of range 1..1 GiB", c.MaxMessageSize)
 	case c.PendingLimit < 1:
 		return fmt.Errorf("dist: PendingLimit %d must be positive", c.PendingLimit)
 	case c.ConnectTimeout < 0:

@@ -197,7 +197,7 @@ func (c *controller) onDialResult(r *dialResult) {
 		return
 	}
 	w := r.welcome
-	c.establish(newSession(c.m, c.ep, r.conn, r.ctrl, r.br, w.GetIncarnation(), w.GetCapabilities()))
+	c.establish(newSession(c.m, c.ep, r.conn, r.ctrl, r.br, w.GetIncarnation(), w.GetCapabilities(), w.GetMaxMessageSize()))
 }
 
 // onInbound decides whether to accept an inbound connection. Simultaneous
@@ -247,9 +247,10 @@ func (c *controller) onInbound(in *inboundHello) {
 		c.state = stateIdle
 	}
 	version, _ := negotiateVersion(h.GetMinVersion(), h.GetMaxVersion())
-	s := newSession(c.m, c.ep, in.conn, in.ctrl, in.br, h.GetIncarnation(), h.GetCapabilities())
+	s := newSession(c.m, c.ep, in.conn, in.ctrl, in.br, h.GetIncarnation(), h.GetCapabilities(), h.GetMaxMessageSize())
 	welcome, _ := proto.Marshal(&caskpb.DistWelcome{
 		Accepted: true, Node: c.m.name, Incarnation: c.m.inc, Version: version, Capabilities: c.m.capabilities(),
+		MaxMessageSize: uint32(c.m.cfg.MaxMessageSize),
 	})
 	// The welcome is the first frame of the control writer, so it reaches
 	// the dialer before any control frame of the session.

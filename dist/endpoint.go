@@ -1,6 +1,7 @@
 package dist
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -130,6 +131,10 @@ func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []st
 		if err == nil {
 			return
 		}
+		if errors.Is(err, ErrMessageTooLarge) {
+			ep.undeliverable(pid, msg, sender, err)
+			return
+		}
 		o.payload = nil
 	}
 	payload, err := marshalOpts.Marshal(pm)
@@ -152,7 +157,12 @@ func (ep *endpoint) sendSlow(o *outbound) {
 		ep.mu.Lock()
 		if s := ep.sess.Load(); s != nil && !s.isClosing() {
 			ep.mu.Unlock()
-			if s.send(o) == nil {
+			err := s.send(o)
+			if err == nil {
+				return
+			}
+			if errors.Is(err, ErrMessageTooLarge) {
+				ep.undeliverable(o.target, o.msg, o.sender, err)
 				return
 			}
 			continue
@@ -181,6 +191,10 @@ func (ep *endpoint) attach(s *session) {
 	defer ep.mu.Unlock()
 	for _, o := range ep.pending {
 		if err := s.send(o); err != nil {
+			if errors.Is(err, ErrMessageTooLarge) {
+				ep.undeliverable(o.target, o.msg, o.sender, err)
+				continue
+			}
 			break
 		}
 	}

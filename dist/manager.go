@@ -476,7 +476,7 @@ func (m *Manager) handshakeOutbound(ctx context.Context, conn *transport.Conn, n
 	ctrl.SetDeadline(deadline)
 	b, _ := proto.Marshal(&caskpb.DistHello{
 		Node: m.name, Incarnation: m.inc, MinVersion: MinProtocolVersion, MaxVersion: MaxProtocolVersion,
-		Capabilities: m.capabilities(), ToNode: node,
+		Capabilities: m.capabilities(), ToNode: node, MaxMessageSize: uint32(m.cfg.MaxMessageSize),
 	})
 	if _, err := ctrl.Write(transport.AppendFrame(nil, b)); err != nil {
 		return nil, fmt.Errorf("%w: write hello: %w", ErrConnectFailed, err)

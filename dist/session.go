@@ -34,6 +34,9 @@ type session struct {
 	role  transport.Role
 	inc   uint64 // peer incarnation
 	caps  uint64 // peer capabilities
+	// maxSend is the largest message this session sends: the smaller of
+	// this node's MaxMessageSize and the one the peer announced.
+	maxSend int
 	start time.Time
 
 	ctx    context.Context
@@ -57,12 +60,16 @@ type session struct {
 	goodbyeSent  bool
 }
 
-func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, inc, caps uint64) *session {
+func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, inc, caps uint64, peerMax uint32) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		mgr: m, ep: ep, peer: ep.name, conn: conn, ctrl: ctrl, br: br, role: conn.Role(),
 		inc: inc, caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
 		inboundDone: make(chan struct{}),
+		maxSend:     m.cfg.MaxMessageSize,
+	}
+	if peerMax > 0 && int(peerMax) < s.maxSend {
+		s.maxSend = int(peerMax)
 	}
 	s.writers = make([]*streamWriter, m.cfg.DataStreams)
 	for i := range s.writers {
@@ -190,6 +197,10 @@ func (s *session) isClosing() bool {
 // target. It returns errSessionClosing when the session no longer takes
 // sends; the caller then queues the message for the next channel.
 func (s *session) send(o *outbound) error {
+	if len(o.payload) > s.maxSend {
+		return fmt.Errorf("%w: %s is %d bytes, %s accepts at most %d",
+			ErrMessageTooLarge, o.typeName, len(o.payload), s.peer, s.maxSend)
+	}
 	w := s.writers[streamIndex(o.target.Id, len(s.writers))]
 	if !w.lock() {
 		return errSessionClosing
@@ -283,6 +294,7 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 		return
 	}
 	var types []inboundType
+	var pids pidCache
 	var e envelope
 	for {
 		frame, err = transport.ReadFrame(br, buf, max)
@@ -299,7 +311,7 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 			s.protocolError(err)
 			return
 		}
-		if err := s.deliver(&e, &types); err != nil {
+		if err := s.deliver(&e, &types, &pids); err != nil {
 			s.protocolError(err)
 			return
 		}
@@ -349,7 +361,7 @@ type inboundType struct {
 // maxTypesPerStream bounds a peer-controlled table.
 const maxTypesPerStream = 1 << 16
 
-func (s *session) deliver(e *envelope, types *[]inboundType) error {
+func (s *session) deliver(e *envelope, types *[]inboundType, pids *pidCache) error {
 	if e.typeName != "" {
 		switch {
 		case int(e.typeID) == len(*types) && e.typeID < maxTypesPerStream:
@@ -364,14 +376,7 @@ func (s *session) deliver(e *envelope, types *[]inboundType) error {
 		return fmt.Errorf("%w: undefined type id %d", ErrProtocol, e.typeID)
 	}
 	t := (*types)[e.typeID]
-	var sender *actor.PID
-	if e.senderID != "" {
-		addr := e.senderAddress
-		if addr == "" {
-			addr = s.peer
-		}
-		sender = &actor.PID{Address: addr, Id: e.senderID, RequestId: e.senderRequestID}
-	}
+	sender := pids.sender(e, s.peer)
 	if t.mt == nil {
 		s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_UNKNOWN_TYPE, "no Go type registered for "+t.name)
 		return nil
@@ -381,9 +386,9 @@ func (s *session) deliver(e *envelope, types *[]inboundType) error {
 		s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_DECODE, err.Error())
 		return nil
 	}
-	target := &actor.PID{Address: s.mgr.name, Id: e.target, RequestId: e.targetRequestID}
-	proc, _ := s.mgr.system.ProcessRegistry.GetLocal(e.target)
+	target := pids.target(e, s.mgr.name)
 	if e.system {
+		proc, _ := s.mgr.system.ProcessRegistry.GetLocal(e.target)
 		switch m := msg.(type) {
 		case *actor.Watch:
 			if m.Watcher == nil {
@@ -411,16 +416,66 @@ func (s *session) deliver(e *envelope, types *[]inboundType) error {
 		proc.SendSystemMessage(target, msg)
 		return nil
 	}
+	// Root.Send posts straight to the target's mailbox and uses the PID's
+	// cached process, so a cached target PID costs no registry lookup.
 	if sender == nil && len(e.header) == 0 {
-		proc.SendUserMessage(target, msg)
+		s.mgr.system.Root.Send(target, msg)
 		return nil
 	}
 	env := &actor.MessageEnvelope{Message: msg, Sender: sender}
 	for i := 0; i+1 < len(e.header); i += 2 {
 		env.SetHeader(e.header[i], e.header[i+1])
 	}
-	proc.SendUserMessage(target, env)
+	s.mgr.system.Root.Send(target, env)
 	return nil
+}
+
+// pidCache keeps the PIDs one reader built, so a stream of messages to
+// the same actor (and replies to the same sender) allocates no PID and
+// resolves no process per message. PIDs cache their process; protoactor
+// drops a cached process that died.
+type pidCache struct {
+	targets map[string]*actor.PID
+	senders map[string]*actor.PID
+}
+
+const pidCacheMax = 4096
+
+func (c *pidCache) target(e *envelope, node string) *actor.PID {
+	if e.targetRequestID != 0 {
+		return &actor.PID{Address: node, Id: e.target, RequestId: e.targetRequestID}
+	}
+	if p, ok := c.targets[e.target]; ok {
+		return p
+	}
+	if c.targets == nil || len(c.targets) >= pidCacheMax {
+		c.targets = make(map[string]*actor.PID)
+	}
+	p := &actor.PID{Address: node, Id: e.target}
+	c.targets[e.target] = p
+	return p
+}
+
+func (c *pidCache) sender(e *envelope, peer string) *actor.PID {
+	if e.senderID == "" {
+		return nil
+	}
+	addr := e.senderAddress
+	if addr == "" {
+		addr = peer
+	}
+	if e.senderRequestID != 0 || addr != peer {
+		return &actor.PID{Address: addr, Id: e.senderID, RequestId: e.senderRequestID}
+	}
+	if p, ok := c.senders[e.senderID]; ok {
+		return p
+	}
+	if c.senders == nil || len(c.senders) >= pidCacheMax {
+		c.senders = make(map[string]*actor.PID)
+	}
+	p := &actor.PID{Address: addr, Id: e.senderID}
+	c.senders[e.senderID] = p
+	return p
 }
 
 // refuse dead-letters a message that arrived but cannot be delivered and

@@ -433,9 +433,12 @@ type DistHello struct {
 	// Bit set of Capability values (1 << value).
 	Capabilities uint64 `protobuf:"varint,5,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// The node name the dialer meant to reach.
-	ToNode        string `protobuf:"bytes,6,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ToNode string `protobuf:"bytes,6,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
+	// The largest encoded message the sender accepts; the peer refuses
+	// (dead-letters) larger ones before sending. 0 means no limit stated.
+	MaxMessageSize uint32 `protobuf:"varint,7,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DistHello) Reset() {
@@ -510,6 +513,13 @@ func (x *DistHello) GetToNode() string {
 	return ""
 }
 
+func (x *DistHello) GetMaxMessageSize() uint32 {
+	if x != nil {
+		return x.MaxMessageSize
+	}
+	return 0
+}
+
 // DistWelcome answers DistHello.
 type DistWelcome struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -519,10 +529,12 @@ type DistWelcome struct {
 	Node        string                 `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
 	Incarnation uint64                 `protobuf:"varint,5,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// The version both sides will speak.
-	Version       uint32 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
-	Capabilities  uint64 `protobuf:"varint,7,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version      uint32 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	Capabilities uint64 `protobuf:"varint,7,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// As DistHello.max_message_size.
+	MaxMessageSize uint32 `protobuf:"varint,8,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DistWelcome) Reset() {
@@ -600,6 +612,13 @@ func (x *DistWelcome) GetVersion() uint32 {
 func (x *DistWelcome) GetCapabilities() uint64 {
 	if x != nil {
 		return x.Capabilities
+	}
+	return 0
+}
+
+func (x *DistWelcome) GetMaxMessageSize() uint32 {
+	if x != nil {
+		return x.MaxMessageSize
 	}
 	return 0
 }
@@ -1199,7 +1218,7 @@ const file_cask_proto_rawDesc = "" +
 	"\fStreamHeader\x12'\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.cask.v1.StreamKindR\x04kind\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x10\n" +
-	"\x03tag\x18\x03 \x01(\tR\x03tag\"\xc0\x01\n" +
+	"\x03tag\x18\x03 \x01(\tR\x03tag\"\xea\x01\n" +
 	"\tDistHello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x1f\n" +
@@ -1208,7 +1227,8 @@ const file_cask_proto_rawDesc = "" +
 	"\vmax_version\x18\x04 \x01(\rR\n" +
 	"maxVersion\x12\"\n" +
 	"\fcapabilities\x18\x05 \x01(\x04R\fcapabilities\x12\x17\n" +
-	"\ato_node\x18\x06 \x01(\tR\x06toNode\"\xe4\x01\n" +
+	"\ato_node\x18\x06 \x01(\tR\x06toNode\x12(\n" +
+	"\x10max_message_size\x18\a \x01(\rR\x0emaxMessageSize\"\x8e\x02\n" +
 	"\vDistWelcome\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12-\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x15.cask.v1.RejectReasonR\x06reason\x12\x16\n" +
@@ -1216,7 +1236,8 @@ const file_cask_proto_rawDesc = "" +
 	"\x04node\x18\x04 \x01(\tR\x04node\x12 \n" +
 	"\vincarnation\x18\x05 \x01(\x04R\vincarnation\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\rR\aversion\x12\"\n" +
-	"\fcapabilities\x18\a \x01(\x04R\fcapabilities\"\xbe\x02\n" +
+	"\fcapabilities\x18\a \x01(\x04R\fcapabilities\x12(\n" +
+	"\x10max_message_size\x18\b \x01(\rR\x0emaxMessageSize\"\xbe\x02\n" +
 	"\bEnvelope\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12%\n" +
 	"\x0esender_address\x18\x02 \x01(\tR\rsenderAddress\x12\x1b\n" +

@@ -1,0 +1,68 @@
+package dist_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/cask-p2p/cask/actors"
+)
+
+// BenchmarkPingPong measures windowed ping-pong between two nodes: b.N
+// pings, each answered by a pong; at most 1,000 in flight.
+func BenchmarkPingPong(b *testing.B) {
+	dir := b.TempDir()
+	start := func(name string) *actors.Node {
+		n, err := actors.Start(context.Background(), actors.Config{Name: name, DiscoveryDir: dir, DisableDNS: true, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { n.Stop() })
+		return n
+	}
+	a, e := start("a@localhost"), start("b@localhost")
+	if _, err := e.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		if m, ok := c.Message().(*wrapperspb.Int64Value); ok {
+			c.Respond(m)
+		}
+	}), "echo"); err != nil {
+		b.Fatal(err)
+	}
+	const window = 10000
+	var done sync.WaitGroup
+	var total int
+	echo := actor.NewPID("b@localhost", "echo")
+	got, sent := 0, 0
+	if _, err := a.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		switch c.Message().(type) {
+		case *wrapperspb.BoolValue:
+			for sent < window && sent < total {
+				sent++
+				c.Request(echo, wrapperspb.Int64(int64(sent)))
+			}
+		case *wrapperspb.Int64Value:
+			got++
+			if sent < total {
+				sent++
+				c.Request(echo, wrapperspb.Int64(int64(sent)))
+			}
+			if got == total {
+				done.Done()
+			}
+		}
+	}), "pinger"); err != nil {
+		b.Fatal(err)
+	}
+	if err := a.Connect(context.Background(), "b@localhost"); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	total = b.N
+	done.Add(1)
+	a.Root().Send(actor.NewPID("a@localhost", "pinger"), wrapperspb.Bool(true))
+	done.Wait()
+	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
