@@ -25,19 +25,19 @@ import (
 // actor owns it; goroutines here only do I/O and report back to the
 // controller with messages.
 type session struct {
-	mgr   *Manager
-	ep    *endpoint
-	peer  string
-	conn  *transport.Conn
-	ctrl  *transport.Stream
-	br    *bufio.Reader // control stream reader; may hold bytes read past the handshake
-	role  transport.Role
-	inc   uint64 // peer incarnation
-	caps  uint64 // peer capabilities
+	mgr  *Manager
+	ep   *endpoint
+	peer string
+	conn *transport.Conn
+	ctrl *transport.Stream
+	br   *bufio.Reader // control stream reader; may hold bytes read past the handshake
+	role transport.Role
+	inc  uint64 // peer incarnation
+	caps uint64 // peer capabilities
 	// maxSend is the largest message this session sends: the smaller of
 	// this node's MaxMessageSize and the one the peer announced.
 	maxSend int
-	start time.Time
+	start   time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
