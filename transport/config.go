@@ -1,0 +1,185 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// ALPN is the TLS application protocol of Cask. A peer offering anything
+// else is refused during the TLS handshake.
+const ALPN = "cask/1"
+
+// serverName is the TLS server name every node presents and dials.
+const serverName = "cask"
+
+// Defaults for Config: a zero field means the constant below.
+const (
+	DefaultListenAddr            = "127.0.0.1:0"
+	DefaultIdleTimeout           = 5 * time.Second
+	DefaultKeepAlivePeriod       = 1 * time.Second
+	DefaultHandshakeTimeout      = 5 * time.Second
+	DefaultMaxIncomingStreams    = 1000
+	DefaultMaxIncomingUniStreams = 1000
+	DefaultMaxPendingHandshakes  = 64
+)
+
+// Flow-control windows handed to quic-go. They are generous so one
+// connection per peer can carry bulk traffic at loopback/LAN speeds.
+const (
+	InitialStreamReceiveWindow     = 1 << 20  // 1 MiB
+	MaxStreamReceiveWindow         = 16 << 20 // 16 MiB
+	InitialConnectionReceiveWindow = 4 << 20  // 4 MiB
+	MaxConnectionReceiveWindow     = 64 << 20 // 64 MiB
+)
+
+// Config configures a Transport. The zero value of every field means the
+// documented default.
+type Config struct {
+	// Adapter yields the node's socket. Nil means UDPAdapter{Addr: ListenAddr}.
+	Adapter SocketAdapter
+	// ListenAddr is used only when Adapter is nil. Default DefaultListenAddr.
+	ListenAddr string
+	// DataDir, when set, keeps the node's TLS certificate and key in
+	// DataDir/tls/ (cert.pem, key.pem with mode 0600) so they survive a
+	// restart. Empty means a fresh certificate in memory at every Start.
+	DataDir string
+	// IdleTimeout: a peer silent for this long is declared dead (its
+	// connections end with ErrIdleTimeout). Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// KeepAlivePeriod must be below IdleTimeout. Default
+	// DefaultKeepAlivePeriod, or IdleTimeout/2 when that default is not
+	// below IdleTimeout.
+	KeepAlivePeriod time.Duration
+	// HandshakeTimeout bounds the QUIC handshake and the Authenticator
+	// together. Default DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// MaxIncomingStreams caps concurrent bidirectional streams the peer may
+	// open. Default DefaultMaxIncomingStreams.
+	MaxIncomingStreams int64
+	// MaxIncomingUniStreams caps concurrent unidirectional streams the peer
+	// may open. Default DefaultMaxIncomingUniStreams.
+	MaxIncomingUniStreams int64
+	// MaxPendingHandshakes caps inbound connections that are authenticating
+	// or waiting for Accept; further ones are closed with
+	// CodeTooManyHandshakes. Default DefaultMaxPendingHandshakes.
+	MaxPendingHandshakes int
+	// DisableMigration forbids this node's Conn.Migrate (it returns
+	// ErrMigrationNotAllowed). quic-go v0.65 has no knob to advertise
+	// disable_active_migration to the peer, so the peer learns it through
+	// the Cask handshake and calls Conn.SetPeerMigrationDisabled.
+	DisableMigration bool
+	// Authenticator runs after the QUIC handshake and before a connection
+	// is handed out. Nil means none (Identity is zero).
+	Authenticator Authenticator
+	// Logger receives structured logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns a copy of c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.ListenAddr == "" {
+		c.ListenAddr = DefaultListenAddr
+	}
+	if c.Adapter == nil {
+		c.Adapter = UDPAdapter{Addr: c.ListenAddr}
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.KeepAlivePeriod == 0 {
+		c.KeepAlivePeriod = DefaultKeepAlivePeriod
+		if c.KeepAlivePeriod >= c.IdleTimeout {
+			c.KeepAlivePeriod = c.IdleTimeout / 2
+		}
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.MaxIncomingStreams == 0 {
+		c.MaxIncomingStreams = DefaultMaxIncomingStreams
+	}
+	if c.MaxIncomingUniStreams == 0 {
+		c.MaxIncomingUniStreams = DefaultMaxIncomingUniStreams
+	}
+	if c.MaxPendingHandshakes == 0 {
+		c.MaxPendingHandshakes = DefaultMaxPendingHandshakes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate checks a Config that went through withDefaults.
+func (c Config) validate() error {
+	var errs []error
+	if c.IdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("IdleTimeout %v is negative", c.IdleTimeout))
+	}
+	if c.KeepAlivePeriod < 0 {
+		errs = append(errs, fmt.Errorf("KeepAlivePeriod %v is negative", c.KeepAlivePeriod))
+	}
+	if c.KeepAlivePeriod >= c.IdleTimeout {
+		errs = append(errs, fmt.Errorf("KeepAlivePeriod %v must be below IdleTimeout %v", c.KeepAlivePeriod, c.IdleTimeout))
+	}
+	if c.HandshakeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("HandshakeTimeout %v is negative", c.HandshakeTimeout))
+	}
+	if c.MaxIncomingStreams < 0 {
+		errs = append(errs, fmt.Errorf("MaxIncomingStreams %d is negative", c.MaxIncomingStreams))
+	}
+	if c.MaxIncomingUniStreams < 0 {
+		errs = append(errs, fmt.Errorf("MaxIncomingUniStreams %d is negative", c.MaxIncomingUniStreams))
+	}
+	if c.MaxPendingHandshakes < 0 {
+		errs = append(errs, fmt.Errorf("MaxPendingHandshakes %d is negative", c.MaxPendingHandshakes))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("transport: invalid config: %w", err)
+	}
+	return nil
+}
+
+// Role says which side of a connection this node is.
+type Role int
+
+const (
+	// RoleDialer: this node opened the connection (and may migrate it).
+	RoleDialer Role = iota + 1
+	// RoleAcceptor: the peer opened the connection.
+	RoleAcceptor
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleDialer:
+		return "dialer"
+	case RoleAcceptor:
+		return "acceptor"
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+// Identity is the authenticated identity of a peer, as returned by the
+// Authenticator. It is zero when no Authenticator is configured.
+type Identity struct {
+	Node      string
+	PublicKey []byte
+}
+
+// Authenticator proves the peer's identity after the QUIC handshake and
+// before the connection is handed to the caller of Dial or Accept.
+//
+// It is called once per connection: for Dial on the dialing goroutine, for
+// inbound connections on a goroutine of their own (so a stalled peer never
+// blocks others). It may block and may open or accept streams on c, but it
+// must return once ctx is done; ctx expires after Config.HandshakeTimeout
+// and the connection is closed at that moment, which unblocks any stream
+// operation. A non-nil error rejects the peer: the connection is closed with
+// CodeAuthFailed, Dial returns the error wrapped, Accept never yields it.
+type Authenticator interface {
+	Authenticate(ctx context.Context, c *Conn, role Role) (Identity, error)
+}

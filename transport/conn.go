@@ -1,0 +1,325 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Conn is one QUIC connection to a peer, handed out by Dial or Accept after
+// the Authenticator accepted the peer. All methods are safe for concurrent
+// use.
+type Conn struct {
+	qc       *quic.Conn
+	role     Role
+	identity Identity // set before the Conn is handed out, then read-only
+	logger   *slog.Logger
+
+	ctx    context.Context // done when qc ends; cause is a converted error
+	cancel context.CancelCauseFunc
+
+	localAddr  atomic.Pointer[addrBox] // changes on the dialer when it migrates
+	remoteAddr net.Addr                // the dialer's view; fixed
+	migrations atomic.Int64
+	closeOnce  sync.Once
+
+	migrationDisabled     bool // Config.DisableMigration on this node
+	peerMigrationDisabled atomic.Bool
+
+	// Migration state, guarded by migrationMu (also serializes Migrate).
+	// The node's shared socket is never in here: only sockets opened by
+	// Migrate, which the Conn owns. quic-go v0.65 binds every
+	// quic.Transport a connection has sent a packet on (even a probe that
+	// failed) to that connection: closing it would destroy the connection.
+	// So these sockets are released only when the Conn ends, and their
+	// number is capped by MaxMigrationPaths.
+	migrationMu sync.Mutex
+	paths       []*migrationPath
+	pathsGone   bool // the Conn ended and released its paths
+}
+
+// MaxMigrationPaths caps the sockets Migrate may open on one connection
+// (successful or not) during its lifetime; see ErrMigrationLimit.
+const MaxMigrationPaths = 16
+
+type addrBox struct{ addr net.Addr }
+
+// migrationPath is a path opened by Migrate: its socket, its quic.Transport
+// and the quic.Path on it. Closed only when the Conn ends.
+type migrationPath struct {
+	pc   net.PacketConn
+	tr   *quic.Transport
+	path *quic.Path
+}
+
+func (p *migrationPath) close() {
+	if p == nil {
+		return
+	}
+	if p.path != nil {
+		_ = p.path.Close()
+	}
+	_ = p.tr.Close()
+	_ = p.pc.Close()
+}
+
+func newConn(qc *quic.Conn, role Role, cfg *Config) *Conn {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c := &Conn{
+		qc:                qc,
+		role:              role,
+		logger:            cfg.Logger.With("remote", qc.RemoteAddr().String(), "role", role.String()),
+		ctx:               ctx,
+		cancel:            cancel,
+		remoteAddr:        qc.RemoteAddr(),
+		migrationDisabled: cfg.DisableMigration,
+	}
+	c.localAddr.Store(&addrBox{qc.LocalAddr()})
+	return c
+}
+
+// watch waits for the QUIC connection to end, then cancels the Conn's
+// context with the converted cause and releases the migration sockets.
+func (c *Conn) watch() {
+	<-c.qc.Context().Done()
+	cause := convertErr(context.Cause(c.qc.Context()))
+	if cause == nil || errors.Is(cause, context.Canceled) {
+		cause = ErrClosed
+	}
+	c.cancel(cause)
+	c.migrationMu.Lock()
+	c.pathsGone = true
+	paths := c.paths
+	c.paths = nil
+	c.migrationMu.Unlock()
+	for _, p := range paths {
+		p.close()
+	}
+}
+
+// Role says whether this node dialed or accepted the connection.
+func (c *Conn) Role() Role { return c.role }
+
+// Identity is the peer identity proven by the Authenticator (zero without
+// one).
+func (c *Conn) Identity() Identity { return c.identity }
+
+// LocalAddr is the local address of the active path.
+func (c *Conn) LocalAddr() net.Addr { return c.localAddr.Load().addr }
+
+// RemoteAddr is the peer's address on the active path. On the acceptor it
+// follows the dialer's migrations.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.role == RoleAcceptor {
+		return c.qc.RemoteAddr()
+	}
+	return c.remoteAddr
+}
+
+// Context is done when the connection is closed for any reason;
+// context.Cause gives the reason as one of this package's errors
+// (ErrIdleTimeout, *CloseError matching ErrPeerClosed or ErrClosed, ...).
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// OpenStream opens a bidirectional stream, waiting for stream credit from
+// the peer until ctx is done.
+func (c *Conn) OpenStream(ctx context.Context) (*Stream, error) {
+	s, err := c.qc.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, convertErr(err)
+	}
+	return &Stream{s: s}, nil
+}
+
+// AcceptStream waits for the peer's next bidirectional stream.
+func (c *Conn) AcceptStream(ctx context.Context) (*Stream, error) {
+	s, err := c.qc.AcceptStream(ctx)
+	if err != nil {
+		return nil, convertErr(err)
+	}
+	return &Stream{s: s}, nil
+}
+
+// OpenUniStream opens a unidirectional stream, waiting for stream credit
+// until ctx is done.
+func (c *Conn) OpenUniStream(ctx context.Context) (*SendStream, error) {
+	s, err := c.qc.OpenUniStreamSync(ctx)
+	if err != nil {
+		return nil, convertErr(err)
+	}
+	return &SendStream{s: s}, nil
+}
+
+// AcceptUniStream waits for the peer's next unidirectional stream.
+func (c *Conn) AcceptUniStream(ctx context.Context) (*ReceiveStream, error) {
+	s, err := c.qc.AcceptUniStream(ctx)
+	if err != nil {
+		return nil, convertErr(err)
+	}
+	return &ReceiveStream{s: s}, nil
+}
+
+// CloseWithError closes the connection, sending code and reason to the peer
+// (which sees a *CloseError matching ErrPeerClosed). It returns once the
+// connection is closed. Later calls do nothing.
+func (c *Conn) CloseWithError(code ErrorCode, reason string) error {
+	c.closeOnce.Do(func() {
+		_ = c.qc.CloseWithError(quic.ApplicationErrorCode(code), reason)
+	})
+	return nil
+}
+
+// ExportKeyingMaterial returns TLS exporter output (RFC 8446 §7.5) for this
+// connection's TLS session; the Authenticator signs it to bind the peer's
+// identity to this very connection.
+func (c *Conn) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
+	st := c.qc.ConnectionState()
+	return st.TLS.ExportKeyingMaterial(label, context, length)
+}
+
+// negotiatedALPN is the ALPN the TLS handshake settled on.
+func (c *Conn) negotiatedALPN() string { return c.qc.ConnectionState().TLS.NegotiatedProtocol }
+
+// PathStats are statistics of a connection's active path. After a
+// migration the RTT and congestion figures restart on the new path.
+type PathStats struct {
+	SmoothedRTT, LatestRTT, MinRTT, RTTVariation                                   time.Duration
+	CongestionWindow                                                               uint64
+	BytesSent, PacketsSent, BytesReceived, PacketsReceived, BytesLost, PacketsLost uint64
+	LocalAddr, RemoteAddr                                                          net.Addr
+	// Migrations counts successful Migrate calls on this connection.
+	Migrations int
+}
+
+// Stats returns the current path statistics.
+func (c *Conn) Stats() PathStats {
+	s := c.qc.ConnectionStats()
+	return PathStats{
+		SmoothedRTT:      s.SmoothedRTT,
+		LatestRTT:        s.LatestRTT,
+		MinRTT:           s.MinRTT,
+		RTTVariation:     s.MeanDeviation,
+		CongestionWindow: s.CongestionWindow,
+		BytesSent:        s.BytesSent,
+		PacketsSent:      s.PacketsSent,
+		BytesReceived:    s.BytesReceived,
+		PacketsReceived:  s.PacketsReceived,
+		BytesLost:        s.BytesLost,
+		PacketsLost:      s.PacketsLost,
+		LocalAddr:        c.LocalAddr(),
+		RemoteAddr:       c.RemoteAddr(),
+		Migrations:       int(c.migrations.Load()),
+	}
+}
+
+// SetPeerMigrationDisabled records that the peer forbade active migration
+// (learned by the Cask handshake, since quic-go v0.65 cannot advertise it).
+// From then on Migrate returns ErrPeerDisableMigration.
+func (c *Conn) SetPeerMigrationDisabled() { c.peerMigrationDisabled.Store(true) }
+
+// Migrate moves the connection to a new local path (RFC 9000 §9): it opens
+// a socket from adapter (nil means a UDP socket on the current local IP, new
+// port), probes the path (PATH_CHALLENGE/PATH_RESPONSE) until it validates
+// or ctx is done, then switches to it. Streams and their data ride through.
+//
+// Errors: ErrMigrationNotAllowed on the acceptor (only the dialer may
+// migrate) or when Config.DisableMigration is set; ErrPeerDisableMigration
+// when the peer forbade it; ErrMigrationTimeout when the path did not
+// validate before ctx's deadline (the old path keeps working); ErrClosed or
+// the connection's close cause when it ended meanwhile. Calls are
+// serialized.
+func (c *Conn) Migrate(ctx context.Context, adapter SocketAdapter) error {
+	if c.role != RoleDialer {
+		return fmt.Errorf("%w: the connection was accepted, only the dialer can migrate", ErrMigrationNotAllowed)
+	}
+	if c.migrationDisabled {
+		return fmt.Errorf("%w: Config.DisableMigration is set", ErrMigrationNotAllowed)
+	}
+	if c.peerMigrationDisabled.Load() {
+		return ErrPeerDisableMigration
+	}
+	c.migrationMu.Lock()
+	defer c.migrationMu.Unlock()
+	if c.pathsGone || c.ctx.Err() != nil {
+		return context.Cause(c.ctx)
+	}
+	if len(c.paths) >= MaxMigrationPaths {
+		return fmt.Errorf("%w: %d sockets already used", ErrMigrationLimit, len(c.paths))
+	}
+	if adapter == nil {
+		adapter = UDPAdapter{Addr: net.JoinHostPort(hostOf(c.LocalAddr()), "0")}
+	}
+	pc, err := adapter.Open()
+	if err != nil {
+		return fmt.Errorf("transport: migrate: open socket: %w", err)
+	}
+	next := &migrationPath{pc: pc, tr: &quic.Transport{Conn: pc}}
+	next.path, err = c.qc.AddPath(next.tr)
+	if err != nil {
+		next.close() // nothing was sent on it yet
+		return c.migrationRefused(err)
+	}
+	c.paths = append(c.paths, next)
+
+	// Probe until validated, ctx is done, or the connection ends (Probe
+	// itself does not watch the connection).
+	probeCtx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(c.ctx, func() { cancel(context.Cause(c.ctx)) })
+	err = next.path.Probe(probeCtx)
+	stop()
+	cancel(nil)
+	if err != nil {
+		_ = next.path.Close() // the socket stays bound until the Conn ends
+		switch {
+		case c.ctx.Err() != nil:
+			return context.Cause(c.ctx)
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return fmt.Errorf("%w: path from %s not validated", ErrMigrationTimeout, pc.LocalAddr())
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		return fmt.Errorf("transport: migrate: probe: %w", convertErr(err))
+	}
+	if err := next.path.Switch(); err != nil {
+		_ = next.path.Close()
+		return fmt.Errorf("transport: migrate: switch: %w", convertErr(err))
+	}
+	c.localAddr.Store(&addrBox{pc.LocalAddr()})
+	n := c.migrations.Add(1)
+	c.logger.Info("transport: connection migrated", "local", pc.LocalAddr().String(), "migrations", n)
+	return nil
+}
+
+// migrationRefused maps quic-go's AddPath refusals, which are plain
+// errors.New values, to our sentinels.
+func (c *Conn) migrationRefused(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "disabled connection migration"):
+		c.peerMigrationDisabled.Store(true)
+		return ErrPeerDisableMigration
+	case strings.Contains(msg, "cannot initiate connection migration"):
+		return ErrMigrationNotAllowed
+	}
+	return fmt.Errorf("transport: migrate: %w", convertErr(err))
+}
+
+// hostOf returns addr's IP as a string, or "" (all interfaces).
+func hostOf(addr net.Addr) string {
+	if u, ok := addr.(*net.UDPAddr); ok {
+		return u.IP.String()
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return ""
+	}
+	return host
+}
