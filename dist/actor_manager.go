@@ -203,13 +203,16 @@ func (a *managerActor) monitor(ctx actor.Context, msg *MonitorNode) {
 		a.watched[key]++
 	}
 	// Report channels that are already up.
-	if msg.Node == "" {
-		for _, n := range a.m.Nodes() {
-			ctx.Send(msg.Watcher, &NodeUp{Node: n, Incarnation: a.m.endpoint(n).sess.Load().inc})
+	a.m.endpoints.Range(func(k, v any) bool {
+		node := k.(string)
+		if msg.Node != "" && node != msg.Node {
+			return true
 		}
-	} else if s := a.m.endpoint(msg.Node).sess.Load(); s != nil && !s.isClosing() {
-		ctx.Send(msg.Watcher, &NodeUp{Node: msg.Node, Incarnation: s.inc})
-	}
+		if s := v.(*endpoint).sess.Load(); s != nil && !s.isClosing() {
+			ctx.Send(msg.Watcher, &NodeUp{Node: node, Incarnation: s.inc})
+		}
+		return true
+	})
 }
 
 func (a *managerActor) unwatchMonitor(ctx actor.Context, pid *actor.PID) {
