@@ -289,15 +289,15 @@ func (t *Transport) authenticate(hctx context.Context, c *Conn) (Identity, error
 	expired := make(chan struct{})
 	stop := context.AfterFunc(hctx, func() {
 		defer close(expired)
-		if errors.Is(context.Cause(hctx), errHandshakeTimeout) {
-			_ = c.CloseWithError(CodeHandshakeFailed, "authentication timed out")
-		} else {
-			_ = c.CloseWithError(CodeShutdown, "authentication cancelled")
-		}
+		closeOnContextEnd(hctx, c)
 	})
 	id, err := t.cfg.Authenticator.Authenticate(hctx, c, c.role)
 	if !stop() {
 		<-expired
+	}
+	if hctx.Err() != nil {
+		// The Authenticator may have returned before the AfterFunc ran.
+		closeOnContextEnd(hctx, c)
 		if err == nil {
 			err = context.Cause(hctx)
 		}
@@ -312,6 +312,17 @@ func (t *Transport) authenticate(hctx context.Context, c *Conn) (Identity, error
 		return Identity{}, err
 	}
 	return id, nil
+}
+
+// closeOnContextEnd closes c because its handshake context ended: timed out
+// (CodeHandshakeFailed) or cancelled by Close or the dialer's caller
+// (CodeShutdown).
+func closeOnContextEnd(hctx context.Context, c *Conn) {
+	if errors.Is(context.Cause(hctx), errHandshakeTimeout) {
+		_ = c.CloseWithError(CodeHandshakeFailed, "authentication timed out")
+		return
+	}
+	_ = c.CloseWithError(CodeShutdown, "authentication cancelled")
 }
 
 // maxReasonLen keeps close reasons well inside one packet.

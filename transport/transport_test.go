@@ -404,12 +404,20 @@ func TestAuthenticatorRolesAndIdentity(t *testing.T) {
 }
 
 func TestAuthenticatorErrorReachesDialer(t *testing.T) {
-	a := startTransport(t, Config{Authenticator: &recordingAuth{policy: func(context.Context, *Conn, Role) (Identity, error) {
+	// a rejects only once b's authenticator holds the conn, so b is sure
+	// to see the rejection.
+	bEntered := make(chan struct{})
+	a := startTransport(t, Config{Authenticator: &recordingAuth{policy: func(ctx context.Context, _ *Conn, _ Role) (Identity, error) {
+		select {
+		case <-bEntered:
+		case <-ctx.Done():
+		}
 		return Identity{}, errTest
 	}}})
 	// b's authenticator waits for the conn to end and reports why.
 	causes := make(chan error, 1)
 	b := startTransport(t, Config{Authenticator: &recordingAuth{policy: func(ctx context.Context, c *Conn, role Role) (Identity, error) {
+		close(bEntered)
 		select {
 		case <-c.Context().Done():
 			causes <- context.Cause(c.Context())
