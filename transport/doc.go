@@ -1,0 +1,80 @@
+// Package transport is Cask's QUIC layer: the only package that imports
+// quic-go. It gives the dist layer authenticated connections between nodes
+// (one per peer), streams, path statistics, connection migration, and the
+// length-prefixed frame codec all Cask wire messages use.
+//
+// # Lifecycle
+//
+// New validates a Config and fills its defaults; it touches nothing. Start
+// loads or creates the node's self-signed TLS certificate (kept in
+// DataDir/tls/ when DataDir is set), opens the node's socket and listens on
+// it. One quic.Transport on that socket serves both the listener and every
+// Dial. Close closes the listener, every connection (CodeShutdown), the
+// socket, and waits for every goroutine the Transport started; it is safe
+// to call twice.
+//
+// # Socket adapters
+//
+// A SocketAdapter yields the packet socket QUIC runs on: Config.Adapter for
+// the node's socket, and the adapter passed to Conn.Migrate for a new path.
+// UDPAdapter opens a plain UDP socket (keeping quic-go's GSO/ECN fast
+// paths). FaultAdapter wraps another adapter and injects one-way delay,
+// loss (seeded) and blackholing, changeable while running; tests use it to
+// kill a path. Relay is a UDP forwarder to dial a peer through.
+//
+// # Authenticator
+//
+// Config.Authenticator runs after the QUIC/TLS handshake and before a
+// connection is handed out, with the role of this side. For Dial it runs on
+// the caller's goroutine; for inbound connections on a goroutine per
+// connection, so a stalled peer never blocks others (at most
+// Config.MaxPendingHandshakes such connections, including those waiting
+// for Accept; more are refused with CodeTooManyHandshakes). It may block
+// and use streams on the connection, and must return when its ctx is done:
+// the ctx ends after Config.HandshakeTimeout (the QUIC handshake and the
+// Authenticator share that budget) and the connection is then closed,
+// which unblocks its stream calls. Its error closes the connection with
+// CodeAuthFailed and is returned, wrapped, by Dial; Accept never yields
+// such a connection. Conn.ExportKeyingMaterial gives the TLS exporter value
+// it should sign to bind the peer's identity to this connection. TLS itself
+// proves nothing about identity: certificates are self-signed and not
+// verified; ALPN must be "cask/1".
+//
+// # Errors
+//
+// quic-go errors are converted at this boundary. Connection and stream
+// errors match, with errors.Is, one of: ErrClosed (closed on this side),
+// ErrIdleTimeout (peer silent past IdleTimeout, or the handshake took
+// longer than HandshakeTimeout), ErrPeerClosed (the peer closed; a
+// *CloseError carries its ErrorCode and reason), ErrHandshake (QUIC/TLS
+// handshake failed), ErrTooManyHandshakes. A reset stream gives a
+// *StreamError matching ErrStreamReset. Conn.Context is done when the
+// connection ends, and context.Cause gives the converted reason. Migration
+// errors are ErrMigrationTimeout, ErrMigrationNotAllowed,
+// ErrPeerDisableMigration and ErrMigrationLimit.
+//
+// # Migration
+//
+// Only the dialer may migrate (RFC 9000 §9): Conn.Migrate opens a new
+// socket, probes the path and switches to it; streams ride through.
+// quic-go v0.65 ties every socket a connection has sent on to that
+// connection, so migration sockets (also those of failed attempts) are
+// released when the connection ends, at most MaxMigrationPaths of them.
+// quic-go v0.65 cannot advertise disable_active_migration; the Cask
+// handshake carries that capability and calls
+// Conn.SetPeerMigrationDisabled.
+//
+// # Defaults
+//
+// ListenAddr 127.0.0.1:0, IdleTimeout 5s, KeepAlivePeriod 1s (or half a
+// shorter IdleTimeout), HandshakeTimeout 5s, 1000 incoming bidi and uni
+// streams, MaxPendingHandshakes 64, flow-control windows 1 MiB / 16 MiB
+// per stream and 4 MiB / 64 MiB per connection, frames up to
+// DefaultMaxFrameSize.
+//
+// # Frames
+//
+// Every Cask frame is a uvarint length then that many bytes (a protobuf
+// message). ReadFrame enforces a size cap and rejects malformed prefixes;
+// AppendFrame and AppendFrameHeader encode.
+package transport
