@@ -96,6 +96,13 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		} else {
 			ctx.Respond(&SpawnResult{Err: peerErr("spawn", msg.Node, ErrStopped)})
 		}
+	case *SendMembership:
+		if a.m.checkPeer(msg.Node) != nil || msg.Msg == nil {
+			return
+		}
+		if c := a.controller(ctx, msg.Node); c != nil {
+			ctx.Send(c, msg)
+		}
 	case *inboundHello:
 		c := a.controller(ctx, msg.hello.GetNode())
 		if c == nil {

@@ -43,6 +43,8 @@ type controller struct {
 	spawnSeq  uint64
 	spawns    map[uint64]*actor.PID // request id → reply-to
 	spawnWait []*pendingSpawn
+	// control frames (membership) waiting for the channel
+	pendingControl []*caskpb.Control
 
 	reapTimer    *time.Timer
 	lastActivity uint64
@@ -82,6 +84,17 @@ func (c *controller) Receive(ctx actor.Context) {
 		} else {
 			c.ensureDial()
 		}
+	case *SendMembership:
+		ctl := &caskpb.Control{Body: &caskpb.Control_Membership{Membership: msg.Msg}}
+		if c.state == stateConnected {
+			if c.sess.sendControl(ctl) == nil {
+				return
+			}
+		}
+		if len(c.pendingControl) < maxPendingControl {
+			c.pendingControl = append(c.pendingControl, ctl)
+		}
+		c.ensureDial()
 	case *dialResult:
 		c.onDialResult(msg)
 	case *dupRedial:
@@ -95,7 +108,7 @@ func (c *controller) Receive(ctx actor.Context) {
 		c.m.log.Debug("session closed", "peer", c.peer, "reason", msg.reason, "err", msg.err)
 		if msg.s == c.sess {
 			c.retire(msg.reason, msg.err)
-			if c.ep.hasPending() || len(c.waiters) > 0 || len(c.spawnWait) > 0 {
+			if c.ep.hasPending() || len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 {
 				c.ensureDial()
 			}
 		}
@@ -283,6 +296,10 @@ func (c *controller) establish(s *session) {
 	}
 	c.waiters = nil
 	c.flushSpawns()
+	for _, ctl := range c.pendingControl {
+		_ = s.sendControl(ctl)
+	}
+	c.pendingControl = nil
 }
 
 // retire detaches the current session: senders stop using it, watches
@@ -346,7 +363,11 @@ func (c *controller) failWaiting(err error) {
 		}
 	}
 	c.spawnWait = nil
+	c.pendingControl = nil
 }
+
+// maxPendingControl bounds control frames queued while connecting.
+const maxPendingControl = 1024
 
 // closeGracefully runs the goodbye exchange on s in the background, then
 // closes the connection: at once when this side started the goodbye,

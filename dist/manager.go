@@ -45,6 +45,8 @@ type Manager struct {
 	kindsMu sync.RWMutex
 	kinds   map[string]*actor.Props
 
+	membership atomic.Pointer[actor.PID]
+
 	started  atomic.Bool
 	stopping atomic.Bool
 	stopOnce sync.Once
@@ -287,6 +289,10 @@ func (m *Manager) pinChanged(node string) {
 			ChannelPin: &caskpb.ChannelPin{Pinned: ep.pins.Load() > 0}}})
 	}
 }
+
+// SetMembershipHandler makes pid the receiver of every inbound membership
+// message (as *MembershipReceived); nil removes it.
+func (m *Manager) SetMembershipHandler(pid *actor.PID) { m.membership.Store(pid) }
 
 // RegisterKind makes props spawnable by peers under kind.
 func (m *Manager) RegisterKind(kind string, props *actor.Props) error {

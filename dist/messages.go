@@ -2,6 +2,8 @@ package dist
 
 import (
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
 )
 
 // NodeDownReason says why a channel to a node went down.
@@ -103,3 +105,20 @@ type Pin struct{ Node string }
 
 // Unpin releases one Pin.
 type Unpin struct{ Node string }
+
+// SendMembership asks the dist manager to send a membership message to
+// Node on the control stream, opening the channel if needed. Messages
+// waiting for a channel that fails to open are dropped; the membership
+// layer learns of the failure from NodeDown{connect_failed}.
+type SendMembership struct {
+	Node string
+	Msg  *caskpb.Membership
+}
+
+// MembershipReceived is delivered to the PID set with
+// Manager.SetMembershipHandler for each membership message a peer sends.
+// From is the channel's peer, already checked against Msg.From.
+type MembershipReceived struct {
+	From string
+	Msg  *caskpb.Membership
+}

@@ -534,6 +534,15 @@ func (s *session) readControl() {
 			s.checkInboundDoneLocked()
 			s.mu.Unlock()
 			s.mgr.system.Root.Send(s.ep.controller(), &peerGoodbye{s: s, reason: goodbyeReason(b.Goodbye.GetReason())})
+		case *caskpb.Control_Membership:
+			if b.Membership.GetFrom() != s.peer {
+				s.protocolError(fmt.Errorf("%w: membership message from %q on the channel of %s",
+					ErrProtocol, b.Membership.GetFrom(), s.peer))
+				return
+			}
+			if h := s.mgr.membership.Load(); h != nil {
+				s.mgr.system.Root.Send(h, &MembershipReceived{From: s.peer, Msg: b.Membership})
+			}
 		case *caskpb.Control_ChannelPin:
 			s.remotePinned.Store(b.ChannelPin.GetPinned())
 		case *caskpb.Control_SpawnRequest:

@@ -254,6 +254,71 @@ func (FailureReason) EnumDescriptor() ([]byte, []int) {
 	return file_cask_proto_rawDescGZIP(), []int{3}
 }
 
+// MembershipType mirrors the HyParView message kinds.
+type MembershipType int32
+
+const (
+	MembershipType_MEMBERSHIP_TYPE_UNSPECIFIED    MembershipType = 0
+	MembershipType_MEMBERSHIP_TYPE_JOIN           MembershipType = 1
+	MembershipType_MEMBERSHIP_TYPE_FORWARD_JOIN   MembershipType = 2
+	MembershipType_MEMBERSHIP_TYPE_NEIGHBOR       MembershipType = 3
+	MembershipType_MEMBERSHIP_TYPE_NEIGHBOR_REPLY MembershipType = 4
+	MembershipType_MEMBERSHIP_TYPE_DISCONNECT     MembershipType = 5
+	MembershipType_MEMBERSHIP_TYPE_SHUFFLE        MembershipType = 6
+	MembershipType_MEMBERSHIP_TYPE_SHUFFLE_REPLY  MembershipType = 7
+)
+
+// Enum value maps for MembershipType.
+var (
+	MembershipType_name = map[int32]string{
+		0: "MEMBERSHIP_TYPE_UNSPECIFIED",
+		1: "MEMBERSHIP_TYPE_JOIN",
+		2: "MEMBERSHIP_TYPE_FORWARD_JOIN",
+		3: "MEMBERSHIP_TYPE_NEIGHBOR",
+		4: "MEMBERSHIP_TYPE_NEIGHBOR_REPLY",
+		5: "MEMBERSHIP_TYPE_DISCONNECT",
+		6: "MEMBERSHIP_TYPE_SHUFFLE",
+		7: "MEMBERSHIP_TYPE_SHUFFLE_REPLY",
+	}
+	MembershipType_value = map[string]int32{
+		"MEMBERSHIP_TYPE_UNSPECIFIED":    0,
+		"MEMBERSHIP_TYPE_JOIN":           1,
+		"MEMBERSHIP_TYPE_FORWARD_JOIN":   2,
+		"MEMBERSHIP_TYPE_NEIGHBOR":       3,
+		"MEMBERSHIP_TYPE_NEIGHBOR_REPLY": 4,
+		"MEMBERSHIP_TYPE_DISCONNECT":     5,
+		"MEMBERSHIP_TYPE_SHUFFLE":        6,
+		"MEMBERSHIP_TYPE_SHUFFLE_REPLY":  7,
+	}
+)
+
+func (x MembershipType) Enum() *MembershipType {
+	p := new(MembershipType)
+	*p = x
+	return p
+}
+
+func (x MembershipType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MembershipType) Descriptor() protoreflect.EnumDescriptor {
+	return file_cask_proto_enumTypes[4].Descriptor()
+}
+
+func (MembershipType) Type() protoreflect.EnumType {
+	return &file_cask_proto_enumTypes[4]
+}
+
+func (x MembershipType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MembershipType.Descriptor instead.
+func (MembershipType) EnumDescriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{4}
+}
+
 type SpawnError int32
 
 const (
@@ -290,11 +355,11 @@ func (x SpawnError) String() string {
 }
 
 func (SpawnError) Descriptor() protoreflect.EnumDescriptor {
-	return file_cask_proto_enumTypes[4].Descriptor()
+	return file_cask_proto_enumTypes[5].Descriptor()
 }
 
 func (SpawnError) Type() protoreflect.EnumType {
-	return &file_cask_proto_enumTypes[4]
+	return &file_cask_proto_enumTypes[5]
 }
 
 func (x SpawnError) Number() protoreflect.EnumNumber {
@@ -303,7 +368,7 @@ func (x SpawnError) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SpawnError.Descriptor instead.
 func (SpawnError) EnumDescriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{4}
+	return file_cask_proto_rawDescGZIP(), []int{5}
 }
 
 // GoodbyeReason says why a node closes a channel on purpose.
@@ -340,11 +405,11 @@ func (x GoodbyeReason) String() string {
 }
 
 func (GoodbyeReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_cask_proto_enumTypes[5].Descriptor()
+	return file_cask_proto_enumTypes[6].Descriptor()
 }
 
 func (GoodbyeReason) Type() protoreflect.EnumType {
-	return &file_cask_proto_enumTypes[5]
+	return &file_cask_proto_enumTypes[6]
 }
 
 func (x GoodbyeReason) Number() protoreflect.EnumNumber {
@@ -353,7 +418,7 @@ func (x GoodbyeReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GoodbyeReason.Descriptor instead.
 func (GoodbyeReason) EnumDescriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{5}
+	return file_cask_proto_rawDescGZIP(), []int{6}
 }
 
 // StreamHeader is the first frame of every data and user stream.
@@ -758,6 +823,7 @@ type Control struct {
 	//	*Control_DeliveryFailure
 	//	*Control_Goodbye
 	//	*Control_ChannelPin
+	//	*Control_Membership
 	Body          isControl_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -845,6 +911,15 @@ func (x *Control) GetChannelPin() *ChannelPin {
 	return nil
 }
 
+func (x *Control) GetMembership() *Membership {
+	if x != nil {
+		if x, ok := x.Body.(*Control_Membership); ok {
+			return x.Membership
+		}
+	}
+	return nil
+}
+
 type isControl_Body interface {
 	isControl_Body()
 }
@@ -869,6 +944,10 @@ type Control_ChannelPin struct {
 	ChannelPin *ChannelPin `protobuf:"bytes,5,opt,name=channel_pin,json=channelPin,proto3,oneof"`
 }
 
+type Control_Membership struct {
+	Membership *Membership `protobuf:"bytes,6,opt,name=membership,proto3,oneof"`
+}
+
 func (*Control_SpawnRequest) isControl_Body() {}
 
 func (*Control_SpawnResponse) isControl_Body() {}
@@ -878,6 +957,111 @@ func (*Control_DeliveryFailure) isControl_Body() {}
 func (*Control_Goodbye) isControl_Body() {}
 
 func (*Control_ChannelPin) isControl_Body() {}
+
+func (*Control_Membership) isControl_Body() {}
+
+// Membership is one HyParView message; it travels on the control stream.
+type Membership struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  MembershipType         `protobuf:"varint,1,opt,name=type,proto3,enum=cask.v1.MembershipType" json:"type,omitempty"`
+	// The sending node (must equal the channel's peer).
+	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// The subject: the joining node (FORWARD_JOIN), the shuffle origin.
+	Node          string   `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	Ttl           uint32   `protobuf:"varint,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	HighPriority  bool     `protobuf:"varint,5,opt,name=high_priority,json=highPriority,proto3" json:"high_priority,omitempty"`
+	Accepted      bool     `protobuf:"varint,6,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Leaving       bool     `protobuf:"varint,7,opt,name=leaving,proto3" json:"leaving,omitempty"`
+	Nodes         []string `protobuf:"bytes,8,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Membership) Reset() {
+	*x = Membership{}
+	mi := &file_cask_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Membership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Membership) ProtoMessage() {}
+
+func (x *Membership) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Membership.ProtoReflect.Descriptor instead.
+func (*Membership) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Membership) GetType() MembershipType {
+	if x != nil {
+		return x.Type
+	}
+	return MembershipType_MEMBERSHIP_TYPE_UNSPECIFIED
+}
+
+func (x *Membership) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *Membership) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Membership) GetTtl() uint32 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+func (x *Membership) GetHighPriority() bool {
+	if x != nil {
+		return x.HighPriority
+	}
+	return false
+}
+
+func (x *Membership) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+func (x *Membership) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
+}
+
+func (x *Membership) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
 
 // ChannelPin tells the peer whether this side holds the channel pinned
 // (membership active view, open user streams): a pinned channel is not
@@ -891,7 +1075,7 @@ type ChannelPin struct {
 
 func (x *ChannelPin) Reset() {
 	*x = ChannelPin{}
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1087,7 @@ func (x *ChannelPin) String() string {
 func (*ChannelPin) ProtoMessage() {}
 
 func (x *ChannelPin) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1100,7 @@ func (x *ChannelPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelPin.ProtoReflect.Descriptor instead.
 func (*ChannelPin) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{5}
+	return file_cask_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ChannelPin) GetPinned() bool {
@@ -939,7 +1123,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1135,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1148,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{6}
+	return file_cask_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SpawnRequest) GetRequestId() uint64 {
@@ -1001,7 +1185,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1197,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1210,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{7}
+	return file_cask_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SpawnResponse) GetRequestId() uint64 {
@@ -1075,7 +1259,7 @@ type DeliveryFailure struct {
 
 func (x *DeliveryFailure) Reset() {
 	*x = DeliveryFailure{}
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1271,7 @@ func (x *DeliveryFailure) String() string {
 func (*DeliveryFailure) ProtoMessage() {}
 
 func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1284,7 @@ func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryFailure.ProtoReflect.Descriptor instead.
 func (*DeliveryFailure) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{8}
+	return file_cask_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeliveryFailure) GetTarget() string {
@@ -1167,7 +1351,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1363,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1376,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{9}
+	return file_cask_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Goodbye) GetReason() GoodbyeReason {
@@ -1249,15 +1433,28 @@ const file_cask_proto_rawDesc = "" +
 	"\x06system\x18\b \x01(\bR\x06system\x12\x16\n" +
 	"\x06header\x18\t \x03(\tR\x06header\x12*\n" +
 	"\x11target_request_id\x18\n" +
-	" \x01(\rR\x0ftargetRequestId\"\xbd\x02\n" +
+	" \x01(\rR\x0ftargetRequestId\"\xf4\x02\n" +
 	"\aControl\x12<\n" +
 	"\rspawn_request\x18\x01 \x01(\v2\x15.cask.v1.SpawnRequestH\x00R\fspawnRequest\x12?\n" +
 	"\x0espawn_response\x18\x02 \x01(\v2\x16.cask.v1.SpawnResponseH\x00R\rspawnResponse\x12E\n" +
 	"\x10delivery_failure\x18\x03 \x01(\v2\x18.cask.v1.DeliveryFailureH\x00R\x0fdeliveryFailure\x12,\n" +
 	"\agoodbye\x18\x04 \x01(\v2\x10.cask.v1.GoodbyeH\x00R\agoodbye\x126\n" +
 	"\vchannel_pin\x18\x05 \x01(\v2\x13.cask.v1.ChannelPinH\x00R\n" +
-	"channelPinB\x06\n" +
-	"\x04body\"$\n" +
+	"channelPin\x125\n" +
+	"\n" +
+	"membership\x18\x06 \x01(\v2\x13.cask.v1.MembershipH\x00R\n" +
+	"membershipB\x06\n" +
+	"\x04body\"\xe4\x01\n" +
+	"\n" +
+	"Membership\x12+\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x17.cask.v1.MembershipTypeR\x04type\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x10\n" +
+	"\x03ttl\x18\x04 \x01(\rR\x03ttl\x12#\n" +
+	"\rhigh_priority\x18\x05 \x01(\bR\fhighPriority\x12\x1a\n" +
+	"\baccepted\x18\x06 \x01(\bR\baccepted\x12\x18\n" +
+	"\aleaving\x18\a \x01(\bR\aleaving\x12\x14\n" +
+	"\x05nodes\x18\b \x03(\tR\x05nodes\"$\n" +
 	"\n" +
 	"ChannelPin\x12\x16\n" +
 	"\x06pinned\x18\x01 \x01(\bR\x06pinned\"U\n" +
@@ -1304,7 +1501,16 @@ const file_cask_proto_rawDesc = "" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFAILURE_REASON_UNKNOWN_TYPE\x10\x01\x12\x19\n" +
 	"\x15FAILURE_REASON_DECODE\x10\x02\x12%\n" +
-	"!FAILURE_REASON_BAD_SYSTEM_MESSAGE\x10\x03*t\n" +
+	"!FAILURE_REASON_BAD_SYSTEM_MESSAGE\x10\x03*\x8f\x02\n" +
+	"\x0eMembershipType\x12\x1f\n" +
+	"\x1bMEMBERSHIP_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14MEMBERSHIP_TYPE_JOIN\x10\x01\x12 \n" +
+	"\x1cMEMBERSHIP_TYPE_FORWARD_JOIN\x10\x02\x12\x1c\n" +
+	"\x18MEMBERSHIP_TYPE_NEIGHBOR\x10\x03\x12\"\n" +
+	"\x1eMEMBERSHIP_TYPE_NEIGHBOR_REPLY\x10\x04\x12\x1e\n" +
+	"\x1aMEMBERSHIP_TYPE_DISCONNECT\x10\x05\x12\x1b\n" +
+	"\x17MEMBERSHIP_TYPE_SHUFFLE\x10\x06\x12!\n" +
+	"\x1dMEMBERSHIP_TYPE_SHUFFLE_REPLY\x10\a*t\n" +
 	"\n" +
 	"SpawnError\x12\x14\n" +
 	"\x10SPAWN_ERROR_NONE\x10\x00\x12\x1c\n" +
@@ -1328,42 +1534,46 @@ func file_cask_proto_rawDescGZIP() []byte {
 	return file_cask_proto_rawDescData
 }
 
-var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
 	(RejectReason)(0),       // 2: cask.v1.RejectReason
 	(FailureReason)(0),      // 3: cask.v1.FailureReason
-	(SpawnError)(0),         // 4: cask.v1.SpawnError
-	(GoodbyeReason)(0),      // 5: cask.v1.GoodbyeReason
-	(*StreamHeader)(nil),    // 6: cask.v1.StreamHeader
-	(*DistHello)(nil),       // 7: cask.v1.DistHello
-	(*DistWelcome)(nil),     // 8: cask.v1.DistWelcome
-	(*Envelope)(nil),        // 9: cask.v1.Envelope
-	(*Control)(nil),         // 10: cask.v1.Control
-	(*ChannelPin)(nil),      // 11: cask.v1.ChannelPin
-	(*SpawnRequest)(nil),    // 12: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 13: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 14: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 15: cask.v1.Goodbye
+	(MembershipType)(0),     // 4: cask.v1.MembershipType
+	(SpawnError)(0),         // 5: cask.v1.SpawnError
+	(GoodbyeReason)(0),      // 6: cask.v1.GoodbyeReason
+	(*StreamHeader)(nil),    // 7: cask.v1.StreamHeader
+	(*DistHello)(nil),       // 8: cask.v1.DistHello
+	(*DistWelcome)(nil),     // 9: cask.v1.DistWelcome
+	(*Envelope)(nil),        // 10: cask.v1.Envelope
+	(*Control)(nil),         // 11: cask.v1.Control
+	(*Membership)(nil),      // 12: cask.v1.Membership
+	(*ChannelPin)(nil),      // 13: cask.v1.ChannelPin
+	(*SpawnRequest)(nil),    // 14: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 15: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 16: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 17: cask.v1.Goodbye
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
 	2,  // 1: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
-	12, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	13, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	14, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	15, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	11, // 6: cask.v1.Control.channel_pin:type_name -> cask.v1.ChannelPin
-	4,  // 7: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
-	3,  // 8: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
-	5,  // 9: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	15, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	16, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	17, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	13, // 6: cask.v1.Control.channel_pin:type_name -> cask.v1.ChannelPin
+	12, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
+	4,  // 8: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
+	5,  // 9: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
+	3,  // 10: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
+	6,  // 11: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -1377,14 +1587,15 @@ func file_cask_proto_init() {
 		(*Control_DeliveryFailure)(nil),
 		(*Control_Goodbye)(nil),
 		(*Control_ChannelPin)(nil),
+		(*Control_Membership)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   10,
+			NumEnums:      7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
