@@ -107,7 +107,8 @@ func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []st
 		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %T", ErrNotProtobuf, msg))
 		return
 	}
-	o := &outbound{target: pid, sender: sender, header: header, system: system, msg: msg}
+	// The fast path keeps o on the stack: session.send does not retain it.
+	o := outbound{target: pid, sender: sender, header: header, system: system, msg: msg}
 	o.typeName = string(pm.ProtoReflect().Descriptor().FullName())
 	if s := ep.sess.Load(); s != nil {
 		buf := getBuffer()
@@ -125,7 +126,7 @@ func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []st
 			return
 		}
 		o.payload = payload
-		err = s.send(o)
+		err = s.send(&o)
 		*buf = payload
 		putBuffer(buf)
 		if err == nil {
@@ -147,8 +148,9 @@ func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []st
 			ErrMessageTooLarge, o.typeName, len(payload), ep.mgr.cfg.MaxMessageSize))
 		return
 	}
-	o.payload = payload
-	ep.sendSlow(o)
+	queued := o
+	queued.payload = payload
+	ep.sendSlow(&queued)
 }
 
 // sendSlow queues o while there is no usable session.

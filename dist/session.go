@@ -295,6 +295,7 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 	}
 	var types []inboundType
 	var pids pidCache
+	ids := make(interner)
 	var e envelope
 	for {
 		frame, err = transport.ReadFrame(br, buf, max)
@@ -307,7 +308,7 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 			return
 		}
 		buf = frame[:0]
-		if err := decodeEnvelope(frame, &e); err != nil {
+		if err := decodeEnvelopeInterned(frame, &e, &ids); err != nil {
 			s.protocolError(err)
 			return
 		}

@@ -115,7 +115,37 @@ func appendEnvelope(b []byte, e *envelope) []byte {
 // decodeEnvelope parses one frame body into e. Unknown fields are skipped
 // (forward compatibility); a malformed body returns an error wrapping
 // ErrProtocol. e.payload aliases b.
-func decodeEnvelope(b []byte, e *envelope) error {
+func decodeEnvelope(b []byte, e *envelope) error { return decodeEnvelopeInterned(b, e, nil) }
+
+// interner returns one shared string per distinct byte sequence, so ids
+// that repeat on a stream (targets, senders) cost no allocation per frame.
+// It is owned by one reader goroutine and bounded.
+type interner map[string]string
+
+const internMax = 4096
+
+func (in *interner) str(b []byte) string {
+	if *in == nil {
+		return string(b)
+	}
+	if s, ok := (*in)[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(*in) >= internMax {
+		*in = make(interner)
+	}
+	(*in)[s] = s
+	return s
+}
+
+// decodeEnvelopeInterned is decodeEnvelope with ids interned through in
+// (nil: plain conversion).
+func decodeEnvelopeInterned(b []byte, e *envelope, in *interner) error {
+	if in == nil {
+		var none interner
+		in = &none
+	}
 	*e = envelope{header: e.header[:0]}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -133,13 +163,13 @@ func decodeEnvelope(b []byte, e *envelope) error {
 			b = b[n:]
 			switch num {
 			case envTarget:
-				e.target = string(v)
+				e.target = in.str(v)
 			case envSenderAddress:
-				e.senderAddress = string(v)
+				e.senderAddress = in.str(v)
 			case envSenderID:
-				e.senderID = string(v)
+				e.senderID = in.str(v)
 			case envTypeName:
-				e.typeName = string(v)
+				e.typeName = in.str(v)
 			case envPayload:
 				e.payload = v
 			case envHeader:
