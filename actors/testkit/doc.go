@@ -2,7 +2,7 @@
 // actor system, without sleeps: a test waits for the event it cares about,
 // bounded by a timeout, and fails with a message that says what was missing.
 //
-// It has two tools.
+// It has three tools.
 //
 // A [Probe] is an actor the test drives. It sends and requests on the
 // test's behalf, queues whatever is sent to it, and lets the test take
@@ -30,6 +30,13 @@
 // Waiting for Received is the way to know an actor has finished handling a
 // message. The WaitFor methods look at messages recorded before the call as
 // well, so there is no race between causing an event and waiting for it.
+//
+// A [Cluster] is N Cask nodes in one process on loopback with a fault
+// handle per link ([Cluster.Link]: delay, loss, blackhole, changeable while
+// running), for testing distributed actors: start a cluster, spawn actors
+// on its nodes, degrade a link and watch what your actors do. Faults
+// apply to the packets between two nodes' own sockets, so a connection
+// that migrates to a fresh socket leaves them behind.
 //
 // # Example
 //

@@ -1,0 +1,73 @@
+package testkit_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/actors/testkit"
+	"github.com/cask-p2p/cask/dist"
+)
+
+func spawnEcho(t *testing.T, n *actors.Node) {
+	t.Helper()
+	if _, err := n.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		if m, ok := c.Message().(*wrapperspb.StringValue); ok {
+			c.Respond(m)
+		}
+	}), "echo"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rtt(t *testing.T, from *actors.Node, to string) time.Duration {
+	t.Helper()
+	t0 := time.Now()
+	if _, err := from.Root().RequestFuture(actor.NewPID(to, "echo"), wrapperspb.String("x"), 10*time.Second).Result(); err != nil {
+		t.Fatalf("request %s → %s: %v", from.Name(), to, err)
+	}
+	return time.Since(t0)
+}
+
+func TestClusterTalksAndDelaysOneLink(t *testing.T) {
+	c := testkit.NewCluster(t, 3, testkit.ClusterConfig{})
+	for _, n := range c.Nodes() {
+		spawnEcho(t, n)
+	}
+	c.Link(0, 1).SetDelay(100 * time.Millisecond)
+	if d := rtt(t, c.Node(0), c.Node(1).Name()); d < 200*time.Millisecond {
+		t.Fatalf("round trip over the delayed link took %v, want ≥ 200ms", d)
+	}
+	rtt(t, c.Node(0), c.Node(2).Name()) // open the channel first
+	if d := rtt(t, c.Node(0), c.Node(2).Name()); d > 100*time.Millisecond {
+		t.Fatalf("round trip over a clean link took %v", d)
+	}
+	c.Link(1, 0).SetDelay(0)
+	if d := rtt(t, c.Node(0), c.Node(1).Name()); d > 100*time.Millisecond {
+		t.Fatalf("round trip after clearing the delay took %v", d)
+	}
+}
+
+func TestClusterBlackholeLosesTheChannel(t *testing.T) {
+	c := testkit.NewCluster(t, 2, testkit.ClusterConfig{Node: actors.Config{IdleTimeout: 600 * time.Millisecond}})
+	spawnEcho(t, c.Node(1))
+	rtt(t, c.Node(0), c.Node(1).Name())
+	probe := testkit.NewProbe(t, c.Node(0).System())
+	c.Node(0).MonitorNode(c.Node(1).Name(), probe.PID())
+	testkit.ExpectMsgType[*dist.NodeUp](probe, 5*time.Second)
+	c.Link(0, 1).SetBlackhole(true)
+	down := testkit.ExpectMsgType[*dist.NodeDown](probe, 5*time.Second)
+	if down.Reason != dist.ReasonConnectionLost {
+		t.Fatalf("NodeDown reason %q", down.Reason)
+	}
+	c.Link(0, 1).SetBlackhole(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Node(0).Connect(ctx, c.Node(1).Name()); err != nil {
+		t.Fatal(err)
+	}
+}
