@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/membership"
 	"github.com/cask-p2p/cask/transport"
 )
 
@@ -32,9 +33,22 @@ type Config struct {
 	// socket on ListenAddr: a fault-injection adapter in tests and demos,
 	// a relay adapter in production.
 	Adapter transport.SocketAdapter
-	// DataDir keeps the node's TLS material (and, later, its keys). Empty
-	// keeps everything in memory.
+	// DataDir keeps the node's TLS material (tls/) and its identity
+	// (keys/: node.key, node.pub and the trusted peer keys in trusted/).
+	// Empty keeps everything in memory: a fresh identity at every Start.
 	DataDir string
+	// TrustMode says what the node does with a peer key it holds no
+	// trusted key for: TrustOnFirstUse (the default) records it,
+	// TrustStrict rejects the peer. A key that differs from the trusted
+	// one is rejected in both modes (docs/security.md).
+	TrustMode TrustMode
+	// ClusterSecret, when set, must be the same on every node: each side
+	// proves it knows it during the identity handshake, on top of its
+	// signature. Empty means none.
+	ClusterSecret []byte
+	// MaxPendingHandshakes caps inbound connections still in the QUIC or
+	// identity handshake (transport default 64); more are refused.
+	MaxPendingHandshakes int
 	// Peers is the static discovery map: node name → UDP address.
 	Peers map[string]string
 	// DiscoveryDir is a directory of endpoint files; the node writes its
@@ -69,6 +83,10 @@ type Config struct {
 	// DisableMigration tells peers not to migrate their connections to
 	// this node.
 	DisableMigration bool
+	// Membership configures the HyParView membership actor (contact
+	// nodes, view sizes, shuffle period); zero fields mean the
+	// membership package defaults. Its Logger defaults to the node's.
+	Membership membership.Config
 	// Incarnation overrides the random incarnation (tests only).
 	Incarnation uint64
 	// Logger receives structured logs; nil means slog.Default().

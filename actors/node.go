@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/membership"
 	"github.com/cask-p2p/cask/transport"
 )
 
@@ -22,6 +23,9 @@ type Node struct {
 	tr     *transport.Transport
 	dist   *dist.Manager
 	log    *slog.Logger
+	keys   *transport.KeyStore // identity and trusted keys (identity.go)
+	// membership is the HyParView actor (see membership.go).
+	membership *membership.Membership
 
 	stopOnce sync.Once
 	stopErr  error
@@ -39,7 +43,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	logger := cfg.Logger.With("node", cfg.Name)
-	tr, err := transport.New(transport.Config{
+	auth, err := newPeerAuthenticator(cfg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("actors: %w", err)
+	}
+	tcfg := transport.Config{
+		Authenticator:    auth,
 		ListenAddr:       cfg.ListenAddr,
 		Adapter:          cfg.Adapter,
 		DataDir:          cfg.DataDir,
@@ -48,7 +57,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		DisableMigration: cfg.DisableMigration,
 		Logger:           logger,
-	})
+	}
+	tcfg.MaxPendingHandshakes = cfg.MaxPendingHandshakes
+	tr, err := transport.New(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("actors: %w", err)
 	}
@@ -90,7 +101,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		system.Shutdown()
 		return nil, fmt.Errorf("actors: start dist: %w", err)
 	}
-	n := &Node{cfg: cfg, system: system, tr: tr, dist: dm, log: logger}
+	n := &Node{cfg: cfg, system: system, tr: tr, dist: dm, log: logger, keys: auth.Keys()}
+	if err := n.startMembership(); err != nil {
+		n.Stop()
+		return nil, err
+	}
 	if cfg.DiscoveryDir != "" {
 		if err := dist.WriteEndpointFile(cfg.DiscoveryDir, cfg.Name, tr.Addr()); err != nil {
 			n.Stop()
@@ -109,10 +124,11 @@ func (n *Node) Stop() error {
 		if n.cfg.DiscoveryDir != "" {
 			dist.RemoveEndpointFile(n.cfg.DiscoveryDir, n.cfg.Name, n.tr.Addr())
 		}
+		err0 := n.stopMembership()
 		err1 := n.dist.Stop()
 		err2 := n.tr.Close()
 		n.system.Shutdown()
-		n.stopErr = errors.Join(err1, err2)
+		n.stopErr = errors.Join(err0, err1, err2)
 		n.log.Info("node stopped")
 	})
 	return n.stopErr

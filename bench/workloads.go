@@ -98,15 +98,19 @@ type Workload struct {
 
 // Workloads lists every workload in run order.
 func Workloads() []Workload {
-	return []Workload{
+	return append([]Workload{
 		{"pingpong-1", "a) ping-pong, 1 pair, 1,000,000 messages each way, window 10,000", runPingPong1},
 		{"pingpong-16", "b) ping-pong, 16 pairs, 62,500 each way per pair (1,000,000 total), window 10,000 total", runPingPong16},
 		{"request-rtt", "c) 10,000 sequential RequestFuture round trips after 1,000 warm-up", runRequestRTT},
 		{"bulk-64k", "d) 64 KiB messages one way, 1 GiB, window 32 messages", runBulk},
 		{"conn-setup", "e) fresh node Start to first round trip, 50 runs", runConnSetup},
 		{"idle-peer-mem", "f) memory per idle peer connection, hub + 100 peers", runIdlePeers},
-	}
+	}, extraWorkloads...)
 }
+
+// extraWorkloads are workloads only one system has (user streams are
+// Cask's own); files built with that system register them in init.
+var extraWorkloads []Workload
 
 // Run runs the selected workloads (all when only is empty) and returns
 // the report. Unknown names in only are an error.

@@ -53,7 +53,8 @@ type managerActor struct {
 	controllers map[string]*actor.PID
 	byPID       map[string]string // controller PID id → node
 	monitors    map[string]map[string]*actor.PID
-	watched     map[string]int // monitor PID key → monitors it holds
+	watched     map[string]int  // monitor PID key → monitors it holds
+	acceptors   map[string]bool // stream acceptor PIDs being watched
 	stopping    bool
 	// Stop waits until every controller has begun its goodbye.
 	shutdownReply   *actor.PID
@@ -67,6 +68,7 @@ func newManagerActor(m *Manager) *managerActor {
 		byPID:       make(map[string]string),
 		monitors:    make(map[string]map[string]*actor.PID),
 		watched:     make(map[string]int),
+		acceptors:   make(map[string]bool),
 	}
 }
 
@@ -96,6 +98,14 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		} else {
 			ctx.Respond(&SpawnResult{Err: peerErr("spawn", msg.Node, ErrStopped)})
 		}
+	case *MigratePeer:
+		a.routeToController(ctx, msg.Node, func(err error) any {
+			return &MigrateResult{Node: msg.Node, Err: peerErr("migrate", msg.Node, err)}
+		})
+	case *GetPathStats:
+		a.routeToController(ctx, msg.Node, func(err error) any {
+			return &PathStatsResult{Node: msg.Node, Err: peerErr("path stats", msg.Node, err)}
+		})
 	case *SendMembership:
 		if a.m.checkPeer(msg.Node) != nil || msg.Msg == nil {
 			return
@@ -124,6 +134,9 @@ func (a *managerActor) Receive(ctx actor.Context) {
 				a.unwatchMonitor(ctx, msg.Watcher)
 			}
 		}
+	case *watchAcceptor:
+		a.acceptors[msg.pid.String()] = true
+		ctx.Watch(msg.pid)
 	case *Pin:
 		a.m.Pin(msg.Node)
 	case *Unpin:
@@ -141,6 +154,10 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		a.shutdownProgress(ctx, msg.node)
 	case *actor.Terminated:
 		key := msg.Who.String()
+		if a.acceptors[key] {
+			delete(a.acceptors, key)
+			a.m.acceptorDied(msg.Who)
+		}
 		if node, ok := a.byPID[msg.Who.Id]; ok {
 			delete(a.byPID, msg.Who.Id)
 			a.shutdownProgress(ctx, node)

@@ -315,7 +315,7 @@ type rawPeer struct {
 
 func dialRaw(t *testing.T, target *actors.Node, name string) *rawPeer {
 	t.Helper()
-	tr, err := transport.New(transport.Config{Logger: quietLogger()})
+	tr, err := transport.New(rawTransportConfig(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -658,7 +658,7 @@ func TestHandshakeRejects(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tr, err := transport.New(transport.Config{Logger: quietLogger()})
+			tr, err := transport.New(rawTransportConfig(t, "evil@localhost"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -66,3 +66,59 @@ func BenchmarkPingPong(b *testing.B) {
 	done.Wait()
 	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// BenchmarkBulk64K sends b.N 64 KiB messages one way, at most 32 in flight
+// (acknowledged every 8), and reports bytes per second.
+func BenchmarkBulk64K(b *testing.B) {
+	dir := b.TempDir()
+	start := func(name string) *actors.Node {
+		n, err := actors.Start(context.Background(), actors.Config{Name: name, DiscoveryDir: dir, DisableDNS: true, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { n.Stop() })
+		return n
+	}
+	a, s := start("a@localhost"), start("b@localhost")
+	got := 0
+	if _, err := s.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*wrapperspb.BytesValue); ok {
+			got++
+			if got%8 == 0 {
+				c.Send(actor.NewPID("a@localhost", "sender"), wrapperspb.Int64(int64(got)))
+			}
+		}
+	}), "sink"); err != nil {
+		b.Fatal(err)
+	}
+	payload := wrapperspb.Bytes(make([]byte, 64<<10))
+	sink := actor.NewPID("b@localhost", "sink")
+	var done sync.WaitGroup
+	total, sent := 0, 0
+	if _, err := a.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *wrapperspb.BoolValue:
+			for ; sent < 32 && sent < total; sent++ {
+				c.Send(sink, payload)
+			}
+		case *wrapperspb.Int64Value:
+			for ; sent < int(m.Value)+32 && sent < total; sent++ {
+				c.Send(sink, payload)
+			}
+			if int(m.Value) >= total {
+				done.Done()
+			}
+		}
+	}), "sender"); err != nil {
+		b.Fatal(err)
+	}
+	if err := a.Connect(context.Background(), "b@localhost"); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	total = (b.N + 7) / 8 * 8
+	done.Add(1)
+	a.Root().Send(actor.NewPID("a@localhost", "sender"), wrapperspb.Bool(true))
+	done.Wait()
+	b.ReportMetric(float64(total*(64<<10))/b.Elapsed().Seconds()/(1<<20), "MiB/s")
+}

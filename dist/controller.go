@@ -46,6 +46,8 @@ type controller struct {
 	// control frames (membership) waiting for the channel
 	pendingControl []*caskpb.Control
 
+	migrations migrationQueue // MigratePeer requests (migrate.go)
+
 	reapTimer    *time.Timer
 	lastActivity uint64
 	idleSince    time.Time
@@ -95,6 +97,12 @@ func (c *controller) Receive(ctx actor.Context) {
 			c.pendingControl = append(c.pendingControl, ctl)
 		}
 		c.ensureDial()
+	case *MigratePeer:
+		c.onMigratePeer(msg, ctx.Sender())
+	case *migrateDone:
+		c.onMigrateDone()
+	case *GetPathStats:
+		ctx.Respond(c.pathStats())
 	case *dialResult:
 		c.onDialResult(msg)
 	case *dupRedial:
@@ -138,6 +146,7 @@ func (c *controller) Receive(ctx actor.Context) {
 			c.closeGracefully(s, caskpb.GoodbyeReason_GOODBYE_REASON_SHUTDOWN, true)
 		}
 		c.failWaiting(ErrStopped)
+		c.failMigrations(ErrStopped)
 		ctx.Respond(&shutdownDone{node: c.peer})
 	case *actor.Stopping:
 		if c.reapTimer != nil {
@@ -155,6 +164,7 @@ func (c *controller) Receive(ctx actor.Context) {
 			s.closeWith(errors.New("controller stopped"), reason, transport.CodeInternal)
 		}
 		c.failWaiting(ErrStopped)
+		c.failMigrations(ErrStopped)
 	}
 }
 
@@ -284,6 +294,7 @@ func (c *controller) establish(s *session) {
 	c.dupRedials = 0
 	c.dialCancel = nil
 	c.lastActivity, c.idleSince = 0, time.Now()
+	noteMigrationCapability(s)
 	s.run(c.self)
 	if c.ep.pins.Load() > 0 {
 		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_ChannelPin{ChannelPin: &caskpb.ChannelPin{Pinned: true}}})
@@ -486,7 +497,7 @@ func (c *controller) reap() {
 		return
 	}
 	if now.Sub(c.idleSince) < c.m.cfg.ReapIdleAfter || now.Sub(s.start) < c.m.cfg.ReapMinAge ||
-		c.ep.pins.Load() > 0 || s.remotePinned.Load() || c.ep.hasWatches() || c.ep.hasPending() {
+		c.ep.pins.Load() > 0 || s.remotePinned.Load() || s.hasUserStreams() || c.ep.hasWatches() || c.ep.hasPending() {
 		return
 	}
 	c.m.log.Info("reaping idle channel", c.log("idle", now.Sub(c.idleSince).Round(time.Millisecond))...)

@@ -66,6 +66,24 @@
 //     frame closes a connection, and only that one, with
 //     transport.CodeProtocolViolation.
 //
+// # Migration and path statistics
+//
+// MigratePeer, sent to the dist manager, moves the QUIC connection to a
+// peer onto a new local path (fresh socket, given LocalAddr, or a socket
+// adapter such as transport.RelayAdapter). The manager forwards it to the
+// peer's controller, which runs the migration on a goroutine counted by
+// the Manager and keeps serving its mailbox; the requester gets
+// *MigrateResult once the path is validated and in use, or the attempt
+// failed (ErrTimeout, ErrPeerDisableMigration, ErrMigrationNotAllowed on
+// the accepting side, ErrNotConnected, ErrNoConn, ErrMigrationLimit).
+// Migrations to one peer are queued and run in order; different peers
+// migrate concurrently. A peer without the migration capability in its
+// dist handshake is marked on the connection, which then refuses to
+// migrate. GetPathStats answers *PathStatsResult with the connection's
+// transport.PathStats at once. SetConnectOptions makes later connects to
+// a peer dial from a socket adapter (transport.DialVia), e.g. a relay.
+// See docs/migration.md and docs/path-stats.md.
+//
 // # Messages and goroutines
 //
 // NodeUp and NodeDown are sent by the dist manager actor, in the order the

@@ -304,7 +304,7 @@ var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &
 func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
 
 func putBuffer(b *[]byte) {
-	if cap(*b) > 64<<10 {
+	if cap(*b) > 1<<20 {
 		return
 	}
 	*b = (*b)[:0]

@@ -46,6 +46,9 @@ type Manager struct {
 	kinds   map[string]*actor.Props
 
 	membership atomic.Pointer[actor.PID]
+	acceptors  acceptors
+
+	connectOptions sync.Map // node name → ConnectOptions (SetConnectOptions)
 
 	started  atomic.Bool
 	stopping atomic.Bool
@@ -453,7 +456,9 @@ func (m *Manager) dial(ctx context.Context, node string) *dialResult {
 	var conn *transport.Conn
 	var errs []error
 	for _, addr := range addrs {
-		conn, err = m.tr.Dial(ctx, addr)
+		// The identity handshake refuses a peer that is not node before
+		// trusting any key of it.
+		conn, err = m.dialAddr(transport.WithExpectedPeer(ctx, node), node, addr)
 		if err == nil {
 			break
 		}

@@ -58,6 +58,7 @@ type session struct {
 	finishedData int // ... of which reached their end
 	inboundDone  chan struct{}
 	goodbyeSent  bool
+	userStreams  int // live user streams, both directions
 }
 
 func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, inc, caps uint64, peerMax uint32) *session {
@@ -88,9 +89,10 @@ func (s *session) log() *slog.Logger {
 // any reason the supervisor reports sessionClosed to the controller once
 // every goroutine of the session has returned.
 func (s *session) run(controller *actor.PID) {
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.acceptData()
 	go s.readControl()
+	go s.acceptUser()
 	s.mgr.wg.Add(1)
 	go func() {
 		defer s.mgr.wg.Done()

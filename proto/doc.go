@@ -2,8 +2,9 @@
 // turns it into Go.
 //
 // cask.proto (protobuf package cask.v1) defines every frame Cask writes on a
-// QUIC connection: the StreamHeader that opens data and user streams, the
-// DistHello/DistWelcome handshake on the control stream, the Envelope that
+// QUIC connection: the AuthFrame identity handshake (docs/security.md), the
+// StreamHeader that opens data and user streams, the DistHello/DistWelcome
+// handshake on the control stream, the Envelope that
 // carries actor messages, and the Control frames (spawn requests and
 // responses, delivery failures, Goodbye). Each frame is a uvarint length
 // followed by the protobuf encoding of one message. The generated Go types

@@ -20,7 +20,12 @@
 // UDPAdapter opens a plain UDP socket (keeping quic-go's GSO/ECN fast
 // paths). FaultAdapter wraps another adapter and injects one-way delay,
 // loss (seeded) and blackholing, changeable while running; tests use it to
-// kill a path. Relay is a UDP forwarder to dial a peer through.
+// kill a path. Relay is a UDP forwarder to dial a peer through;
+// RelayAdapter opens sockets that talk through a relay while the QUIC
+// connection keeps addressing the peer, so Transport.DialVia can dial
+// through relay A (still running the Authenticator) and Conn.Migrate can
+// move the connection to relay B. A connection made by DialVia owns its
+// socket and closes it when it ends.
 //
 // # Authenticator
 //
@@ -39,6 +44,25 @@
 // it should sign to bind the peer's identity to this connection. TLS itself
 // proves nothing about identity: certificates are self-signed and not
 // verified; ALPN must be "cask/1".
+//
+// # Peer identity
+//
+// PeerAuthenticator is Cask's Authenticator: an Ed25519 mutual handshake
+// (HELLO, CHALLENGE, RESPONSE, RESULT frames of caskpb.AuthFrame on the
+// first bidirectional stream) whose signatures cover the TLS exporter
+// value, so a handshake relayed onto another TLS session fails. A
+// KeyStore holds the node's key pair (DataDir/keys/node.key and node.pub,
+// or in memory) and the key it trusts per node name (keys/trusted/).
+// Trust is TrustOnFirstUse (an unknown key is recorded) or TrustStrict
+// (it is rejected); a key differing from the trusted one is rejected in
+// both. A failure is an *AuthError matching ErrUntrustedKey,
+// ErrKeyMismatch, ErrBadSignature, ErrStaleHandshake, ErrChannelBinding,
+// ErrClusterSecret, ErrWrongPeer, ErrAuthVersion or ErrBadAuthMessage,
+// plus ErrPeerRejected when the peer refused this node; Dial returns it
+// and both sides log it with the peer's name. WithExpectedPeer tells the
+// dialer's handshake which node it means to reach. One PeerAuthenticator
+// serves all connections concurrently; its only shared state is the
+// KeyStore. See docs/security.md.
 //
 // # Errors
 //

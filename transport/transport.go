@@ -307,7 +307,11 @@ func (t *Transport) authenticate(hctx context.Context, c *Conn) (Identity, error
 	}
 	if err != nil {
 		err = fmt.Errorf("transport: authenticate: %w", err)
-		c.logger.Warn("transport: authentication failed", "err", err)
+		logger := c.logger
+		if ae := (*AuthError)(nil); errors.As(err, &ae) && ae.Peer != "" {
+			logger = logger.With("peer", ae.Peer)
+		}
+		logger.Warn("transport: authentication failed", "err", err)
 		_ = c.CloseWithError(CodeAuthFailed, truncateReason(err.Error()))
 		return Identity{}, err
 	}

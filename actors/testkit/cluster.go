@@ -2,11 +2,13 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -28,24 +30,34 @@ type ClusterConfig struct {
 
 // Cluster is N Cask nodes in one process on loopback, finding each other
 // through a shared discovery directory, with a fault handle per link.
-// Nodes are stopped when the test ends.
 type Cluster struct {
-	t     testing.TB
 	nodes []*actors.Node
 	conns []*linkConn
+	dir   string
 	mu    sync.Mutex
 	links map[[2]int]*Link
 	addrs map[string]int // listening address → node index
 }
 
-// NewCluster starts n nodes. Faults injected with Link apply to the
-// packets between two nodes' own sockets: a connection that migrates to
-// a new socket leaves them behind, as a connection leaves a bad network
-// path.
+// NewCluster starts n nodes for a test and stops them when it ends.
+// Faults injected with Link apply to the packets between two nodes' own
+// sockets: a connection that migrates to a new socket leaves them behind,
+// as a connection leaves a bad network path.
 func NewCluster(t testing.TB, n int, cfg ClusterConfig) *Cluster {
 	t.Helper()
+	c, err := StartCluster(n, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	return c
+}
+
+// StartCluster starts n nodes outside a test (a demo, a benchmark); Stop
+// stops them and removes the discovery directory.
+func StartCluster(n int, cfg ClusterConfig) (*Cluster, error) {
 	if n < 1 {
-		t.Fatalf("testkit: NewCluster needs at least one node, got %d", n)
+		return nil, fmt.Errorf("testkit: a cluster needs at least one node, got %d", n)
 	}
 	if cfg.Name == nil {
 		cfg.Name = func(i int) string { return fmt.Sprintf("node%d@localhost", i) }
@@ -56,8 +68,11 @@ func NewCluster(t testing.TB, n int, cfg ClusterConfig) *Cluster {
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c := &Cluster{t: t, links: make(map[[2]int]*Link), addrs: make(map[string]int)}
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "cask-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir, links: make(map[[2]int]*Link), addrs: make(map[string]int)}
 	for i := 0; i < n; i++ {
 		lc := &linkConn{cluster: c, self: i, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)))}
 		c.conns = append(c.conns, lc)
@@ -68,15 +83,26 @@ func NewCluster(t testing.TB, n int, cfg ClusterConfig) *Cluster {
 		nc.Adapter = lc
 		node, err := actors.Start(context.Background(), nc)
 		if err != nil {
-			t.Fatalf("testkit: start %s: %v", nc.Name, err)
+			c.Stop()
+			return nil, fmt.Errorf("testkit: start %s: %w", nc.Name, err)
 		}
-		t.Cleanup(func() { node.Stop() })
 		c.nodes = append(c.nodes, node)
 		c.mu.Lock()
 		c.addrs[node.Addr().String()] = i
 		c.mu.Unlock()
 	}
-	return c
+	return c, nil
+}
+
+// Stop stops every node (each in turn) and removes the discovery
+// directory. Safe to call twice.
+func (c *Cluster) Stop() error {
+	var errs []error
+	for _, n := range c.nodes {
+		errs = append(errs, n.Stop())
+	}
+	os.RemoveAll(c.dir)
+	return errors.Join(errs...)
 }
 
 // Len is the number of nodes.
@@ -235,4 +261,21 @@ func (f *faultyConn) Close() error {
 	err := f.PacketConn.Close()
 	f.timers.Wait()
 	return err
+}
+
+// SetReadBuffer and SetWriteBuffer pass quic-go's buffer sizing to the
+// UDP socket.
+func (f *faultyConn) SetReadBuffer(bytes int) error {
+	if b, ok := f.PacketConn.(interface{ SetReadBuffer(int) error }); ok {
+		return b.SetReadBuffer(bytes)
+	}
+	return nil
+}
+
+// SetWriteBuffer: see SetReadBuffer.
+func (f *faultyConn) SetWriteBuffer(bytes int) error {
+	if b, ok := f.PacketConn.(interface{ SetWriteBuffer(int) error }); ok {
+		return b.SetWriteBuffer(bytes)
+	}
+	return nil
 }

@@ -421,6 +421,146 @@ func (GoodbyeReason) EnumDescriptor() ([]byte, []int) {
 	return file_cask_proto_rawDescGZIP(), []int{6}
 }
 
+// StreamRefusal says why a node refused a user stream.
+type StreamRefusal int32
+
+const (
+	StreamRefusal_STREAM_REFUSAL_NONE StreamRefusal = 0
+	// No acceptor is registered for the tag.
+	StreamRefusal_STREAM_REFUSAL_UNKNOWN_TAG StreamRefusal = 1
+	// The connection has as many user streams as the node allows.
+	StreamRefusal_STREAM_REFUSAL_LIMIT StreamRefusal = 2
+	// The tag is empty, too long or reserved.
+	StreamRefusal_STREAM_REFUSAL_BAD_TAG StreamRefusal = 3
+)
+
+// Enum value maps for StreamRefusal.
+var (
+	StreamRefusal_name = map[int32]string{
+		0: "STREAM_REFUSAL_NONE",
+		1: "STREAM_REFUSAL_UNKNOWN_TAG",
+		2: "STREAM_REFUSAL_LIMIT",
+		3: "STREAM_REFUSAL_BAD_TAG",
+	}
+	StreamRefusal_value = map[string]int32{
+		"STREAM_REFUSAL_NONE":        0,
+		"STREAM_REFUSAL_UNKNOWN_TAG": 1,
+		"STREAM_REFUSAL_LIMIT":       2,
+		"STREAM_REFUSAL_BAD_TAG":     3,
+	}
+)
+
+func (x StreamRefusal) Enum() *StreamRefusal {
+	p := new(StreamRefusal)
+	*p = x
+	return p
+}
+
+func (x StreamRefusal) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StreamRefusal) Descriptor() protoreflect.EnumDescriptor {
+	return file_cask_proto_enumTypes[7].Descriptor()
+}
+
+func (StreamRefusal) Type() protoreflect.EnumType {
+	return &file_cask_proto_enumTypes[7]
+}
+
+func (x StreamRefusal) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StreamRefusal.Descriptor instead.
+func (StreamRefusal) EnumDescriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{7}
+}
+
+// AuthRejectReason says why a node refused the identity handshake.
+type AuthRejectReason int32
+
+const (
+	AuthRejectReason_AUTH_REJECT_REASON_UNSPECIFIED AuthRejectReason = 0
+	// A frame was malformed or out of order.
+	AuthRejectReason_AUTH_REJECT_REASON_BAD_MESSAGE AuthRejectReason = 1
+	// No identity handshake version in common.
+	AuthRejectReason_AUTH_REJECT_REASON_VERSION AuthRejectReason = 2
+	// The peer is not the node the dialer asked for, or names the receiver.
+	AuthRejectReason_AUTH_REJECT_REASON_WRONG_NODE AuthRejectReason = 3
+	// Strict trust: no trusted key for the sender's name.
+	AuthRejectReason_AUTH_REJECT_REASON_UNTRUSTED_KEY AuthRejectReason = 4
+	// The trusted key for the sender's name is not the key it presented.
+	AuthRejectReason_AUTH_REJECT_REASON_KEY_MISMATCH AuthRejectReason = 5
+	// The signature does not verify.
+	AuthRejectReason_AUTH_REJECT_REASON_BAD_SIGNATURE AuthRejectReason = 6
+	// The response came too late or answers another challenge (replay).
+	AuthRejectReason_AUTH_REJECT_REASON_STALE AuthRejectReason = 7
+	// The response was made for another TLS session (a relay in between).
+	AuthRejectReason_AUTH_REJECT_REASON_CHANNEL_BINDING AuthRejectReason = 8
+	// The cluster secret proof is missing or wrong.
+	AuthRejectReason_AUTH_REJECT_REASON_CLUSTER_SECRET AuthRejectReason = 9
+	// The receiver failed locally (for example, reading its key files).
+	AuthRejectReason_AUTH_REJECT_REASON_INTERNAL AuthRejectReason = 10
+)
+
+// Enum value maps for AuthRejectReason.
+var (
+	AuthRejectReason_name = map[int32]string{
+		0:  "AUTH_REJECT_REASON_UNSPECIFIED",
+		1:  "AUTH_REJECT_REASON_BAD_MESSAGE",
+		2:  "AUTH_REJECT_REASON_VERSION",
+		3:  "AUTH_REJECT_REASON_WRONG_NODE",
+		4:  "AUTH_REJECT_REASON_UNTRUSTED_KEY",
+		5:  "AUTH_REJECT_REASON_KEY_MISMATCH",
+		6:  "AUTH_REJECT_REASON_BAD_SIGNATURE",
+		7:  "AUTH_REJECT_REASON_STALE",
+		8:  "AUTH_REJECT_REASON_CHANNEL_BINDING",
+		9:  "AUTH_REJECT_REASON_CLUSTER_SECRET",
+		10: "AUTH_REJECT_REASON_INTERNAL",
+	}
+	AuthRejectReason_value = map[string]int32{
+		"AUTH_REJECT_REASON_UNSPECIFIED":     0,
+		"AUTH_REJECT_REASON_BAD_MESSAGE":     1,
+		"AUTH_REJECT_REASON_VERSION":         2,
+		"AUTH_REJECT_REASON_WRONG_NODE":      3,
+		"AUTH_REJECT_REASON_UNTRUSTED_KEY":   4,
+		"AUTH_REJECT_REASON_KEY_MISMATCH":    5,
+		"AUTH_REJECT_REASON_BAD_SIGNATURE":   6,
+		"AUTH_REJECT_REASON_STALE":           7,
+		"AUTH_REJECT_REASON_CHANNEL_BINDING": 8,
+		"AUTH_REJECT_REASON_CLUSTER_SECRET":  9,
+		"AUTH_REJECT_REASON_INTERNAL":        10,
+	}
+)
+
+func (x AuthRejectReason) Enum() *AuthRejectReason {
+	p := new(AuthRejectReason)
+	*p = x
+	return p
+}
+
+func (x AuthRejectReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AuthRejectReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_cask_proto_enumTypes[8].Descriptor()
+}
+
+func (AuthRejectReason) Type() protoreflect.EnumType {
+	return &file_cask_proto_enumTypes[8]
+}
+
+func (x AuthRejectReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AuthRejectReason.Descriptor instead.
+func (AuthRejectReason) EnumDescriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{8}
+}
+
 // StreamHeader is the first frame of every data and user stream.
 type StreamHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1393,6 +1533,462 @@ func (x *Goodbye) GetDataStreams() uint32 {
 	return 0
 }
 
+// StreamAccept is the acceptor side's first frame on a user stream: the
+// stream was handed to an acceptor, or refused (then the stream is reset).
+type StreamAccept struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Refusal       StreamRefusal          `protobuf:"varint,1,opt,name=refusal,proto3,enum=cask.v1.StreamRefusal" json:"refusal,omitempty"`
+	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamAccept) Reset() {
+	*x = StreamAccept{}
+	mi := &file_cask_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamAccept) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamAccept) ProtoMessage() {}
+
+func (x *StreamAccept) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamAccept.ProtoReflect.Descriptor instead.
+func (*StreamAccept) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *StreamAccept) GetRefusal() StreamRefusal {
+	if x != nil {
+		return x.Refusal
+	}
+	return StreamRefusal_STREAM_REFUSAL_NONE
+}
+
+func (x *StreamAccept) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// AuthFrame is one frame of the identity handshake.
+type AuthFrame struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*AuthFrame_Hello
+	//	*AuthFrame_Challenge
+	//	*AuthFrame_Response
+	//	*AuthFrame_Result
+	Body          isAuthFrame_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthFrame) Reset() {
+	*x = AuthFrame{}
+	mi := &file_cask_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthFrame) ProtoMessage() {}
+
+func (x *AuthFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthFrame.ProtoReflect.Descriptor instead.
+func (*AuthFrame) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AuthFrame) GetBody() isAuthFrame_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *AuthFrame) GetHello() *AuthHello {
+	if x != nil {
+		if x, ok := x.Body.(*AuthFrame_Hello); ok {
+			return x.Hello
+		}
+	}
+	return nil
+}
+
+func (x *AuthFrame) GetChallenge() *AuthChallenge {
+	if x != nil {
+		if x, ok := x.Body.(*AuthFrame_Challenge); ok {
+			return x.Challenge
+		}
+	}
+	return nil
+}
+
+func (x *AuthFrame) GetResponse() *AuthResponse {
+	if x != nil {
+		if x, ok := x.Body.(*AuthFrame_Response); ok {
+			return x.Response
+		}
+	}
+	return nil
+}
+
+func (x *AuthFrame) GetResult() *AuthResult {
+	if x != nil {
+		if x, ok := x.Body.(*AuthFrame_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+type isAuthFrame_Body interface {
+	isAuthFrame_Body()
+}
+
+type AuthFrame_Hello struct {
+	Hello *AuthHello `protobuf:"bytes,1,opt,name=hello,proto3,oneof"`
+}
+
+type AuthFrame_Challenge struct {
+	Challenge *AuthChallenge `protobuf:"bytes,2,opt,name=challenge,proto3,oneof"`
+}
+
+type AuthFrame_Response struct {
+	Response *AuthResponse `protobuf:"bytes,3,opt,name=response,proto3,oneof"`
+}
+
+type AuthFrame_Result struct {
+	Result *AuthResult `protobuf:"bytes,4,opt,name=result,proto3,oneof"`
+}
+
+func (*AuthFrame_Hello) isAuthFrame_Body() {}
+
+func (*AuthFrame_Challenge) isAuthFrame_Body() {}
+
+func (*AuthFrame_Response) isAuthFrame_Body() {}
+
+func (*AuthFrame_Result) isAuthFrame_Body() {}
+
+// AuthHello announces who the sender claims to be.
+type AuthHello struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sender's node name, name@host.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// Sender's Ed25519 public key, 32 bytes.
+	PublicKey []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// Identity handshake versions the sender speaks, inclusive.
+	MinVersion uint32 `protobuf:"varint,3,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
+	MaxVersion uint32 `protobuf:"varint,4,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
+	// Dialer only: the node name it meant to reach; empty when it does not
+	// know.
+	ToNode        string `protobuf:"bytes,5,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthHello) Reset() {
+	*x = AuthHello{}
+	mi := &file_cask_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthHello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthHello) ProtoMessage() {}
+
+func (x *AuthHello) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthHello.ProtoReflect.Descriptor instead.
+func (*AuthHello) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AuthHello) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *AuthHello) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *AuthHello) GetMinVersion() uint32 {
+	if x != nil {
+		return x.MinVersion
+	}
+	return 0
+}
+
+func (x *AuthHello) GetMaxVersion() uint32 {
+	if x != nil {
+		return x.MaxVersion
+	}
+	return 0
+}
+
+func (x *AuthHello) GetToNode() string {
+	if x != nil {
+		return x.ToNode
+	}
+	return ""
+}
+
+// AuthChallenge asks the peer to sign a fresh nonce.
+type AuthChallenge struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 32 random bytes, fresh for this connection.
+	Nonce []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The challenger's monotonic clock when it issued the challenge, in
+	// nanoseconds from an origin of its own; opaque to the responder, which
+	// echoes it.
+	Timestamp     uint64 `protobuf:"varint,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthChallenge) Reset() {
+	*x = AuthChallenge{}
+	mi := &file_cask_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthChallenge) ProtoMessage() {}
+
+func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
+func (*AuthChallenge) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AuthChallenge) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *AuthChallenge) GetTimestamp() uint64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+// AuthResponse answers the peer's AuthChallenge.
+type AuthResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ed25519 signature over the transcript in docs/security.md: the nonce,
+	// the timestamp, both hellos' names and keys, the sender's role, the
+	// version and the TLS exporter value of this connection (channel
+	// binding).
+	Signature []byte `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The challenge being answered, echoed.
+	Nonce     []byte `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Timestamp uint64 `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// SHA-256 digest of the channel binding the sender saw, so a relayed
+	// handshake is reported as such rather than as a bad signature.
+	BindingDigest []byte `protobuf:"bytes,4,opt,name=binding_digest,json=bindingDigest,proto3" json:"binding_digest,omitempty"`
+	// HMAC-SHA256 proof of the cluster secret over the channel binding;
+	// empty when the sender has no cluster secret.
+	ClusterProof  []byte `protobuf:"bytes,5,opt,name=cluster_proof,json=clusterProof,proto3" json:"cluster_proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthResponse) Reset() {
+	*x = AuthResponse{}
+	mi := &file_cask_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthResponse) ProtoMessage() {}
+
+func (x *AuthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
+func (*AuthResponse) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AuthResponse) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *AuthResponse) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *AuthResponse) GetTimestamp() uint64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *AuthResponse) GetBindingDigest() []byte {
+	if x != nil {
+		return x.BindingDigest
+	}
+	return nil
+}
+
+func (x *AuthResponse) GetClusterProof() []byte {
+	if x != nil {
+		return x.ClusterProof
+	}
+	return nil
+}
+
+// AuthResult ends the identity handshake: OK, or REJECT with a reason.
+type AuthResult struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ok     bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Reason AuthRejectReason       `protobuf:"varint,2,opt,name=reason,proto3,enum=cask.v1.AuthRejectReason" json:"reason,omitempty"`
+	// Human-readable detail for logs; at most 256 bytes.
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthResult) Reset() {
+	*x = AuthResult{}
+	mi := &file_cask_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthResult) ProtoMessage() {}
+
+func (x *AuthResult) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
+func (*AuthResult) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AuthResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *AuthResult) GetReason() AuthRejectReason {
+	if x != nil {
+		return x.Reason
+	}
+	return AuthRejectReason_AUTH_REJECT_REASON_UNSPECIFIED
+}
+
+func (x *AuthResult) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_cask_proto protoreflect.FileDescriptor
 
 const file_cask_proto_rawDesc = "" +
@@ -1479,7 +2075,39 @@ const file_cask_proto_rawDesc = "" +
 	"\x06detail\x18\a \x01(\tR\x06detail\"\\\n" +
 	"\aGoodbye\x12.\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x16.cask.v1.GoodbyeReasonR\x06reason\x12!\n" +
-	"\fdata_streams\x18\x02 \x01(\rR\vdataStreams*U\n" +
+	"\fdata_streams\x18\x02 \x01(\rR\vdataStreams\"X\n" +
+	"\fStreamAccept\x120\n" +
+	"\arefusal\x18\x01 \x01(\x0e2\x16.cask.v1.StreamRefusalR\arefusal\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\"\xdb\x01\n" +
+	"\tAuthFrame\x12*\n" +
+	"\x05hello\x18\x01 \x01(\v2\x12.cask.v1.AuthHelloH\x00R\x05hello\x126\n" +
+	"\tchallenge\x18\x02 \x01(\v2\x16.cask.v1.AuthChallengeH\x00R\tchallenge\x123\n" +
+	"\bresponse\x18\x03 \x01(\v2\x15.cask.v1.AuthResponseH\x00R\bresponse\x12-\n" +
+	"\x06result\x18\x04 \x01(\v2\x13.cask.v1.AuthResultH\x00R\x06resultB\x06\n" +
+	"\x04body\"\x99\x01\n" +
+	"\tAuthHello\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1f\n" +
+	"\vmin_version\x18\x03 \x01(\rR\n" +
+	"minVersion\x12\x1f\n" +
+	"\vmax_version\x18\x04 \x01(\rR\n" +
+	"maxVersion\x12\x17\n" +
+	"\ato_node\x18\x05 \x01(\tR\x06toNode\"C\n" +
+	"\rAuthChallenge\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x1c\n" +
+	"\ttimestamp\x18\x02 \x01(\x04R\ttimestamp\"\xac\x01\n" +
+	"\fAuthResponse\x12\x1c\n" +
+	"\tsignature\x18\x01 \x01(\fR\tsignature\x12\x14\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x1c\n" +
+	"\ttimestamp\x18\x03 \x01(\x04R\ttimestamp\x12%\n" +
+	"\x0ebinding_digest\x18\x04 \x01(\fR\rbindingDigest\x12#\n" +
+	"\rcluster_proof\x18\x05 \x01(\fR\fclusterProof\"g\n" +
+	"\n" +
+	"AuthResult\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x121\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x19.cask.v1.AuthRejectReasonR\x06reason\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail*U\n" +
 	"\n" +
 	"StreamKind\x12\x1b\n" +
 	"\x17STREAM_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -1520,7 +2148,25 @@ const file_cask_proto_rawDesc = "" +
 	"\rGoodbyeReason\x12\x1e\n" +
 	"\x1aGOODBYE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17GOODBYE_REASON_SHUTDOWN\x10\x01\x12\x17\n" +
-	"\x13GOODBYE_REASON_IDLE\x10\x02B'Z%github.com/cask-p2p/cask/proto/caskpbb\x06proto3"
+	"\x13GOODBYE_REASON_IDLE\x10\x02*~\n" +
+	"\rStreamRefusal\x12\x17\n" +
+	"\x13STREAM_REFUSAL_NONE\x10\x00\x12\x1e\n" +
+	"\x1aSTREAM_REFUSAL_UNKNOWN_TAG\x10\x01\x12\x18\n" +
+	"\x14STREAM_REFUSAL_LIMIT\x10\x02\x12\x1a\n" +
+	"\x16STREAM_REFUSAL_BAD_TAG\x10\x03*\x9c\x03\n" +
+	"\x10AuthRejectReason\x12\"\n" +
+	"\x1eAUTH_REJECT_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eAUTH_REJECT_REASON_BAD_MESSAGE\x10\x01\x12\x1e\n" +
+	"\x1aAUTH_REJECT_REASON_VERSION\x10\x02\x12!\n" +
+	"\x1dAUTH_REJECT_REASON_WRONG_NODE\x10\x03\x12$\n" +
+	" AUTH_REJECT_REASON_UNTRUSTED_KEY\x10\x04\x12#\n" +
+	"\x1fAUTH_REJECT_REASON_KEY_MISMATCH\x10\x05\x12$\n" +
+	" AUTH_REJECT_REASON_BAD_SIGNATURE\x10\x06\x12\x1c\n" +
+	"\x18AUTH_REJECT_REASON_STALE\x10\a\x12&\n" +
+	"\"AUTH_REJECT_REASON_CHANNEL_BINDING\x10\b\x12%\n" +
+	"!AUTH_REJECT_REASON_CLUSTER_SECRET\x10\t\x12\x1f\n" +
+	"\x1bAUTH_REJECT_REASON_INTERNAL\x10\n" +
+	"B'Z%github.com/cask-p2p/cask/proto/caskpbb\x06proto3"
 
 var (
 	file_cask_proto_rawDescOnce sync.Once
@@ -1534,8 +2180,8 @@ func file_cask_proto_rawDescGZIP() []byte {
 	return file_cask_proto_rawDescData
 }
 
-var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
@@ -1544,36 +2190,50 @@ var file_cask_proto_goTypes = []any{
 	(MembershipType)(0),     // 4: cask.v1.MembershipType
 	(SpawnError)(0),         // 5: cask.v1.SpawnError
 	(GoodbyeReason)(0),      // 6: cask.v1.GoodbyeReason
-	(*StreamHeader)(nil),    // 7: cask.v1.StreamHeader
-	(*DistHello)(nil),       // 8: cask.v1.DistHello
-	(*DistWelcome)(nil),     // 9: cask.v1.DistWelcome
-	(*Envelope)(nil),        // 10: cask.v1.Envelope
-	(*Control)(nil),         // 11: cask.v1.Control
-	(*Membership)(nil),      // 12: cask.v1.Membership
-	(*ChannelPin)(nil),      // 13: cask.v1.ChannelPin
-	(*SpawnRequest)(nil),    // 14: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 15: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 16: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 17: cask.v1.Goodbye
+	(StreamRefusal)(0),      // 7: cask.v1.StreamRefusal
+	(AuthRejectReason)(0),   // 8: cask.v1.AuthRejectReason
+	(*StreamHeader)(nil),    // 9: cask.v1.StreamHeader
+	(*DistHello)(nil),       // 10: cask.v1.DistHello
+	(*DistWelcome)(nil),     // 11: cask.v1.DistWelcome
+	(*Envelope)(nil),        // 12: cask.v1.Envelope
+	(*Control)(nil),         // 13: cask.v1.Control
+	(*Membership)(nil),      // 14: cask.v1.Membership
+	(*ChannelPin)(nil),      // 15: cask.v1.ChannelPin
+	(*SpawnRequest)(nil),    // 16: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 17: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 18: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 19: cask.v1.Goodbye
+	(*StreamAccept)(nil),    // 20: cask.v1.StreamAccept
+	(*AuthFrame)(nil),       // 21: cask.v1.AuthFrame
+	(*AuthHello)(nil),       // 22: cask.v1.AuthHello
+	(*AuthChallenge)(nil),   // 23: cask.v1.AuthChallenge
+	(*AuthResponse)(nil),    // 24: cask.v1.AuthResponse
+	(*AuthResult)(nil),      // 25: cask.v1.AuthResult
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
 	2,  // 1: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
-	14, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	15, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	16, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	17, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	13, // 6: cask.v1.Control.channel_pin:type_name -> cask.v1.ChannelPin
-	12, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
+	16, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	17, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	18, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	19, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	15, // 6: cask.v1.Control.channel_pin:type_name -> cask.v1.ChannelPin
+	14, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
 	4,  // 8: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
 	5,  // 9: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
 	3,  // 10: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
 	6,  // 11: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	7,  // 12: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
+	22, // 13: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
+	23, // 14: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
+	24, // 15: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
+	25, // 16: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
+	8,  // 17: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -1589,13 +2249,19 @@ func file_cask_proto_init() {
 		(*Control_ChannelPin)(nil),
 		(*Control_Membership)(nil),
 	}
+	file_cask_proto_msgTypes[12].OneofWrappers = []any{
+		(*AuthFrame_Hello)(nil),
+		(*AuthFrame_Challenge)(nil),
+		(*AuthFrame_Response)(nil),
+		(*AuthFrame_Result)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   11,
+			NumEnums:      9,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

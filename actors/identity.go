@@ -1,0 +1,71 @@
+package actors
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+
+	"github.com/cask-p2p/cask/transport"
+)
+
+// TrustMode says what a node does with a peer key it holds no trusted key
+// for (see Config.TrustMode and docs/security.md).
+type TrustMode = transport.TrustMode
+
+const (
+	// TrustOnFirstUse (the default) records the first key a node name
+	// presents; later connections must present the same key.
+	TrustOnFirstUse = transport.TrustOnFirstUse
+	// TrustStrict rejects every peer whose key was not trusted beforehand
+	// with Node.TrustPeer or a file DataDir/keys/trusted/<name>.pub.
+	TrustStrict = transport.TrustStrict
+)
+
+// newPeerAuthenticator loads (or creates) the node's identity from
+// DataDir/keys/, or makes an ephemeral one, and builds the Authenticator
+// every connection of the node runs.
+func newPeerAuthenticator(cfg Config, logger *slog.Logger) (*transport.PeerAuthenticator, error) {
+	keys, err := transport.OpenKeyStore(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("load identity: %w", err)
+	}
+	return transport.NewPeerAuthenticator(transport.PeerAuthConfig{
+		Name:          cfg.Name,
+		Keys:          keys,
+		Trust:         cfg.TrustMode,
+		ClusterSecret: cfg.ClusterSecret,
+		Logger:        logger,
+	})
+}
+
+// PublicKey is this node's Ed25519 public key: the contents of
+// DataDir/keys/node.pub, which peers trust for this node's name.
+func (n *Node) PublicKey() ed25519.PublicKey { return n.keys.PublicKey() }
+
+// TrustPeer makes key the trusted key for peer, replacing any earlier one
+// (the explicit re-pin after a peer's key changed; with a DataDir it
+// writes DataDir/keys/trusted/<peer>.pub). New connections to and from
+// peer must present key; channels already up are not affected.
+func (n *Node) TrustPeer(peer string, key ed25519.PublicKey) error {
+	if err := n.keys.Trust(peer, key); err != nil {
+		return err
+	}
+	n.log.Info("trusted peer key", "peer", peer, "key", transport.KeyString(key))
+	return nil
+}
+
+// UntrustPeer forgets the trusted key for peer. In TrustOnFirstUse mode
+// the next key peer presents is trusted; in TrustStrict mode peer is
+// rejected until TrustPeer.
+func (n *Node) UntrustPeer(peer string) error {
+	if err := n.keys.Untrust(peer); err != nil {
+		return err
+	}
+	n.log.Info("untrusted peer key", "peer", peer)
+	return nil
+}
+
+// TrustedKey returns the key trusted for peer, if any.
+func (n *Node) TrustedKey(peer string) (ed25519.PublicKey, bool, error) {
+	return n.keys.TrustedKey(peer)
+}

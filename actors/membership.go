@@ -1,0 +1,68 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cask-p2p/cask/membership"
+)
+
+// startMembership starts the node's membership actor. The node logger is
+// used unless Config.Membership sets one.
+func (n *Node) startMembership() error {
+	cfg := n.cfg.Membership
+	if cfg.Logger == nil {
+		cfg.Logger = n.log
+	}
+	m, err := membership.Start(n.system, n.dist, cfg)
+	if err != nil {
+		return fmt.Errorf("actors: start membership: %w", err)
+	}
+	n.membership = m
+	return nil
+}
+
+// stopMembership leaves the overlay and stops the membership actor; the
+// dist layer must still be running so active peers hear of the leave.
+func (n *Node) stopMembership() error {
+	if n.membership == nil {
+		return nil
+	}
+	return n.membership.Stop()
+}
+
+// Join joins the HyParView overlay through contact and waits until this
+// node has an active peer, the attempt failed (membership.ErrJoinFailed)
+// or ctx ended.
+func (n *Node) Join(ctx context.Context, contact string) error {
+	return n.membership.Join(ctx, contact)
+}
+
+// Leave leaves the overlay: active peers get PeerDown{left}, this node's
+// subscribers PeerDown{leave} for each and then Left. The node takes no
+// part in membership until the next Join. Channels stay open for other
+// traffic.
+func (n *Node) Leave(ctx context.Context) error { return n.membership.Leave(ctx) }
+
+// ActiveView lists the membership active view, sorted: the peers
+// announced by membership.PeerUp and not yet by PeerDown. It is a subset
+// of Nodes(), which lists every live channel.
+func (n *Node) ActiveView() []string { return n.membership.ActiveView() }
+
+// PassiveView lists the membership passive view, sorted: known nodes kept
+// in reserve, not necessarily connected.
+func (n *Node) PassiveView() []string { return n.membership.PassiveView() }
+
+// Subscribe sends membership events (membership.PeerUp, PeerDown, Joined,
+// Left, as pointers) to pid, a local actor, starting with PeerUp for every
+// current active peer. A subscriber that stops is unsubscribed.
+func (n *Node) Subscribe(pid *actor.PID) { n.membership.Subscribe(pid) }
+
+// Unsubscribe stops sending membership events to pid.
+func (n *Node) Unsubscribe(pid *actor.PID) { n.membership.Unsubscribe(pid) }
+
+// Membership is the membership actor's PID, for the actor-message forms
+// of the API (membership.Join, Leave, Subscribe, GetViews, GetStats).
+func (n *Node) Membership() *actor.PID { return n.membership.PID() }

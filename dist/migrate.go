@@ -1,0 +1,333 @@
+package dist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
+	"github.com/cask-p2p/cask/transport"
+)
+
+// DefaultMigrationTimeout bounds one migration when MigratePeer.Timeout is
+// zero: the new path must validate within it.
+const DefaultMigrationTimeout = 5 * time.Second
+
+// maxQueuedMigrations bounds the migration requests one controller holds
+// while an earlier one runs.
+const maxQueuedMigrations = 1024
+
+// migrationReplyMargin is added to a migration's timeout when waiting for
+// its answer, so the controller's ErrTimeout, not the wait, ends it.
+const migrationReplyMargin = time.Second
+
+// Migration errors, for errors.Is. The errors callers see are wrapped in a
+// *PeerError (op "migrate"); transport's own error stays in the chain.
+var (
+	// ErrPeerDisableMigration: the peer forbade migration (its
+	// DisableMigration setting, advertised in the dist handshake, or
+	// quic-go's disable_active_migration). Terminal for this connection:
+	// do not retry until the channel goes down and up again.
+	ErrPeerDisableMigration = errors.New("dist: peer disabled migration")
+	// ErrTimeout: the new path did not validate (PATH_CHALLENGE /
+	// PATH_RESPONSE) within the timeout. The old path keeps working;
+	// retrying, perhaps with a larger timeout, is fine.
+	ErrTimeout = errors.New("dist: migration timed out")
+	// ErrMigrationNotAllowed: this node may not migrate the connection.
+	// QUIC lets only the dialing side migrate (RFC 9000 §9): the
+	// connection to this peer was dialed by the peer, so only the peer can
+	// move it. Also returned when this node's DisableMigration is set.
+	ErrMigrationNotAllowed = errors.New("dist: migration not allowed on this side")
+	// ErrMigrationLimit: the connection already used
+	// transport.MaxMigrationPaths migration sockets (quic-go keeps each
+	// until the connection ends). A new channel starts afresh.
+	ErrMigrationLimit = errors.New("dist: migration limit reached for this connection")
+)
+
+// MigratePeer asks the dist manager to move the QUIC connection to Node
+// onto a new local path (RFC 9000 §9). The sender gets *MigrateResult once
+// the new path is validated and in use, or the attempt failed: never
+// before, and at the latest shortly after Timeout. The reply is sent from
+// a goroutine, not the controller, so a slow path never blocks the
+// controller's mailbox; migrations to one peer run one after the other,
+// migrations to different peers at the same time.
+//
+// The new path is a fresh UDP socket on the current local IP (new port)
+// by default, a socket on LocalAddr when set, or a socket opened by
+// Adapter (a relay, for instance). Setting both LocalAddr and Adapter is
+// an error. In-flight messages, watches and user streams ride through.
+type MigratePeer struct {
+	Node string
+	// Timeout bounds path validation, counted from when the controller
+	// receives the request (time queued behind another migration counts).
+	// Zero means DefaultMigrationTimeout.
+	Timeout time.Duration
+	// LocalAddr is the local address of the new path, "ip" or "ip:port"
+	// (port 0 or none: any free port), e.g. a new interface's address.
+	LocalAddr string
+	// Adapter opens the new path's socket, e.g. transport.RelayAdapter.
+	Adapter transport.SocketAdapter
+}
+
+// MigrateResult answers MigratePeer. Err is nil on success, otherwise a
+// *PeerError matching one of ErrNotConnected, ErrNoConn,
+// ErrPeerDisableMigration, ErrTimeout, ErrMigrationNotAllowed,
+// ErrMigrationLimit, ErrStopped, ErrBadNodeName or ErrSelf (or, when
+// the new socket could not be opened, the socket error).
+type MigrateResult struct {
+	Node string
+	Err  error
+}
+
+// MigrateOption sets a field of a MigratePeer request; see
+// Manager.MigratePeer.
+type MigrateOption func(*MigratePeer)
+
+// MigrationTimeout sets MigratePeer.Timeout.
+func MigrationTimeout(d time.Duration) MigrateOption {
+	return func(m *MigratePeer) { m.Timeout = d }
+}
+
+// MigrationLocalAddr sets MigratePeer.LocalAddr.
+func MigrationLocalAddr(addr string) MigrateOption {
+	return func(m *MigratePeer) { m.LocalAddr = addr }
+}
+
+// MigrationAdapter sets MigratePeer.Adapter.
+func MigrationAdapter(a transport.SocketAdapter) MigrateOption {
+	return func(m *MigratePeer) { m.Adapter = a }
+}
+
+// MigratePeer sends a MigratePeer request for node and waits for its
+// answer (see MigratePeer for what happens). When ctx ends before the
+// timeout would, the timeout is shortened to ctx's deadline.
+func (m *Manager) MigratePeer(ctx context.Context, node string, opts ...MigrateOption) error {
+	req := &MigratePeer{Node: node}
+	for _, o := range opts {
+		o(req)
+	}
+	if err := m.checkPeer(node); err != nil {
+		return peerErr("migrate", node, err)
+	}
+	if req.Timeout <= 0 {
+		req.Timeout = DefaultMigrationTimeout
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < req.Timeout {
+		req.Timeout = time.Until(dl)
+		if req.Timeout <= 0 {
+			return peerErr("migrate", node, context.DeadlineExceeded)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, req.Timeout+migrationReplyMargin)
+	defer cancel()
+	res, err := m.request(rctx, req)
+	if err != nil {
+		return peerErr("migrate", node, err)
+	}
+	return res.(*MigrateResult).Err
+}
+
+// migrationQueue is a controller's migration state: at most one
+// migration runs; the others wait in order.
+type migrationQueue struct {
+	running bool
+	waiting []*pendingMigration
+}
+
+type pendingMigration struct {
+	req      *MigratePeer
+	replyTo  *actor.PID
+	deadline time.Time
+}
+
+// migrateDone tells the controller that its running migration finished
+// (the requester already has its answer).
+type migrateDone struct{}
+
+// onMigratePeer queues a migration request and starts it when none runs.
+func (c *controller) onMigratePeer(req *MigratePeer, replyTo *actor.PID) {
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = DefaultMigrationTimeout
+	}
+	p := &pendingMigration{req: req, replyTo: replyTo, deadline: time.Now().Add(timeout)}
+	if req.LocalAddr != "" && req.Adapter != nil {
+		c.answerMigration(p, errors.New("dist: MigratePeer: set LocalAddr or Adapter, not both"))
+		return
+	}
+	if len(c.migrations.waiting) >= maxQueuedMigrations {
+		c.answerMigration(p, fmt.Errorf("%w: %d migrations already queued", ErrQueueFull, len(c.migrations.waiting)))
+		return
+	}
+	c.migrations.waiting = append(c.migrations.waiting, p)
+	c.startMigration()
+}
+
+// onMigrateDone starts the next queued migration, if any.
+func (c *controller) onMigrateDone() {
+	c.migrations.running = false
+	c.startMigration()
+}
+
+// startMigration runs the first queued migration that passes its checks,
+// unless one runs already. Migrate runs on a goroutine counted by the
+// Manager's WaitGroup; it answers the requester itself, then posts
+// migrateDone to this controller.
+func (c *controller) startMigration() {
+	for !c.migrations.running && len(c.migrations.waiting) > 0 {
+		p := c.migrations.waiting[0]
+		c.migrations.waiting[0] = nil
+		c.migrations.waiting = c.migrations.waiting[1:]
+		if err := c.migrationCheck(); err != nil {
+			c.answerMigration(p, err)
+			continue
+		}
+		if time.Until(p.deadline) <= 0 {
+			c.answerMigration(p, fmt.Errorf("%w: waited in the queue behind other migrations", ErrTimeout))
+			continue
+		}
+		adapter := p.req.Adapter
+		if p.req.LocalAddr != "" {
+			adapter = transport.UDPAdapter{Addr: withPort(p.req.LocalAddr)}
+		}
+		conn, m, peer, self := c.sess.conn, c.m, c.peer, c.self
+		c.migrations.running = true
+		m.log.Info("migrating connection", c.log("from", addrString(conn.LocalAddr()), "local_addr", p.req.LocalAddr,
+			"timeout", time.Until(p.deadline).Round(time.Millisecond))...)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			ctx, cancel := context.WithDeadline(m.ctx, p.deadline)
+			start := time.Now()
+			err := conn.Migrate(ctx, adapter)
+			cancel()
+			err = migrationError(err, m.ctx.Err() != nil)
+			if err != nil {
+				m.log.Warn("migration failed", "peer", peer, "err", err, "took", time.Since(start).Round(time.Microsecond))
+			} else {
+				m.log.Info("connection migrated", "peer", peer, "local", addrString(conn.LocalAddr()),
+					"took", time.Since(start).Round(time.Microsecond))
+			}
+			if p.replyTo != nil {
+				m.system.Root.Send(p.replyTo, &MigrateResult{Node: peer, Err: peerErr("migrate", peer, err)})
+			}
+			m.system.Root.Send(self, &migrateDone{})
+		}()
+	}
+}
+
+// failMigrations answers every queued migration with err (the running
+// one answers for itself).
+func (c *controller) failMigrations(err error) {
+	for _, p := range c.migrations.waiting {
+		c.answerMigration(p, err)
+	}
+	c.migrations.waiting = nil
+}
+
+func (c *controller) answerMigration(p *pendingMigration, err error) {
+	if p.replyTo != nil {
+		c.m.system.Root.Send(p.replyTo, &MigrateResult{Node: c.peer, Err: peerErr("migrate", c.peer, err)})
+	}
+}
+
+// channelCheck says why there is no usable channel: ErrStopped,
+// ErrNotConnected (no channel) or ErrNoConn (the channel's connection is
+// gone or closing); nil when there is one.
+func (c *controller) channelCheck() error {
+	switch {
+	case c.shutting || c.m.stopping.Load():
+		return ErrStopped
+	case c.state != stateConnected || c.sess == nil:
+		return ErrNotConnected
+	case c.sess.conn.Context().Err() != nil:
+		return fmt.Errorf("%w: %w", ErrNoConn, context.Cause(c.sess.conn.Context()))
+	case c.sess.isClosing():
+		return fmt.Errorf("%w: the channel is closing", ErrNoConn)
+	}
+	return nil
+}
+
+// migrationCheck is channelCheck plus the checks that need no I/O: only
+// the dialer may migrate, and not when the peer forbade it.
+func (c *controller) migrationCheck() error {
+	if err := c.channelCheck(); err != nil {
+		return err
+	}
+	if c.sess.role != transport.RoleDialer {
+		return fmt.Errorf("%w: %s dialed this connection, only it can migrate the connection", ErrMigrationNotAllowed, c.peer)
+	}
+	if !peerAllowsMigration(c.sess.caps) {
+		return fmt.Errorf("%w: advertised in the dist handshake", ErrPeerDisableMigration)
+	}
+	return nil
+}
+
+// noteMigrationCapability tells the connection when the peer forbade
+// migration in the dist handshake (quic-go cannot carry it), so
+// transport refuses it too.
+func noteMigrationCapability(s *session) {
+	if !peerAllowsMigration(s.caps) {
+		s.conn.SetPeerMigrationDisabled()
+	}
+}
+
+func peerAllowsMigration(caps uint64) bool {
+	return caps&(1<<caskpb.Capability_CAPABILITY_MIGRATION) != 0
+}
+
+// migrationError maps transport's migration errors to this package's
+// sentinels, keeping the transport error in the chain.
+func migrationError(err error, stopped bool) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, transport.ErrMigrationTimeout):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, transport.ErrPeerDisableMigration):
+		return fmt.Errorf("%w: %w", ErrPeerDisableMigration, err)
+	case errors.Is(err, transport.ErrMigrationNotAllowed):
+		return fmt.Errorf("%w: %w", ErrMigrationNotAllowed, err)
+	case errors.Is(err, transport.ErrMigrationLimit):
+		return fmt.Errorf("%w: %w", ErrMigrationLimit, err)
+	case stopped:
+		return fmt.Errorf("%w: %w", ErrStopped, err)
+	case errors.Is(err, transport.ErrClosed), errors.Is(err, transport.ErrIdleTimeout),
+		errors.Is(err, transport.ErrPeerClosed), errors.Is(err, transport.ErrHandshake):
+		return fmt.Errorf("%w: %w", ErrNoConn, err)
+	}
+	return err
+}
+
+// withPort adds port 0 to an address given without one.
+func withPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(addr, "0")
+}
+
+// routeToController forwards a request about node to its controller, or
+// answers it with fail(err) when the node is invalid, the dist layer is
+// stopping or there is no channel (no controller) to node. It never
+// spawns a controller: these requests do not open channels.
+func (a *managerActor) routeToController(ctx actor.Context, node string, fail func(error) any) {
+	if err := a.m.checkPeer(node); err != nil {
+		ctx.Respond(fail(err))
+		return
+	}
+	c, ok := a.controllers[node]
+	if !ok || a.stopping {
+		err := ErrNotConnected
+		if a.stopping {
+			err = ErrStopped
+		}
+		ctx.Respond(fail(err))
+		return
+	}
+	ctx.Forward(c)
+}

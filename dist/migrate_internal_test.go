@@ -1,0 +1,104 @@
+package dist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
+	"github.com/cask-p2p/cask/transport"
+)
+
+// closedConn returns a dialed connection that has already ended.
+func closedConn(t *testing.T) *transport.Conn {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var trs []*transport.Transport
+	for range 2 {
+		tr, err := transport.New(transport.Config{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tr.Close() })
+		trs = append(trs, tr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { _, _ = trs[1].Accept(ctx) }()
+	c, err := trs[0].Dial(ctx, trs[1].Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.CloseWithError(transport.CodeNone, "")
+	<-c.Context().Done()
+	return c
+}
+
+// A controller still holding a session whose QUIC connection is gone (the
+// sessionClosed report is on its way) answers ErrNoConn; with no session,
+// ErrNotConnected.
+func TestMigrationCheckReportsNoConn(t *testing.T) {
+	conn := closedConn(t)
+	m := &Manager{}
+	c := &controller{m: m, peer: "b@localhost"}
+	if err := c.migrationCheck(); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("no channel: %v", err)
+	}
+	allCaps := uint64(1) << caskpb.Capability_CAPABILITY_MIGRATION
+	c.state, c.sess = stateConnected, &session{conn: conn, role: conn.Role(), caps: allCaps}
+	if err := c.migrationCheck(); !errors.Is(err, ErrNoConn) || !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("connection gone: %v", err)
+	}
+	if res := c.pathStats(); !errors.Is(res.Err, ErrNoConn) {
+		t.Fatalf("path stats with the connection gone: %v", res.Err)
+	}
+	m.stopping.Store(true)
+	if err := c.migrationCheck(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("stopping: %v", err)
+	}
+}
+
+func TestMigrationErrorMapping(t *testing.T) {
+	for _, tc := range []struct {
+		in      error
+		stopped bool
+		want    error
+	}{
+		{nil, false, nil},
+		{fmt.Errorf("%w: path not validated", transport.ErrMigrationTimeout), false, ErrTimeout},
+		{transport.ErrPeerDisableMigration, false, ErrPeerDisableMigration},
+		{fmt.Errorf("%w: acceptor", transport.ErrMigrationNotAllowed), false, ErrMigrationNotAllowed},
+		{transport.ErrMigrationLimit, false, ErrMigrationLimit},
+		{fmt.Errorf("%w: no packet", transport.ErrIdleTimeout), false, ErrNoConn},
+		{&transport.CloseError{Code: transport.CodeShutdown, Remote: true}, false, ErrNoConn},
+		{transport.ErrClosed, false, ErrNoConn},
+		{context.Canceled, true, ErrStopped},
+	} {
+		got := migrationError(tc.in, tc.stopped)
+		if tc.want == nil {
+			if got != nil {
+				t.Errorf("migrationError(nil) = %v", got)
+			}
+			continue
+		}
+		if !errors.Is(got, tc.want) || !errors.Is(got, tc.in) {
+			t.Errorf("migrationError(%v) = %v, want %v wrapping the original", tc.in, got, tc.want)
+		}
+	}
+	if got := withPort("127.0.0.2"); got != "127.0.0.2:0" {
+		t.Errorf("withPort = %q", got)
+	}
+	if got := withPort("::1"); got != "[::1]:0" {
+		t.Errorf("withPort = %q", got)
+	}
+	if got := withPort("10.0.0.1:4000"); got != "10.0.0.1:4000" {
+		t.Errorf("withPort = %q", got)
+	}
+}

@@ -1,0 +1,466 @@
+package dist_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/transport"
+)
+
+// sequenceLoad keeps several sender/receiver pairs busy from one node to
+// another: each sender sends 1, 2, 3, ... to its own receiver actor, with
+// at most window messages unacknowledged, and each receiver checks that
+// it gets exactly the next number.
+type sequenceLoad struct {
+	pairs []*sequencePair
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+type sequencePair struct {
+	pid      *actor.PID
+	sent     atomic.Int64
+	received atomic.Int64
+	wrong    atomic.Int64 // lost, duplicated or reordered
+	firstBad atomic.Value // string: the first wrong delivery
+	progress chan struct{}
+}
+
+// startSequenceLoad spawns count receivers on to and starts count senders
+// on from. stopAndCheck ends it.
+func startSequenceLoad(t *testing.T, from, to *actors.Node, count, window int) *sequenceLoad {
+	t.Helper()
+	l := &sequenceLoad{stop: make(chan struct{})}
+	for i := range count {
+		p := &sequencePair{progress: make(chan struct{}, 1)}
+		p.pid = spawnNamed(t, to, actor.PropsFromFunc(func(c actor.Context) {
+			v, ok := c.Message().(*wrapperspb.Int64Value)
+			if !ok {
+				return
+			}
+			if want := p.received.Load() + 1; v.Value != want {
+				if p.wrong.Add(1) == 1 {
+					p.firstBad.Store(fmt.Sprintf("got %d, want %d", v.Value, want))
+				}
+				if v.Value < want {
+					return // duplicate or reordered: not progress
+				}
+			}
+			p.received.Store(v.Value)
+			select {
+			case p.progress <- struct{}{}:
+			default:
+			}
+		}), fmt.Sprintf("seq-%d", i))
+		l.pairs = append(l.pairs, p)
+	}
+	for _, p := range l.pairs {
+		target := actor.NewPID(to.Name(), p.pid.Id)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for seq := int64(1); ; seq++ {
+				for seq-p.received.Load() > int64(window) {
+					select {
+					case <-p.progress:
+					case <-l.stop:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				from.Root().Send(target, wrapperspb.Int64(seq))
+				p.sent.Store(seq)
+			}
+		}()
+	}
+	t.Cleanup(l.halt)
+	return l
+}
+
+func (l *sequenceLoad) halt() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+func (l *sequenceLoad) received() int64 {
+	var n int64
+	for _, p := range l.pairs {
+		n += p.received.Load()
+	}
+	return n
+}
+
+// waitProgress waits until n more messages than now were delivered.
+func (l *sequenceLoad) waitProgress(t *testing.T, n int64, what string) {
+	t.Helper()
+	target := l.received() + n
+	eventually(t, waitTimeout, func() bool { return l.received() >= target }, "%d more deliveries %s", n, what)
+}
+
+// waitStalled waits until no message was delivered for quiet, which
+// shows the path is really dead.
+func (l *sequenceLoad) waitStalled(t *testing.T, quiet time.Duration) {
+	t.Helper()
+	last, since := l.received(), time.Now()
+	eventually(t, waitTimeout, func() bool {
+		if n := l.received(); n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since) >= quiet
+	}, "deliveries to stall")
+}
+
+// stopAndCheck stops the senders, waits for every sent message to arrive
+// and checks that none was lost, duplicated or reordered.
+func (l *sequenceLoad) stopAndCheck(t *testing.T) {
+	t.Helper()
+	l.halt()
+	eventually(t, waitTimeout, func() bool {
+		for _, p := range l.pairs {
+			if p.received.Load() < p.sent.Load() {
+				return false
+			}
+		}
+		return true
+	}, "every sent message to arrive")
+	var total int64
+	for i, p := range l.pairs {
+		total += p.sent.Load()
+		if w := p.wrong.Load(); w != 0 {
+			t.Errorf("pair %d: %d wrong deliveries, first: %v", i, w, p.firstBad.Load())
+		}
+		if p.received.Load() != p.sent.Load() {
+			t.Errorf("pair %d: sent %d, received %d", i, p.sent.Load(), p.received.Load())
+		}
+	}
+	t.Logf("%d messages over %d pairs, none lost or reordered", total, len(l.pairs))
+}
+
+// pair starts a and b (a dials b) and connects them.
+func migrationPair(t *testing.T, cfgA, cfgB actors.Config) (a, b *actors.Node) {
+	t.Helper()
+	cfgB.DisableDNS = true
+	b = startNode(t, "b@localhost", cfgB)
+	cfgA.DisableDNS = true
+	if cfgA.Peers == nil {
+		cfgA.Peers = peersOf(b)
+	}
+	a = startNode(t, "a@localhost", cfgA)
+	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return a, b
+}
+
+func ipOf(t *testing.T, addr net.Addr) net.IP {
+	t.Helper()
+	u, ok := addr.(*net.UDPAddr)
+	if !ok {
+		t.Fatalf("address %v is %T", addr, addr)
+	}
+	return u.IP
+}
+
+func TestMigratePeerUnderLoadToNewAddress(t *testing.T) {
+	a, b := migrationPair(t, actors.Config{}, actors.Config{})
+	downA, downB := monitorProbe(t, a, b.Name()), monitorProbe(t, b, a.Name())
+	load := startSequenceLoad(t, a, b, 4, 256)
+	load.waitProgress(t, 2000, "before the migration")
+
+	before, err := a.PathStats(b.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.MigratePeer(ctxTimeout(t), b.Name(), dist.MigrationLocalAddr("127.0.0.2")); err != nil {
+		t.Fatalf("MigratePeer: %v", err)
+	}
+	after, err := a.PathStats(b.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ipOf(t, after.LocalAddr).Equal(net.IPv4(127, 0, 0, 2)) || after.Migrations != before.Migrations+1 {
+		t.Fatalf("after MigratePeer: local %v (was %v), migrations %d", after.LocalAddr, before.LocalAddr, after.Migrations)
+	}
+	load.waitProgress(t, 2000, "after the migration")
+	// The peer sees the new remote address.
+	eventually(t, waitTimeout, func() bool {
+		s, err := b.PathStats(a.Name())
+		return err == nil && s.RemoteAddr.String() == after.LocalAddr.String()
+	}, "b to see a at %v", after.LocalAddr)
+	load.stopAndCheck(t)
+	downA.none(t, "NodeDown", isNodeDown)
+	downB.none(t, "NodeDown", isNodeDown)
+}
+
+func TestMigrationRescuesSessionWhenOldPathDies(t *testing.T) {
+	const idle = 3 * time.Second
+	fa := transport.NewFaultAdapter(transport.UDPAdapter{Addr: "127.0.0.1:0"})
+	a, b := migrationPair(t, actors.Config{Adapter: fa, IdleTimeout: idle}, actors.Config{IdleTimeout: idle})
+	downA, downB := monitorProbe(t, a, b.Name()), monitorProbe(t, b, a.Name())
+	load := startSequenceLoad(t, a, b, 4, 256)
+	load.waitProgress(t, 1000, "before the blackhole")
+
+	fa.SetBlackhole(true) // the node's own socket: the old path is dead
+	dead := time.Now()
+	load.waitStalled(t, 200*time.Millisecond)
+	if err := a.MigratePeer(ctxTimeout(t), b.Name(), dist.MigrationTimeout(2*time.Second)); err != nil {
+		t.Fatalf("MigratePeer: %v", err)
+	}
+	if d := time.Since(dead); d >= idle {
+		t.Fatalf("migration finished %v after the path died, past the idle timeout", d)
+	}
+	load.waitProgress(t, 1000, "after the rescue")
+	load.stopAndCheck(t)
+	downA.none(t, "NodeDown", isNodeDown)
+	downB.none(t, "NodeDown", isNodeDown)
+	if got := a.Nodes(); len(got) != 1 || got[0] != b.Name() {
+		t.Fatalf("channels after the rescue: %v", got)
+	}
+}
+
+func TestMigrationTimeoutKeepsOldPath(t *testing.T) {
+	a, b := migrationPair(t, actors.Config{}, actors.Config{})
+	spawnEcho(t, b, "echo")
+	load := startSequenceLoad(t, a, b, 2, 128)
+	load.waitProgress(t, 500, "before the migration")
+
+	dead := transport.NewFaultAdapter(nil)
+	dead.SetBlackhole(true)
+	const timeout = 500 * time.Millisecond
+	start := time.Now()
+	err := a.MigratePeer(ctxTimeout(t), b.Name(), dist.MigrationAdapter(dead), dist.MigrationTimeout(timeout))
+	took := time.Since(start)
+	if !errors.Is(err, dist.ErrTimeout) || !errors.Is(err, transport.ErrMigrationTimeout) {
+		t.Fatalf("MigratePeer to a dead path: %v", err)
+	}
+	var pe *dist.PeerError
+	if !errors.As(err, &pe) || pe.Node != b.Name() || pe.Op != "migrate" {
+		t.Fatalf("error does not name the peer and operation: %v", err)
+	}
+	if took < timeout-50*time.Millisecond || took > timeout+time.Second {
+		t.Fatalf("ErrTimeout after %v, timeout was %v", took, timeout)
+	}
+	load.waitProgress(t, 500, "on the old path after the failed migration")
+	mustEcho(t, a, actor.NewPID(b.Name(), "echo"), "old path")
+	s, err := a.PathStats(b.Name())
+	if err != nil || s.Migrations != 0 {
+		t.Fatalf("stats after a failed migration: %v, %v", s, err)
+	}
+	load.stopAndCheck(t)
+}
+
+func TestMigratePeerErrors(t *testing.T) {
+	a, b := migrationPair(t, actors.Config{}, actors.Config{})
+	ctx := ctxTimeout(t)
+	fast := func(what string, want error, f func() error) {
+		t.Helper()
+		start := time.Now()
+		err := f()
+		if !errors.Is(err, want) {
+			t.Fatalf("%s: %v, want %v", what, err, want)
+		}
+		if d := time.Since(start); d > fastFail {
+			t.Fatalf("%s took %v", what, d)
+		}
+	}
+	fast("no channel", dist.ErrNotConnected, func() error { return a.MigratePeer(ctx, "nobody@localhost") })
+	fast("path stats, no channel", dist.ErrNotConnected, func() error { _, err := a.PathStats("nobody@localhost"); return err })
+	fast("accepting side", dist.ErrMigrationNotAllowed, func() error { return b.MigratePeer(ctx, a.Name()) })
+	fast("self", dist.ErrSelf, func() error { return a.MigratePeer(ctx, a.Name()) })
+	fast("bad name", dist.ErrBadNodeName, func() error { return a.MigratePeer(ctx, "no-at-sign") })
+	if err := a.MigratePeer(ctx, b.Name(), dist.MigrationLocalAddr("127.0.0.1"), dist.MigrationAdapter(transport.UDPAdapter{})); err == nil {
+		t.Fatal("LocalAddr and Adapter together accepted")
+	}
+	// A local address this host does not have: the socket error, at once.
+	if err := a.MigratePeer(ctx, b.Name(), dist.MigrationLocalAddr("192.0.2.1")); err == nil {
+		t.Fatal("migration to an address this host lacks succeeded")
+	}
+
+	// The actor-message form answers the same way.
+	res, err := a.Root().RequestFuture(a.Dist(), &dist.MigratePeer{Node: b.Name()}, waitTimeout).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := res.(*dist.MigrateResult); !ok || r.Err != nil || r.Node != b.Name() {
+		t.Fatalf("MigratePeer request answered %#v", res)
+	}
+	res, err = b.Root().RequestFuture(b.Dist(), &dist.MigratePeer{Node: a.Name()}, waitTimeout).Result()
+	if r, ok := res.(*dist.MigrateResult); err != nil || !ok || !errors.Is(r.Err, dist.ErrMigrationNotAllowed) {
+		t.Fatalf("MigratePeer request on the accepting side: %#v, %v", res, err)
+	}
+	res, err = a.Root().RequestFuture(a.Dist(), &dist.GetPathStats{Node: b.Name()}, waitTimeout).Result()
+	if r, ok := res.(*dist.PathStatsResult); err != nil || !ok || r.Err != nil || r.Stats.Migrations != 1 {
+		t.Fatalf("GetPathStats answered %#v, %v", res, err)
+	}
+
+	// The peer forbids migration.
+	c := startNode(t, "c@localhost", actors.Config{DisableDNS: true, DisableMigration: true})
+	a2 := startNode(t, "a2@localhost", actors.Config{DisableDNS: true, Peers: peersOf(c)})
+	if err := a2.Connect(ctx, c.Name()); err != nil {
+		t.Fatal(err)
+	}
+	fast("peer disabled migration", dist.ErrPeerDisableMigration, func() error { return a2.MigratePeer(ctx, c.Name()) })
+
+	// After Stop.
+	_ = a.Stop()
+	fast("stopped", dist.ErrStopped, func() error { return a.MigratePeer(ctx, b.Name()) })
+}
+
+func TestMigrationLimit(t *testing.T) {
+	a, b := migrationPair(t, actors.Config{}, actors.Config{})
+	spawnEcho(t, b, "echo")
+	ctx := ctxTimeout(t)
+	for i := range transport.MaxMigrationPaths {
+		if err := a.MigratePeer(ctx, b.Name()); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	if err := a.MigratePeer(ctx, b.Name()); !errors.Is(err, dist.ErrMigrationLimit) {
+		t.Fatalf("migration past the limit: %v", err)
+	}
+	mustEcho(t, a, actor.NewPID(b.Name(), "echo"), "still up")
+}
+
+func TestMigrationsToOnePeerAreSerializedAndNeverBlockTheController(t *testing.T) {
+	a, b := migrationPair(t, actors.Config{}, actors.Config{})
+	dead := transport.NewFaultAdapter(nil)
+	dead.SetBlackhole(true)
+
+	// A migration that will time out, then three good ones queued behind
+	// it, all sent at once.
+	const slow = time.Second
+	futures := []*actor.Future{
+		a.Root().RequestFuture(a.Dist(), &dist.MigratePeer{Node: b.Name(), Adapter: dead, Timeout: slow}, waitTimeout),
+	}
+	for range 3 {
+		futures = append(futures, a.Root().RequestFuture(a.Dist(), &dist.MigratePeer{Node: b.Name(), Timeout: 3 * time.Second}, waitTimeout))
+	}
+	// The controller answers other requests while the path is probed.
+	start := time.Now()
+	if _, err := a.PathStats(b.Name()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > slow/2 {
+		t.Fatalf("path stats waited %v behind a migration", d)
+	}
+	for i, f := range futures {
+		res, err := f.Result()
+		if err != nil {
+			t.Fatalf("migration %d: %v", i, err)
+		}
+		err = res.(*dist.MigrateResult).Err
+		if i == 0 && !errors.Is(err, dist.ErrTimeout) || i > 0 && err != nil {
+			t.Fatalf("migration %d: %v", i, err)
+		}
+	}
+	if s, err := a.PathStats(b.Name()); err != nil || s.Migrations != 3 {
+		t.Fatalf("after three migrations: %v, %v", s, err)
+	}
+}
+
+func TestRelaySwapUnderLoad(t *testing.T) {
+	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	relayA, err := transport.NewRelay("127.0.0.1:0", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relayA.Close()
+	relayB, err := transport.NewRelay("127.0.0.1:0", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relayB.Close()
+	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+	if err := a.SetConnectOptions(b.Name(), dist.ConnectOptions{Adapter: transport.RelayAdapter{Via: relayA.Addr()}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
+		t.Fatalf("connect through relay A: %v", err)
+	}
+	downA, downB := monitorProbe(t, a, b.Name()), monitorProbe(t, b, a.Name())
+	sb, err := b.PathStats(a.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.RemoteAddr.String() == a.Addr().String() {
+		t.Fatal("b sees a's own socket: the connection did not go through relay A")
+	}
+	viaA := sb.RemoteAddr.String()
+
+	load := startSequenceLoad(t, a, b, 4, 256)
+	load.waitProgress(t, 1000, "through relay A")
+	err = a.MigratePeer(ctxTimeout(t), b.Name(), dist.MigrationAdapter(transport.RelayAdapter{Via: relayB.Addr()}))
+	if err != nil {
+		t.Fatalf("MigratePeer to relay B: %v", err)
+	}
+	if err := relayA.Close(); err != nil { // only relay B can carry traffic now
+		t.Fatal(err)
+	}
+	load.waitProgress(t, 1000, "through relay B")
+	load.stopAndCheck(t)
+	sb, err = b.PathStats(a.Name())
+	if err != nil || sb.RemoteAddr.String() == viaA {
+		t.Fatalf("b still sees relay A (%v): %v", viaA, err)
+	}
+	downA.none(t, "NodeDown", isNodeDown)
+	downB.none(t, "NodeDown", isNodeDown)
+}
+
+func TestMigrateAllTwentyPeers(t *testing.T) {
+	const count = 20
+	peers := make([]*actors.Node, count)
+	for i := range peers {
+		peers[i] = startNode(t, fmt.Sprintf("p%d@localhost", i), actors.Config{DisableDNS: true})
+		spawnEcho(t, peers[i], "echo")
+	}
+	hub := startNode(t, "hub@localhost", actors.Config{DisableDNS: true, Peers: peersOf(peers...)})
+	for _, p := range peers {
+		if err := hub.Connect(ctxTimeout(t), p.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	results := hub.MigrateAll(ctx, dist.MigrationLocalAddr("127.0.0.2"))
+	t.Logf("MigrateAll of %d peers took %v", count, time.Since(start))
+	if len(results) != count {
+		t.Fatalf("%d results, want %d: %v", len(results), count, results)
+	}
+	for _, p := range peers {
+		if err, ok := results[p.Name()]; !ok || err != nil {
+			t.Errorf("%s: %v (present %t)", p.Name(), err, ok)
+		}
+		s, err := hub.PathStats(p.Name())
+		if err != nil || s.Migrations != 1 || !ipOf(t, s.LocalAddr).Equal(net.IPv4(127, 0, 0, 2)) {
+			t.Errorf("%s after MigrateAll: %v, %v", p.Name(), s, err)
+		}
+		mustEcho(t, hub, actor.NewPID(p.Name(), "echo"), "after")
+	}
+	// The peers accepted their connections: they may not migrate them.
+	for peer, err := range peers[0].MigrateAll(ctx) {
+		if !errors.Is(err, dist.ErrMigrationNotAllowed) {
+			t.Errorf("accepting side MigrateAll → %s: %v", peer, err)
+		}
+	}
+}

@@ -1,0 +1,363 @@
+package dist
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
+	"github.com/cask-p2p/cask/transport"
+)
+
+// Limits and codes of tagged user streams.
+const (
+	// MaxTagLength bounds a user stream tag, in bytes.
+	MaxTagLength = 128
+	// ReservedTagPrefix starts tags Cask keeps for itself.
+	ReservedTagPrefix = "cask:"
+	// DefaultMaxUserStreams caps live user streams per connection and
+	// direction; more are refused with ErrStreamLimit.
+	DefaultMaxUserStreams = 256
+	// userStreamHeaderTimeout bounds how long an inbound user stream may
+	// take to send its tag.
+	userStreamHeaderTimeout = 5 * time.Second
+
+	// StreamCodeRefused resets a user stream the node refused.
+	StreamCodeRefused transport.ErrorCode = 0x100
+	// StreamCodeAcceptorGone resets user streams whose acceptor died.
+	StreamCodeAcceptorGone transport.ErrorCode = 0x101
+	// StreamCodeClosed resets the read side of a stream closed locally.
+	StreamCodeClosed transport.ErrorCode = 0x102
+)
+
+// Errors of user streams.
+var (
+	// ErrTagInUse: another acceptor holds the tag on this node.
+	ErrTagInUse = errors.New("dist: stream tag in use")
+	// ErrReservedTag: tags starting with "cask:" are Cask's own.
+	ErrReservedTag = errors.New("dist: stream tag reserved")
+	// ErrBadTag: the tag is empty or longer than MaxTagLength.
+	ErrBadTag = errors.New("dist: bad stream tag")
+	// ErrUnknownTag: the peer has no acceptor for the tag.
+	ErrUnknownTag = errors.New("dist: no acceptor for stream tag")
+	// ErrStreamLimit: the connection has too many user streams.
+	ErrStreamLimit = errors.New("dist: too many user streams")
+)
+
+// StreamOpened is sent to a tag's acceptor for every inbound user stream.
+// The acceptor owns Stream and must Close it.
+type StreamOpened struct {
+	Stream *Stream
+	From   string
+}
+
+// Stream is a tagged user stream: a QUIC stream on the peer's dist
+// connection with its own flow control, so it never stalls actor
+// messages. It rides through connection migration. While it is open it
+// pins the channel against idle reaping. Reads and writes after the
+// connection is lost fail with an error matching ErrConnectionLost.
+type Stream struct {
+	st   *transport.Stream
+	br   *bufio.Reader // holds bytes read past the preamble
+	sess *session
+	tag  string
+
+	closeOnce sync.Once
+}
+
+var _ io.ReadWriteCloser = (*Stream)(nil)
+
+// Peer is the node at the other end.
+func (s *Stream) Peer() string { return s.sess.peer }
+
+// Tag is the stream's tag.
+func (s *Stream) Tag() string { return s.tag }
+
+// Read implements io.Reader.
+func (s *Stream) Read(p []byte) (int, error) {
+	n, err := s.br.Read(p)
+	return n, s.wrap(err)
+}
+
+// Write implements io.Writer.
+func (s *Stream) Write(p []byte) (int, error) {
+	n, err := s.st.Write(p)
+	return n, s.wrap(err)
+}
+
+// CloseWrite finishes the write side: the peer reads io.EOF after the
+// data written so far. Reading goes on.
+func (s *Stream) CloseWrite() error { return s.wrap(s.st.Close()) }
+
+// Close finishes the write side, stops reading and releases the stream's
+// pin on the channel. It is safe to call twice.
+func (s *Stream) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		err = s.st.Close()
+		s.st.CancelRead(StreamCodeClosed)
+		s.sess.streamDone()
+	})
+	return s.wrap(err)
+}
+
+// SetDeadline sets the read and write deadlines.
+func (s *Stream) SetDeadline(t time.Time) error { return s.st.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline.
+func (s *Stream) SetReadDeadline(t time.Time) error { return s.st.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline.
+func (s *Stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }
+
+// LocalAddr and RemoteAddr are the connection's current path.
+func (s *Stream) LocalAddr() net.Addr { return s.sess.conn.LocalAddr() }
+
+// RemoteAddr is the peer's address on the connection's current path.
+func (s *Stream) RemoteAddr() net.Addr { return s.sess.conn.RemoteAddr() }
+
+func (s *Stream) wrap(err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	connGone := s.sess.conn.Context().Err() != nil || errors.Is(err, transport.ErrPeerClosed) ||
+		errors.Is(err, transport.ErrIdleTimeout) || errors.Is(err, transport.ErrClosed)
+	if connGone && !errors.Is(err, ErrConnectionLost) {
+		return fmt.Errorf("%w: stream %q to %s: %w", ErrConnectionLost, s.tag, s.sess.peer, err)
+	}
+	return err
+}
+
+// ValidateTag checks a user stream tag.
+func ValidateTag(tag string) error {
+	switch {
+	case tag == "" || len(tag) > MaxTagLength:
+		return fmt.Errorf("%w: %q (1..%d bytes)", ErrBadTag, tag, MaxTagLength)
+	case strings.HasPrefix(tag, ReservedTagPrefix):
+		return fmt.Errorf("%w: %q", ErrReservedTag, tag)
+	}
+	return nil
+}
+
+// acceptors is the node's tag → acceptor table.
+type acceptors struct {
+	mu   sync.Mutex
+	tags map[string]*actor.PID
+}
+
+func (a *acceptors) get(tag string) *actor.PID {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.tags[tag]
+}
+
+// RegisterAcceptor makes pid the acceptor of inbound user streams tagged
+// tag: it receives *StreamOpened. One acceptor per tag; when it stops it is
+// unregistered and later streams for the tag are refused.
+func (m *Manager) RegisterAcceptor(tag string, pid *actor.PID) error {
+	if err := ValidateTag(tag); err != nil {
+		return err
+	}
+	if pid == nil {
+		return errors.New("dist: RegisterAcceptor needs a PID")
+	}
+	m.acceptors.mu.Lock()
+	if m.acceptors.tags == nil {
+		m.acceptors.tags = make(map[string]*actor.PID)
+	}
+	if _, taken := m.acceptors.tags[tag]; taken {
+		m.acceptors.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrTagInUse, tag)
+	}
+	m.acceptors.tags[tag] = pid
+	m.acceptors.mu.Unlock()
+	m.system.Root.Send(m.pid, &watchAcceptor{pid: pid})
+	return nil
+}
+
+// UnregisterAcceptor removes pid as acceptor of tag.
+func (m *Manager) UnregisterAcceptor(tag string, pid *actor.PID) {
+	m.acceptors.mu.Lock()
+	defer m.acceptors.mu.Unlock()
+	if cur := m.acceptors.tags[tag]; cur != nil && cur.Equal(pid) {
+		delete(m.acceptors.tags, tag)
+	}
+}
+
+// acceptorDied drops every tag held by pid.
+func (m *Manager) acceptorDied(pid *actor.PID) {
+	m.acceptors.mu.Lock()
+	defer m.acceptors.mu.Unlock()
+	for tag, cur := range m.acceptors.tags {
+		if cur.Equal(pid) {
+			delete(m.acceptors.tags, tag)
+		}
+	}
+}
+
+// watchAcceptor asks the dist manager actor to watch an acceptor.
+type watchAcceptor struct{ pid *actor.PID }
+
+// OpenStream opens a user stream tagged tag to peer, opening the channel
+// on demand, and returns once the peer's acceptor has it (one round trip)
+// or the peer refused it (ErrUnknownTag, ErrStreamLimit, ErrBadTag).
+func (m *Manager) OpenStream(ctx context.Context, peer, tag string) (*Stream, error) {
+	if err := ValidateTag(tag); err != nil {
+		return nil, err
+	}
+	if err := m.Connect(ctx, peer); err != nil {
+		return nil, err
+	}
+	s := m.endpoint(peer).sess.Load()
+	if s == nil || s.isClosing() {
+		return nil, peerErr("open stream", peer, ErrNoConn)
+	}
+	if !s.streamStart() {
+		return nil, peerErr("open stream", peer, fmt.Errorf("%w: %d open", ErrStreamLimit, DefaultMaxUserStreams))
+	}
+	st, err := s.openUser(ctx, tag)
+	if err != nil {
+		s.streamDone()
+		return nil, peerErr("open stream", peer, err)
+	}
+	return st, nil
+}
+
+func (s *session) openUser(ctx context.Context, tag string) (*Stream, error) {
+	qs, err := s.conn.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hdr, _ := proto.Marshal(&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_USER, Tag: tag})
+	if dl, ok := ctx.Deadline(); ok {
+		qs.SetDeadline(dl)
+	}
+	fail := func(err error) (*Stream, error) {
+		qs.CancelWrite(StreamCodeClosed)
+		qs.CancelRead(StreamCodeClosed)
+		return nil, err
+	}
+	if _, err := qs.Write(transport.AppendFrame(nil, hdr)); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(qs, 32<<10)
+	frame, err := transport.ReadFrame(br, nil, 4096)
+	if err != nil {
+		return fail(fmt.Errorf("stream %q: no answer from the acceptor side: %w", tag, err))
+	}
+	var acc caskpb.StreamAccept
+	if err := proto.Unmarshal(frame, &acc); err != nil {
+		return fail(fmt.Errorf("%w: stream accept: %v", ErrProtocol, err))
+	}
+	switch acc.GetRefusal() {
+	case caskpb.StreamRefusal_STREAM_REFUSAL_NONE:
+	case caskpb.StreamRefusal_STREAM_REFUSAL_UNKNOWN_TAG:
+		return fail(fmt.Errorf("%w: %q: %s", ErrUnknownTag, tag, acc.GetDetail()))
+	case caskpb.StreamRefusal_STREAM_REFUSAL_LIMIT:
+		return fail(fmt.Errorf("%w: %s", ErrStreamLimit, acc.GetDetail()))
+	default:
+		return fail(fmt.Errorf("%w: %q: %s", ErrBadTag, tag, acc.GetDetail()))
+	}
+	qs.SetDeadline(time.Time{})
+	return &Stream{st: qs, br: br, sess: s, tag: tag}, nil
+}
+
+// acceptUser takes the peer's user streams and hands each to its tag's
+// acceptor.
+func (s *session) acceptUser() {
+	defer s.wg.Done()
+	for {
+		qs, err := s.conn.AcceptStream(s.ctx)
+		if err != nil {
+			return // the session's other loops report the cause
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveUser(qs)
+		}()
+	}
+}
+
+func (s *session) serveUser(qs *transport.Stream) {
+	qs.SetReadDeadline(time.Now().Add(userStreamHeaderTimeout))
+	br := bufio.NewReaderSize(qs, 32<<10)
+	frame, err := transport.ReadFrame(br, nil, 4096)
+	var hdr caskpb.StreamHeader
+	if err == nil {
+		err = proto.Unmarshal(frame, &hdr)
+	}
+	if err != nil || hdr.GetKind() != caskpb.StreamKind_STREAM_KIND_USER {
+		s.log().Warn("bad user stream preamble", "err", err, "kind", hdr.GetKind())
+		qs.CancelRead(StreamCodeRefused)
+		qs.CancelWrite(StreamCodeRefused)
+		return
+	}
+	qs.SetReadDeadline(time.Time{})
+	tag := hdr.GetTag()
+	refuse := func(r caskpb.StreamRefusal, detail string) {
+		s.log().Info("refused user stream", "tag", tag, "why", r, "detail", detail)
+		b, _ := proto.Marshal(&caskpb.StreamAccept{Refusal: r, Detail: detail})
+		qs.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = qs.Write(transport.AppendFrame(nil, b))
+		qs.Close()
+		qs.CancelRead(StreamCodeRefused)
+	}
+	if err := ValidateTag(tag); err != nil {
+		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_BAD_TAG, err.Error())
+		return
+	}
+	pid := s.mgr.acceptors.get(tag)
+	if pid == nil {
+		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_UNKNOWN_TAG, "no acceptor on "+s.mgr.name)
+		return
+	}
+	if !s.streamStart() {
+		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_LIMIT, fmt.Sprintf("%d user streams open", DefaultMaxUserStreams))
+		return
+	}
+	b, _ := proto.Marshal(&caskpb.StreamAccept{})
+	if _, err := qs.Write(transport.AppendFrame(nil, b)); err != nil {
+		s.streamDone()
+		return
+	}
+	s.mgr.system.Root.Send(pid, &StreamOpened{Stream: &Stream{st: qs, br: br, sess: s, tag: tag}, From: s.peer})
+}
+
+// streamStart counts a user stream against the limit and pins the channel.
+func (s *session) streamStart() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.userStreams >= DefaultMaxUserStreams {
+		return false
+	}
+	s.userStreams++
+	s.activity.Add(1)
+	return true
+}
+
+// streamDone releases one user stream.
+func (s *session) streamDone() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.userStreams > 0 {
+		s.userStreams--
+	}
+	s.activity.Add(1)
+}
+
+// hasUserStreams reports whether user streams keep the channel pinned.
+func (s *session) hasUserStreams() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.userStreams > 0
+}

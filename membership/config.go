@@ -1,0 +1,173 @@
+package membership
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/membership/hyparview"
+)
+
+// Defaults used when a Config field is zero. They are the reference
+// values of the HyParView paper and of barrel_p2p, shared with the state
+// machine (package hyparview) so the two never disagree.
+const (
+	// DefaultActiveSize is the size of the active view.
+	DefaultActiveSize = hyparview.DefaultActiveSize // 5
+	// DefaultPassiveSize is the size of the passive view.
+	DefaultPassiveSize = hyparview.DefaultPassiveSize // 30
+	// DefaultActiveRandomWalkLength is ARWL, the TTL of a ForwardJoin.
+	DefaultActiveRandomWalkLength = hyparview.DefaultActiveRandomWalkLength // 6
+	// DefaultPassiveRandomWalkLength is PRWL.
+	DefaultPassiveRandomWalkLength = hyparview.DefaultPassiveRandomWalkLength // 3
+	// DefaultShuffleActive is ka, active ids carried by a Shuffle.
+	DefaultShuffleActive = hyparview.DefaultShuffleActive // 3
+	// DefaultShufflePassive is kp, passive ids carried by a Shuffle.
+	DefaultShufflePassive = hyparview.DefaultShufflePassive // 4
+	// DefaultShuffleTTL is the TTL a Shuffle random walk starts with.
+	DefaultShuffleTTL = hyparview.DefaultShuffleTTL // 6
+	// DefaultShufflePeriod is the membership round: one Shuffle (and one
+	// passive-view ageing and active-view refill) per period.
+	DefaultShufflePeriod = hyparview.DefaultShufflePeriod // 10 s
+	// DefaultMaxFailures consecutive failed attempts drop a passive node.
+	DefaultMaxFailures = hyparview.DefaultMaxFailures // 5
+	// DefaultBackoffMin is the first retry delay, for passive nodes and
+	// for ContactNodes alike.
+	DefaultBackoffMin = hyparview.DefaultBackoffMin // 1 s
+	// DefaultBackoffMax caps the doubling retry delay.
+	DefaultBackoffMax = hyparview.DefaultBackoffMax // 5 min
+	// DefaultPassiveMaxAge ages out passive entries not heard from.
+	DefaultPassiveMaxAge = hyparview.DefaultPassiveMaxAge // 5 min
+)
+
+// ErrInvalidConfig is returned (wrapped, with the offending field) by
+// Config.Validate and Start.
+var ErrInvalidConfig = errors.New("membership: invalid config")
+
+// Config configures the membership actor of a node. It is a plain struct:
+// every zero field means the documented default, and no field is
+// required (the node's own name comes from the dist layer).
+type Config struct {
+	// ContactNodes are joined at start, one at a time in order, until a
+	// Join succeeds; a failed attempt moves on to the next contact after
+	// a backoff (BackoffMin doubling up to BackoffMax). Whenever the node
+	// has not left and its active view is empty at a shuffle period with
+	// nothing left to try in its passive view, it joins through them
+	// again. Empty: the node waits for others to join through it, or for
+	// an explicit Join.
+	ContactNodes []string
+
+	// ActiveSize bounds the active view (default DefaultActiveSize).
+	ActiveSize int
+	// PassiveSize bounds the passive view (default DefaultPassiveSize).
+	PassiveSize int
+	// ActiveRandomWalkLength is ARWL (default DefaultActiveRandomWalkLength).
+	ActiveRandomWalkLength int
+	// PassiveRandomWalkLength is PRWL (default
+	// DefaultPassiveRandomWalkLength); at most ActiveRandomWalkLength.
+	PassiveRandomWalkLength int
+	// ShuffleActive is ka (default DefaultShuffleActive).
+	ShuffleActive int
+	// ShufflePassive is kp (default DefaultShufflePassive).
+	ShufflePassive int
+	// ShuffleTTL is the TTL of a Shuffle walk (default DefaultShuffleTTL).
+	ShuffleTTL int
+	// ShufflePeriod is the membership round (default DefaultShufflePeriod).
+	ShufflePeriod time.Duration
+	// MaxFailures consecutive failures drop a passive node (default
+	// DefaultMaxFailures).
+	MaxFailures int
+	// BackoffMin and BackoffMax bound the doubling retry delay for
+	// passive nodes and contact nodes (defaults DefaultBackoffMin,
+	// DefaultBackoffMax).
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	// PassiveMaxAge drops passive entries with no sign of life for this
+	// long (default DefaultPassiveMaxAge).
+	PassiveMaxAge time.Duration
+
+	// Seed seeds every random choice of the protocol and of the actor
+	// (shuffle targets, evictions, timer jitter). Zero draws a random
+	// seed at Start; set it to replay a run.
+	Seed uint64
+	// Now is the clock the protocol reads (passive ageing, backoff).
+	// Nil means time.Now. Timers (the shuffle period, join retries)
+	// always run on real time.
+	Now func() time.Time
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt(&c.ActiveSize, DefaultActiveSize)
+	setInt(&c.PassiveSize, DefaultPassiveSize)
+	setInt(&c.ActiveRandomWalkLength, DefaultActiveRandomWalkLength)
+	setInt(&c.PassiveRandomWalkLength, DefaultPassiveRandomWalkLength)
+	setInt(&c.ShuffleActive, DefaultShuffleActive)
+	setInt(&c.ShufflePassive, DefaultShufflePassive)
+	setInt(&c.ShuffleTTL, DefaultShuffleTTL)
+	setInt(&c.MaxFailures, DefaultMaxFailures)
+	setDur(&c.ShufflePeriod, DefaultShufflePeriod)
+	setDur(&c.BackoffMin, DefaultBackoffMin)
+	setDur(&c.BackoffMax, DefaultBackoffMax)
+	setDur(&c.PassiveMaxAge, DefaultPassiveMaxAge)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports whether c, with defaults filled in, is usable. The
+// error wraps ErrInvalidConfig.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.ShufflePeriod < 0 {
+		return fmt.Errorf("%w: ShufflePeriod is negative (%s)", ErrInvalidConfig, c.ShufflePeriod)
+	}
+	for i, n := range c.ContactNodes {
+		if err := dist.ValidateNodeName(n); err != nil {
+			return fmt.Errorf("%w: ContactNodes[%d]: %w", ErrInvalidConfig, i, err)
+		}
+	}
+	// The protocol knobs are checked by the state machine itself.
+	if err := c.stateConfig("validate", rand.New(rand.NewPCG(0, 0))).Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// stateConfig is the state machine's share of c.
+func (c Config) stateConfig(self string, rng *rand.Rand) hyparview.Config {
+	return hyparview.Config{
+		Self:                    self,
+		ActiveSize:              c.ActiveSize,
+		PassiveSize:             c.PassiveSize,
+		ActiveRandomWalkLength:  c.ActiveRandomWalkLength,
+		PassiveRandomWalkLength: c.PassiveRandomWalkLength,
+		ShuffleActive:           c.ShuffleActive,
+		ShufflePassive:          c.ShufflePassive,
+		ShuffleTTL:              c.ShuffleTTL,
+		MaxFailures:             c.MaxFailures,
+		BackoffMin:              c.BackoffMin,
+		BackoffMax:              c.BackoffMax,
+		PassiveMaxAge:           c.PassiveMaxAge,
+		Rand:                    rng,
+	}
+}

@@ -1,0 +1,96 @@
+// Package membership is the HyParView membership actor of a Cask node: it
+// keeps the node in a small, symmetric active view of peers (default 5)
+// with a larger passive view of spares (default 30), and publishes PeerUp
+// / PeerDown{Reason} / Joined / Left to subscriber PIDs.
+//
+// The protocol itself is the pure state machine of package hyparview.
+// This package is the actor around it: it feeds the state machine
+// messages, link events and one Tick per ShufflePeriod, and carries out
+// each Output through the dist layer. It reads time only through
+// Config.Now and draws randomness only from Config.Seed.
+//
+// # Wiring to the dist layer
+//
+//   - Messages travel on the dist control stream: the actor sends
+//     dist.SendMembership{Node, Msg} to the dist manager (which opens the
+//     channel on demand) and receives dist.MembershipReceived, set up
+//     with Manager.SetMembershipHandler. From is the channel's
+//     authenticated peer and overrides the message's own sender field.
+//     caskpb.Membership mirrors hyparview.Message field by field; a
+//     message that does not map (unknown type, no sender) is logged and
+//     dropped, the channel stays up.
+//   - Links: the actor monitors every node (dist.MonitorNode with an
+//     empty node). NodeUp is LinkUp, NodeDown (any reason, including
+//     connect_failed) is LinkDown. For Output.Open it sends dist.Connect
+//     unless the channel is up, in which case it calls LinkUp at once.
+//   - Pins: every node in the active view has its channel pinned
+//     (dist.Pin) against idle reaping, and unpinned when it leaves the
+//     view. Output.Close is advisory: the channel stays open for other
+//     traffic and, once unpinned, the idle reaper closes it if nobody
+//     uses it.
+//
+// # Events
+//
+// Subscribers (local actors; Subscribe / Node.Subscribe) get, as
+// pointers, in the order they happened, from the membership actor's
+// goroutine:
+//
+//   - *PeerUp{Node}: Node is in the active view and its channel is up.
+//     A peer the protocol adds before its channel is up is announced when
+//     NodeUp arrives; one that leaves the view before that is never
+//     announced, and no PeerDown follows.
+//   - *PeerDown{Node, Reason}: an announced peer left the active view.
+//     Reasons: failed (the channel went down: idle timeout, reset, peer
+//     stopped or restarted without leaving), evicted (this node made room
+//     for another), disconnected (the peer dropped this node), left (the
+//     peer left the overlay), leave (this node left).
+//   - *Joined{Contact}: a Join (Node.Join, the Join message or
+//     ContactNodes) completed with the node's first announced peer, just
+//     after that PeerUp. Once per join; again only after Left.
+//   - *Left{}: this node left (Leave or Stop), after a PeerDown{leave}
+//     for each active peer.
+//
+// Each transition is sent exactly once: a PeerUp for a peer already up,
+// or a PeerDown for a peer not up, never happens. A new subscriber first
+// gets PeerUp for every current active peer (and Joined if the node has
+// joined), then every later event. A subscriber that stops is
+// unsubscribed (the actor watches it). Send to subscribers never blocks.
+//
+// # Requests
+//
+// The same API as messages to the actor (Membership.PID, Node.Membership):
+// Join → *JoinResult (when the node has an active peer or the attempt
+// failed), Leave → *LeaveResult, Subscribe, Unsubscribe, GetViews →
+// *Views, GetStats → *Stats. The blocking methods of Membership and
+// actors.Node wrap them; a Join whose caller gives up (ctx) goes on in
+// the background.
+//
+// # Join, retry, failure
+//
+// ContactNodes are joined at Start, one at a time, in order: a failed
+// attempt (the contact left the active view before its channel came up,
+// typically NodeDown{connect_failed}) moves on to the next after a
+// backoff doubling from BackoffMin to BackoffMax. Whenever the node has
+// not left and its active view is empty at a shuffle period, it joins
+// through them again. A node that called Leave stays out until Join.
+//
+// An active peer whose channel goes down is dropped (PeerDown{failed})
+// and replaced at once from the passive view; failed passive nodes are
+// retried with backoff and dropped after MaxFailures. How fast a silent
+// peer is noticed is the transport's IdleTimeout (actors.Config).
+//
+// # Views and Nodes
+//
+// ActiveView lists the announced peers: each has a live channel, so the
+// active view is a subset of actors.Node.Nodes, which lists every live
+// channel (on-demand channels of application traffic included).
+// PassiveView lists nodes known but not necessarily connected.
+//
+// # Lifecycle
+//
+// Start spawns the actor (named ActorName) on a started dist layer. Stop
+// leaves the overlay, so active peers see PeerDown{left} rather than a
+// failure, then stops the actor: its timers are stopped, its pins
+// released, its handler and monitor removed. Stop is safe to call twice;
+// call it before stopping the dist layer (actors.Node.Stop does).
+package membership

@@ -1,0 +1,173 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/membership/hyparview"
+)
+
+// Dist is what the membership actor needs of the dist layer. Messages go
+// to PID (SendMembership, Connect, MonitorNode, Pin, Unpin); inbound
+// membership messages come to the handler set with SetMembershipHandler.
+type Dist interface {
+	Name() string
+	PID() *actor.PID
+	SetMembershipHandler(pid *actor.PID)
+}
+
+var _ Dist = (*dist.Manager)(nil)
+
+// ActorName is the name the membership actor is spawned under.
+const ActorName = "membership"
+
+// stopTimeout bounds the Leave that Stop sends before stopping the actor.
+const stopTimeout = 5 * time.Second
+
+// Membership is the handle on a node's running membership actor.
+type Membership struct {
+	system *actor.ActorSystem
+	pid    *actor.PID
+	// views is the latest snapshot of both views, stored by the actor
+	// after every message it handles.
+	views    atomic.Pointer[Views]
+	stopOnce sync.Once
+}
+
+// Start spawns the membership actor of the node whose dist layer is d.
+// The dist layer must be started. The actor joins cfg.ContactNodes at
+// once (in the background, with retry) and runs one membership round
+// every ShufflePeriod until Stop.
+func Start(system *actor.ActorSystem, d Dist, cfg Config) (*Membership, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	self := d.Name()
+	// The state machine and the actor draw from separate streams, so a
+	// timer's jitter never shifts the protocol's choices.
+	if _, err := hyparview.New(cfg.stateConfig(self, rand.New(rand.NewPCG(seed, 1)))); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	m := &Membership{system: system}
+	m.views.Store(&Views{})
+	props := actor.PropsFromProducer(func() actor.Actor {
+		// A fresh state on every (re)start: a restarted actor rejoins
+		// through ContactNodes.
+		st, _ := hyparview.New(cfg.stateConfig(self, rand.New(rand.NewPCG(seed, 1))))
+		return newMembershipActor(m, d, cfg, st, rand.New(rand.NewPCG(seed, 2)))
+	})
+	pid, err := system.Root.SpawnNamed(props, ActorName)
+	if err != nil {
+		return nil, fmt.Errorf("membership: spawn actor: %w", err)
+	}
+	m.pid = pid
+	return m, nil
+}
+
+// PID is the membership actor, for the message forms of the API (Join,
+// Leave, Subscribe, Unsubscribe, GetViews, GetStats).
+func (m *Membership) PID() *actor.PID { return m.pid }
+
+// Join joins the overlay through contact and waits until this node has
+// an active peer or the attempt failed (ErrJoinFailed), or ctx ends. When
+// ctx ends first the attempt goes on in the background.
+func (m *Membership) Join(ctx context.Context, contact string) error {
+	res, err := m.request(ctx, &Join{Contact: contact})
+	if err != nil {
+		return fmt.Errorf("membership: join through %s: %w", contact, err)
+	}
+	return res.(*JoinResult).Err
+}
+
+// Leave leaves the overlay: every active peer is told (PeerDown{left} on
+// its side) and the node takes no part until the next Join.
+func (m *Membership) Leave(ctx context.Context) error {
+	res, err := m.request(ctx, &Leave{})
+	if err != nil {
+		return fmt.Errorf("membership: leave: %w", err)
+	}
+	return res.(*LeaveResult).Err
+}
+
+// ActiveView returns the active view, sorted: the peers announced by
+// PeerUp and not yet by PeerDown. Every one of them has a live channel.
+func (m *Membership) ActiveView() []string { return slices.Clone(m.views.Load().Active) }
+
+// PassiveView returns the passive view, sorted.
+func (m *Membership) PassiveView() []string { return slices.Clone(m.views.Load().Passive) }
+
+// Subscribe sends membership events to pid (see the Subscribe message).
+func (m *Membership) Subscribe(pid *actor.PID) {
+	m.system.Root.Send(m.pid, &Subscribe{Subscriber: pid})
+}
+
+// Unsubscribe stops sending events to pid.
+func (m *Membership) Unsubscribe(pid *actor.PID) {
+	m.system.Root.Send(m.pid, &Unsubscribe{Subscriber: pid})
+}
+
+// Stop leaves the overlay (so active peers see PeerDown{left} rather than
+// a failure) and stops the actor. Call it before stopping the dist layer.
+// It is safe to call more than once.
+func (m *Membership) Stop() error {
+	m.stopOnce.Do(func() {
+		_, _ = m.system.Root.RequestFuture(m.pid, &Leave{}, stopTimeout).Result()
+		_ = m.system.Root.StopFuture(m.pid).Wait()
+	})
+	return nil
+}
+
+// request asks the actor and waits within ctx (a minute when ctx has no
+// deadline: a join waits for a connect attempt, bounded by the dist
+// layer's ConnectTimeout).
+func (m *Membership) request(ctx context.Context, msg any) (any, error) {
+	timeout := time.Minute
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if timeout <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	fut := m.system.Root.RequestFuture(m.pid, msg, timeout)
+	done := make(chan struct{})
+	var res any
+	var err error
+	go func() {
+		res, err = fut.Result()
+		close(done)
+	}()
+	select {
+	case <-done:
+		switch {
+		case errors.Is(err, actor.ErrTimeout):
+			return nil, context.DeadlineExceeded
+		case err != nil:
+			return nil, err
+		case res == nil:
+			return nil, ErrStopped
+		}
+		if _, dead := res.(*actor.DeadLetterResponse); dead {
+			return nil, ErrStopped
+		}
+		return res, nil
+	case <-ctx.Done():
+		// Let the actor answer the future now, so the goroutine above
+		// ends instead of waiting for the timeout.
+		m.system.Root.Send(m.pid, &cancelRequest{waiter: fut.PID(), err: ctx.Err()})
+		return nil, ctx.Err()
+	}
+}

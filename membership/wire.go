@@ -1,0 +1,76 @@
+package membership
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/cask-p2p/cask/membership/hyparview"
+	"github.com/cask-p2p/cask/proto/caskpb"
+)
+
+// ErrBadMessage: a received caskpb.Membership does not map to a protocol
+// message (unknown type, no sender). The message is dropped and logged;
+// the channel stays up.
+var ErrBadMessage = errors.New("membership: bad message")
+
+var toWireType = map[hyparview.MessageType]caskpb.MembershipType{
+	hyparview.Join:          caskpb.MembershipType_MEMBERSHIP_TYPE_JOIN,
+	hyparview.ForwardJoin:   caskpb.MembershipType_MEMBERSHIP_TYPE_FORWARD_JOIN,
+	hyparview.Neighbor:      caskpb.MembershipType_MEMBERSHIP_TYPE_NEIGHBOR,
+	hyparview.NeighborReply: caskpb.MembershipType_MEMBERSHIP_TYPE_NEIGHBOR_REPLY,
+	hyparview.Disconnect:    caskpb.MembershipType_MEMBERSHIP_TYPE_DISCONNECT,
+	hyparview.Shuffle:       caskpb.MembershipType_MEMBERSHIP_TYPE_SHUFFLE,
+	hyparview.ShuffleReply:  caskpb.MembershipType_MEMBERSHIP_TYPE_SHUFFLE_REPLY,
+}
+
+var fromWireType = func() map[caskpb.MembershipType]hyparview.MessageType {
+	m := make(map[caskpb.MembershipType]hyparview.MessageType, len(toWireType))
+	for k, v := range toWireType {
+		m[v] = k
+	}
+	return m
+}()
+
+// encode maps a protocol message to its wire form.
+func encode(m hyparview.Message) *caskpb.Membership {
+	return &caskpb.Membership{
+		Type:         toWireType[m.Type],
+		From:         m.From,
+		Node:         m.Node,
+		Ttl:          uint32(clampTTL(m.TTL)),
+		HighPriority: m.HighPriority,
+		Accepted:     m.Accepted,
+		Leaving:      m.Leaving,
+		Nodes:        slices.Clone(m.Nodes),
+	}
+}
+
+// decode maps a received wire message to a protocol message. It never
+// panics; an unknown type or a missing sender is ErrBadMessage. TTLs and
+// sample sizes are bounded again by the state machine.
+func decode(p *caskpb.Membership) (hyparview.Message, error) {
+	t, ok := fromWireType[p.GetType()]
+	if !ok {
+		return hyparview.Message{}, fmt.Errorf("%w: type %v", ErrBadMessage, p.GetType())
+	}
+	if p.GetFrom() == "" {
+		return hyparview.Message{}, fmt.Errorf("%w: %v without a sender", ErrBadMessage, t)
+	}
+	return hyparview.Message{
+		Type:         t,
+		From:         p.GetFrom(),
+		Node:         p.GetNode(),
+		TTL:          clampTTL(int(p.GetTtl())),
+		HighPriority: p.GetHighPriority(),
+		Accepted:     p.GetAccepted(),
+		Leaving:      p.GetLeaving(),
+		Nodes:        slices.Clone(p.GetNodes()),
+	}, nil
+}
+
+// clampTTL keeps a TTL within what both uint32 and int hold.
+func clampTTL(ttl int) int {
+	return max(0, min(ttl, math.MaxInt32))
+}
