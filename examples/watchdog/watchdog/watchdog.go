@@ -10,6 +10,8 @@
 //   - Two consecutive strikes start a migration and clear the strikes.
 //     While a peer's migration runs, its samples are not acted on.
 //   - membership.PeerDown clears the peer's strikes.
+//   - RouteChanged (a default-route change, from RouteWatcher on Linux)
+//     migrates every active peer at once.
 //   - A peer that answered dist.ErrPeerDisableMigration (or
 //     dist.ErrMigrationNotAllowed: this node accepted the connection, and
 //     only the dialing side may migrate) is skipped until it goes down and
@@ -72,6 +74,11 @@ type Config struct {
 
 // Tick makes the watchdog take one sample of every active peer.
 type Tick struct{}
+
+// RouteChanged tells the watchdog the local network changed (on Linux,
+// RouteWatcher sees the default route change): every active peer whose
+// migration is not disabled or already running is migrated at once.
+type RouteChanged struct{}
 
 // Event kinds sent to the Observer.
 type (
@@ -140,6 +147,8 @@ func (w *watchdog) Receive(ctx actor.Context) {
 	case *Tick:
 		w.sample(ctx)
 		w.arm(ctx)
+	case *RouteChanged:
+		w.migrateAll(ctx)
 	case *membership.PeerUp:
 		w.active[m.Node] = true
 	case *membership.PeerDown:
@@ -201,6 +210,24 @@ func (w *watchdog) sample(ctx actor.Context) {
 			w.emit(ctx, &MigrationStarted{Peer: p, At: now})
 			w.cfg.Migrator.StartMigration(p, ctx.Self())
 		}
+	}
+}
+
+func (w *watchdog) migrateAll(ctx actor.Context) {
+	peers := make([]string, 0, len(w.active))
+	for p := range w.active {
+		peers = append(peers, p)
+	}
+	sort.Strings(peers)
+	for _, p := range peers {
+		if _, busy := w.migrating[p]; busy || w.disabled[p] {
+			continue
+		}
+		delete(w.strikes, p)
+		now := time.Now()
+		w.migrating[p] = now
+		w.emit(ctx, &MigrationStarted{Peer: p, At: now})
+		w.cfg.Migrator.StartMigration(p, ctx.Self())
 	}
 }
 

@@ -237,3 +237,14 @@ func TestSeveralPeersAtOnce(t *testing.T) {
 	r.sampled("d@h", 2)
 	r.expectMigration("d@h")
 }
+
+func TestRouteChangeMigratesEveryPeer(t *testing.T) {
+	r := newRig(t, -1, "b@h", "c@h")
+	r.system.Root.Send(r.dog, &watchdog.RouteChanged{})
+	r.expectMigration("b@h")
+	r.expectMigration("c@h")
+	// While they run, another route change asks for nothing more.
+	r.system.Root.Send(r.dog, &watchdog.RouteChanged{})
+	r.events.ExpectNoMessage(50 * time.Millisecond)
+	r.noMigration()
+}
