@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 
@@ -38,9 +39,19 @@ func (n *protoactorNode) PID(name string) *actor.PID {
 	return actor.NewPID(n.sys.Address(), name)
 }
 
-func (n *protoactorNode) Stop() error {
+// Stop shuts the remote and the actor system down. protoactor-go's
+// endpoint manager can panic with "send on closed channel" while
+// shutting down (remote/endpoint_manager.go, seen here once in three full
+// runs); the panic is turned into an error so one flaky shutdown outside
+// the timed sections does not end the whole benchmark run.
+func (n *protoactorNode) Stop() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("protoactor remote shutdown panicked: %v", r)
+		}
+		n.sys.Shutdown()
+	}()
 	n.remote.Shutdown(true)
-	n.sys.Shutdown()
 	return nil
 }
 
