@@ -186,18 +186,32 @@ func BenchmarkMigrationLatency(b *testing.B) {
 }
 
 // timedPinger keeps window requests outstanding to target until told to
-// stop and records the arrival time of every reply.
+// stop and records every gap between consecutive replies longer than
+// gapFloor. Recording only those keeps the recorder out of the
+// measurement: appending millions of timestamps to one slice makes the
+// pinger itself stall for tens of milliseconds whenever the slice grows.
 type timedPinger struct {
 	target  *actor.PID
 	window  int
 	stopped bool
 	seq     int64
-	arrived []int64 // UnixNano of each reply, in order
+	last    int64
+	gaps    []gap
 }
+
+// gap is a pause between two replies: the later reply's arrival and the
+// pause before it.
+type gap struct{ at, d int64 }
+
+// gapFloor is the smallest gap recorded; a window with none reports it.
+const gapFloor = 200 * time.Microsecond
 
 type stopPinger struct{}
 
-type pingerTimes struct{ arrived []int64 }
+type pingerTimes struct {
+	gaps    []gap
+	replies int64
+}
 
 func (p *timedPinger) Receive(c actor.Context) {
 	switch c.Message().(type) {
@@ -207,27 +221,30 @@ func (p *timedPinger) Receive(c actor.Context) {
 			c.Request(p.target, &wrapperspb.Int64Value{Value: p.seq})
 		}
 	case *wrapperspb.Int64Value:
-		p.arrived = append(p.arrived, time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		if p.last != 0 && now-p.last > int64(gapFloor) {
+			p.gaps = append(p.gaps, gap{at: now, d: now - p.last})
+		}
+		p.last = now
 		if !p.stopped {
 			p.seq++
 			c.Request(p.target, &wrapperspb.Int64Value{Value: p.seq})
 		}
 	case stopPinger:
 		p.stopped = true
-		c.Respond(pingerTimes{arrived: p.arrived})
+		c.Respond(pingerTimes{gaps: p.gaps, replies: p.seq - int64(p.window)})
 	}
 }
 
-// maxGap is the longest time between consecutive arrivals whose later
-// one falls in [from, to].
-func maxGap(arrived []int64, from, to time.Time) time.Duration {
+// maxGap is the longest recorded gap whose later reply falls in
+// [from, to]; gapFloor when none was recorded there.
+func maxGap(gaps []gap, from, to time.Time) time.Duration {
 	lo, hi := from.UnixNano(), to.UnixNano()
-	var worst int64
-	for i := 1; i < len(arrived); i++ {
-		if arrived[i] < lo || arrived[i] > hi {
-			continue
+	worst := int64(gapFloor)
+	for _, g := range gaps {
+		if g.at >= lo && g.at <= hi {
+			worst = max(worst, g.d)
 		}
-		worst = max(worst, arrived[i]-arrived[i-1])
 	}
 	return time.Duration(worst)
 }
@@ -268,13 +285,13 @@ func BenchmarkMigrationGap(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		arrived := res.(pingerTimes).arrived
-		replies += len(arrived)
+		times := res.(pingerTimes)
+		replies += int(times.replies)
 		for _, r := range rounds {
 			width := r.end.Sub(r.start) + 2*gapMargin
-			around = append(around, maxGap(arrived, r.start.Add(-gapMargin), r.end.Add(gapMargin)))
+			around = append(around, maxGap(times.gaps, r.start.Add(-gapMargin), r.end.Add(gapMargin)))
 			// A steady window of the same width, well before the migration.
-			steady = append(steady, maxGap(arrived, r.before.Add(gapMargin), r.before.Add(gapMargin+width)))
+			steady = append(steady, maxGap(times.gaps, r.before.Add(gapMargin), r.before.Add(gapMargin+width)))
 		}
 	}
 	b.ReportMetric(ms(slices.Max(around)), "gap-max-ms")

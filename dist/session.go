@@ -385,7 +385,7 @@ func (s *session) deliver(e *envelope, types *[]inboundType, pids *pidCache) err
 		return nil
 	}
 	msg := t.mt.New().Interface()
-	if err := proto.Unmarshal(e.payload, msg); err != nil {
+	if err := unmarshalFresh.Unmarshal(e.payload, msg); err != nil {
 		s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_DECODE, err.Error())
 		return nil
 	}
@@ -625,3 +625,7 @@ func (s *session) goodbye(reason caskpb.GoodbyeReason) {
 	case <-s.ctx.Done():
 	}
 }
+
+// unmarshalFresh decodes into a message just created: Merge skips the
+// Reset that a fresh message does not need.
+var unmarshalFresh = proto.UnmarshalOptions{Merge: true}
