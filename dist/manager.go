@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cask-p2p/cask/internal/ask"
 	"github.com/cask-p2p/cask/proto/caskpb"
 	"github.com/cask-p2p/cask/transport"
 )
@@ -214,30 +215,11 @@ func (m *Manager) checkPeer(node string) error {
 // request asks the manager actor and waits for the answer within ctx
 // (ConnectTimeout plus a margin when ctx has no deadline).
 func (m *Manager) request(ctx context.Context, msg any) (any, error) {
-	timeout := 2*m.cfg.ConnectTimeout + time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
+	timeout := ask.Timeout(ctx, 2*m.cfg.ConnectTimeout+time.Second)
 	if timeout <= 0 {
 		return nil, context.DeadlineExceeded
 	}
-	fut := m.system.Root.RequestFuture(m.pid, msg, timeout)
-	done := make(chan struct{})
-	var res any
-	var err error
-	go func() {
-		res, err = fut.Result()
-		close(done)
-	}()
-	select {
-	case <-done:
-		if errors.Is(err, actor.ErrTimeout) {
-			err = context.DeadlineExceeded
-		}
-		return res, err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return ask.Wait(ctx, m.system.Root.RequestFuture(m.pid, msg, timeout))
 }
 
 // Nodes lists every node with an open channel, sorted.

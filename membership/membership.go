@@ -2,7 +2,6 @@ package membership
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/internal/ask"
 	"github.com/cask-p2p/cask/membership/hyparview"
 )
 
@@ -135,39 +135,25 @@ func (m *Membership) Stop() error {
 // deadline: a join waits for a connect attempt, bounded by the dist
 // layer's ConnectTimeout).
 func (m *Membership) request(ctx context.Context, msg any) (any, error) {
-	timeout := time.Minute
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
+	timeout := ask.Timeout(ctx, time.Minute)
 	if timeout <= 0 {
 		return nil, context.DeadlineExceeded
 	}
 	fut := m.system.Root.RequestFuture(m.pid, msg, timeout)
-	done := make(chan struct{})
-	var res any
-	var err error
-	go func() {
-		res, err = fut.Result()
-		close(done)
-	}()
-	select {
-	case <-done:
-		switch {
-		case errors.Is(err, actor.ErrTimeout):
-			return nil, context.DeadlineExceeded
-		case err != nil:
-			return nil, err
-		case res == nil:
-			return nil, ErrStopped
-		}
-		if _, dead := res.(*actor.DeadLetterResponse); dead {
-			return nil, ErrStopped
-		}
-		return res, nil
-	case <-ctx.Done():
-		// Let the actor answer the future now, so the goroutine above
-		// ends instead of waiting for the timeout.
+	res, err := ask.Wait(ctx, fut)
+	switch {
+	case ctx.Err() != nil && err == ctx.Err():
+		// Let the actor answer the future now, so the goroutine reading
+		// it ends instead of waiting for the timeout.
 		m.system.Root.Send(m.pid, &cancelRequest{waiter: fut.PID(), err: ctx.Err()})
-		return nil, ctx.Err()
+		return nil, err
+	case err != nil:
+		return nil, err
+	case res == nil:
+		return nil, ErrStopped
 	}
+	if _, dead := res.(*actor.DeadLetterResponse); dead {
+		return nil, ErrStopped
+	}
+	return res, nil
 }
