@@ -84,6 +84,17 @@
 // a peer dial from a socket adapter (transport.DialVia), e.g. a relay.
 // See docs/migration.md and docs/path-stats.md.
 //
+// # User streams and membership
+//
+// RegisterAcceptor and OpenStream give tagged byte streams on the peer's
+// connection (bidirectional QUIC streams with a tag preamble and an
+// accept/refuse answer); the acceptor gets *StreamOpened. An open stream
+// pins its channel on both sides; streams ride through migration and fail
+// with ErrConnectionLost when the connection goes. See docs/streams.md.
+// Membership messages travel on the control stream: SendMembership out,
+// MembershipReceived in (to the handler set with SetMembershipHandler),
+// checked against the channel's peer.
+//
 // # Messages and goroutines
 //
 // NodeUp and NodeDown are sent by the dist manager actor, in the order the
