@@ -129,15 +129,21 @@ func TestMigrateToNewInterfaceInNetworkNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatalf("MigratePeer onto the new interface: %v", err)
 	}
+	// b moves its side of the path when a's first packets on the new
+	// path reach it. Wait for that before the old interface goes: with the
+	// race detector slowing everything down, taking a0 away in the moment
+	// between a's switch and b's lost the connection in 2 of 8 runs (b's
+	// packets still went to 10.77.0.1). See the closing notes of the
+	// migration issue.
+	eventually(t, waitTimeout, func() bool {
+		s, err := b.PathStats(a.Name())
+		return err == nil && ipOf(t, s.RemoteAddr).Equal(net.IPv4(10, 78, 0, 1))
+	}, "b to see a at 10.78.0.1")
 	// The old interface loses its address and goes down. (Deleting it
 	// would delete b0, its veth peer, and b's address with it.)
 	ipCmd(t, "-n", nsA, "addr", "flush", "dev", "a0")
 	ipCmd(t, "-n", nsA, "link", "set", "a0", "down")
 	load.waitProgress(t, 1000, "over the new link")
-	eventually(t, waitTimeout, func() bool {
-		s, err := b.PathStats(a.Name())
-		return err == nil && ipOf(t, s.RemoteAddr).Equal(net.IPv4(10, 78, 0, 1))
-	}, "b to see a at 10.78.0.1")
 	s, err := a.PathStats(b.Name())
 	if err != nil || !ipOf(t, s.LocalAddr).Equal(net.IPv4(10, 78, 0, 1)) || s.Migrations != 1 {
 		t.Fatalf("a's path after the move: %v, %v", s, err)

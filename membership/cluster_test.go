@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // round is testShufflePeriod.
 const (
 	testShufflePeriod = 250 * time.Millisecond
-	testIdleTimeout   = time.Second
+	testIdleTimeout   = 3 * time.Second
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

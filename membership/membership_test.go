@@ -160,9 +160,6 @@ func TestDeadSubscriberUnsubscribed(t *testing.T) {
 // PeerDown{failed}, active views refill from passive views and the
 // overlay stays connected. Every subscriber sees each transition once.
 func TestClusterJoinAndFailure(t *testing.T) {
-	if testing.Short() {
-		t.Skip("24 real nodes")
-	}
 	const total, failed = 24, 6
 	c := newCluster(t)
 	start := time.Now()
@@ -248,27 +245,38 @@ func TestClusterJoinAndFailure(t *testing.T) {
 		}
 		n.rec.check(t, n.Name())
 	}
-	// Refill: a survivor that lost neighbours got new ones (the overlay
-	// has spare passive nodes to offer), and views are not left thin.
-	sizes := make([]int, 0, len(alive))
-	for _, n := range alive {
-		v := n.ActiveView()
-		sizes = append(sizes, len(v))
-		if len(lost[n.Name()]) == 0 {
-			continue
-		}
-		ups := 0
+	// Refill: a survivor that lost neighbours gets new ones from its
+	// passive view (the overlay has spares to offer) within a bounded
+	// number of shuffle periods, and views are not left thin.
+	upsSince := func(n *testNode) int {
 		n.rec.mu.Lock()
+		defer n.rec.mu.Unlock()
+		ups := 0
 		for _, ev := range n.rec.events[mark[n.Name()]:] {
 			if _, ok := ev.(*membership.PeerUp); ok {
 				ups++
 			}
 		}
-		n.rec.mu.Unlock()
-		if ups == 0 {
-			t.Errorf("%s lost %v and got no new neighbour (view %v)", n.Name(), lost[n.Name()], v)
+		return ups
+	}
+	refillBy := time.Now().Add(40 * testShufflePeriod)
+	for _, n := range alive {
+		if len(lost[n.Name()]) == 0 {
+			continue
 		}
-		if len(v) < 2 {
+		for upsSince(n) == 0 && time.Now().Before(refillBy) {
+			time.Sleep(testShufflePeriod / 10)
+		}
+		if upsSince(n) == 0 {
+			t.Errorf("%s lost %v and got no new neighbour within %v (view %v)",
+				n.Name(), lost[n.Name()], 40*testShufflePeriod, n.ActiveView())
+		}
+	}
+	sizes := make([]int, 0, len(alive))
+	for _, n := range alive {
+		v := n.ActiveView()
+		sizes = append(sizes, len(v))
+		if len(lost[n.Name()]) > 0 && len(v) < 2 {
 			t.Errorf("%s: active view %v after healing", n.Name(), v)
 		}
 	}

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 FUZZTIME="${FUZZTIME:-10s}"
 
 go test -count=1 -timeout 20m ./...
-go test -count=1 -race -timeout 20m ./dist/... ./transport/... ./actors/... ./membership/... ./examples/...
+# One package at a time: the race detector slows code 5-10x, and the
+# multi-node tests keep real timers (idle timeouts, shuffle periods).
+go test -count=1 -race -p 1 -timeout 20m ./dist/... ./transport/... ./actors/... ./membership ./examples/...
 
 # Short fuzzing pass: every Fuzz* target, FUZZTIME each.
 for pkg in $(go list ./...); do
