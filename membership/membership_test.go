@@ -222,6 +222,12 @@ func TestClusterJoinAndFailure(t *testing.T) {
 	t.Logf("%d of %d nodes failed; overlay healthy again %v after the failure (stops took %v)",
 		failed, total, healed.Sub(failAt).Round(time.Millisecond), stopped.Sub(failAt).Round(time.Millisecond))
 
+	// Each failed neighbour leaves each survivor's view exactly once. The
+	// reason is failed — or evicted, when a neighbour's repair request
+	// (high priority: its view emptied first) took the slot of a failed
+	// node before this survivor's own idle timeout noticed the failure;
+	// the protocol evicts at random and cannot know the node is dead.
+	failedDowns := 0
 	for _, n := range alive {
 		downs := n.rec.downsSince(mark[n.Name()])
 		for _, p := range lost[n.Name()] {
@@ -229,8 +235,12 @@ func TestClusterJoinAndFailure(t *testing.T) {
 			for _, d := range downs {
 				if d.Node == p {
 					got++
-					if d.Reason != membership.ReasonFailed {
-						t.Errorf("%s: PeerDown %s reason %s, want failed", n.Name(), p, d.Reason)
+					switch d.Reason {
+					case membership.ReasonFailed:
+						failedDowns++
+					case membership.ReasonEvicted:
+					default:
+						t.Errorf("%s: PeerDown %s reason %s, want failed (or evicted)", n.Name(), p, d.Reason)
 					}
 				}
 			}
@@ -244,6 +254,9 @@ func TestClusterJoinAndFailure(t *testing.T) {
 			}
 		}
 		n.rec.check(t, n.Name())
+	}
+	if failedDowns == 0 {
+		t.Error("no survivor reported PeerDown{failed} for a failed neighbour")
 	}
 	// Refill: a survivor that lost neighbours gets new ones from its
 	// passive view (the overlay has spares to offer) within a bounded
