@@ -101,30 +101,17 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// withDefaults returns c with every zero field set to its default.
+// withDefaults returns c with every zero field set to its default. The
+// protocol knobs take the state machine's own defaults.
 func (c Config) withDefaults() Config {
-	setInt := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
-		}
+	p := c.stateConfig("", nil).WithDefaults()
+	c.ActiveSize, c.PassiveSize = p.ActiveSize, p.PassiveSize
+	c.ActiveRandomWalkLength, c.PassiveRandomWalkLength = p.ActiveRandomWalkLength, p.PassiveRandomWalkLength
+	c.ShuffleActive, c.ShufflePassive, c.ShuffleTTL = p.ShuffleActive, p.ShufflePassive, p.ShuffleTTL
+	c.MaxFailures, c.BackoffMin, c.BackoffMax, c.PassiveMaxAge = p.MaxFailures, p.BackoffMin, p.BackoffMax, p.PassiveMaxAge
+	if c.ShufflePeriod == 0 {
+		c.ShufflePeriod = DefaultShufflePeriod
 	}
-	setDur := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setInt(&c.ActiveSize, DefaultActiveSize)
-	setInt(&c.PassiveSize, DefaultPassiveSize)
-	setInt(&c.ActiveRandomWalkLength, DefaultActiveRandomWalkLength)
-	setInt(&c.PassiveRandomWalkLength, DefaultPassiveRandomWalkLength)
-	setInt(&c.ShuffleActive, DefaultShuffleActive)
-	setInt(&c.ShufflePassive, DefaultShufflePassive)
-	setInt(&c.ShuffleTTL, DefaultShuffleTTL)
-	setInt(&c.MaxFailures, DefaultMaxFailures)
-	setDur(&c.ShufflePeriod, DefaultShufflePeriod)
-	setDur(&c.BackoffMin, DefaultBackoffMin)
-	setDur(&c.BackoffMax, DefaultBackoffMax)
-	setDur(&c.PassiveMaxAge, DefaultPassiveMaxAge)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -86,8 +86,9 @@ type Config struct {
 	Rand *rand.Rand
 }
 
-// withDefaults returns c with every zero field set to its default.
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every zero field set to its default (the
+// layer around the state machine uses it to read the effective values).
+func (c Config) WithDefaults() Config {
 	setInt := func(v *int, def int) {
 		if *v == 0 {
 			*v = def
@@ -115,7 +116,7 @@ func (c Config) withDefaults() Config {
 // Validate reports whether c, with defaults filled in, is usable. The
 // error wraps ErrInvalidConfig.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}

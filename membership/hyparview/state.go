@@ -55,7 +55,7 @@ func New(cfg Config) (*State, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	return &State{cfg: cfg, rng: cfg.Rand}, nil
 }
 
