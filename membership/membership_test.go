@@ -272,18 +272,28 @@ func TestClusterJoinAndFailure(t *testing.T) {
 		}
 		return ups
 	}
+	// HyParView refills from passive views but does not promise a full
+	// view: when every other survivor's view is full, low-priority
+	// NEIGHBOR requests are refused. So: refills happen, and a survivor
+	// that lost neighbours either gets a new one or keeps all but one slot.
 	refillBy := time.Now().Add(40 * testShufflePeriod)
+	refilled := 0
 	for _, n := range alive {
 		if len(lost[n.Name()]) == 0 {
 			continue
 		}
-		for upsSince(n) == 0 && time.Now().Before(refillBy) {
+		for upsSince(n) == 0 && len(n.ActiveView()) < membership.DefaultActiveSize-1 && time.Now().Before(refillBy) {
 			time.Sleep(testShufflePeriod / 10)
 		}
-		if upsSince(n) == 0 {
-			t.Errorf("%s lost %v and got no new neighbour within %v (view %v)",
-				n.Name(), lost[n.Name()], 40*testShufflePeriod, n.ActiveView())
+		if upsSince(n) > 0 {
+			refilled++
+		} else if v := n.ActiveView(); len(v) < membership.DefaultActiveSize-1 {
+			t.Errorf("%s lost %v, got no new neighbour within %v and holds only %v",
+				n.Name(), lost[n.Name()], 40*testShufflePeriod, v)
 		}
+	}
+	if refilled == 0 {
+		t.Error("no survivor refilled its active view from its passive view")
 	}
 	sizes := make([]int, 0, len(alive))
 	for _, n := range alive {
