@@ -55,8 +55,8 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	})
 }
 
-// FuzzControl: the control-stream and handshake decoders never panic on
-// any input.
+// FuzzControl: the control-stream, handshake and user-stream preamble
+// decoders never panic on any input.
 func FuzzControl(f *testing.F) {
 	seeds := []proto.Message{
 		&caskpb.DistHello{Node: "a@h", Incarnation: 1, MinVersion: 1, MaxVersion: 1, Capabilities: 6, ToNode: "b@h"},
@@ -68,6 +68,10 @@ func FuzzControl(f *testing.F) {
 		&caskpb.Control{Body: &caskpb.Control_Goodbye{Goodbye: &caskpb.Goodbye{Reason: caskpb.GoodbyeReason_GOODBYE_REASON_IDLE, DataStreams: 3}}},
 		&caskpb.Control{Body: &caskpb.Control_ChannelPin{ChannelPin: &caskpb.ChannelPin{Pinned: true}}},
 		&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_DATA, Index: 5},
+		&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_USER, Tag: "snapshots"},
+		&caskpb.StreamAccept{Refusal: caskpb.StreamRefusal_STREAM_REFUSAL_UNKNOWN_TAG, Detail: "no acceptor"},
+		&caskpb.Control{Body: &caskpb.Control_Membership{Membership: &caskpb.Membership{
+			Type: caskpb.MembershipType_MEMBERSHIP_TYPE_SHUFFLE, From: "a@h", Node: "a@h", Ttl: 3, Nodes: []string{"b@h", "c@h"}}}},
 	}
 	for _, m := range seeds {
 		b, err := proto.Marshal(m)
@@ -78,7 +82,7 @@ func FuzzControl(f *testing.F) {
 	}
 	f.Add([]byte{0x0a, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, m := range []proto.Message{&caskpb.Control{}, &caskpb.DistHello{}, &caskpb.DistWelcome{}, &caskpb.StreamHeader{}} {
+		for _, m := range []proto.Message{&caskpb.Control{}, &caskpb.DistHello{}, &caskpb.DistWelcome{}, &caskpb.StreamHeader{}, &caskpb.StreamAccept{}} {
 			if err := proto.Unmarshal(b, m); err != nil {
 				continue
 			}
