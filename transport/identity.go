@@ -319,19 +319,9 @@ func (h *handshake) runDialer() error {
 	if err := h.write(h.helloFrame(), h.challengeFrame()); err != nil {
 		return err
 	}
-	hello, err := h.read("hello")
+	ch, err := h.readHelloAndChallenge()
 	if err != nil {
 		return err
-	}
-	if err := h.checkHello(hello.GetHello()); err != nil {
-		return err
-	}
-	ch, err := h.read("challenge")
-	if err != nil {
-		return err
-	}
-	if err := checkChallenge(ch.GetChallenge()); err != nil {
-		return h.fail(ErrBadAuthMessage, "%v", err)
 	}
 	resp, err := h.read("response")
 	if err != nil {
@@ -343,7 +333,7 @@ func (h *handshake) runDialer() error {
 	if err := h.trustPeer(); err != nil {
 		return err
 	}
-	if err := h.write(h.responseFrame(ch.GetChallenge()), okFrame()); err != nil {
+	if err := h.write(h.responseFrame(ch), okFrame()); err != nil {
 		return err
 	}
 	if _, err := h.read("result"); err != nil {
@@ -356,24 +346,14 @@ func (h *handshake) runDialer() error {
 // runAcceptor: ← hello, challenge; → hello, challenge, response;
 // ← response, OK; → OK.
 func (h *handshake) runAcceptor() error {
-	hello, err := h.read("hello")
+	ch, err := h.readHelloAndChallenge()
 	if err != nil {
 		return err
-	}
-	if err := h.checkHello(hello.GetHello()); err != nil {
-		return err
-	}
-	ch, err := h.read("challenge")
-	if err != nil {
-		return err
-	}
-	if err := checkChallenge(ch.GetChallenge()); err != nil {
-		return h.fail(ErrBadAuthMessage, "%v", err)
 	}
 	if err := h.issueChallenge(); err != nil {
 		return err
 	}
-	if err := h.write(h.helloFrame(), h.challengeFrame(), h.responseFrame(ch.GetChallenge())); err != nil {
+	if err := h.write(h.helloFrame(), h.challengeFrame(), h.responseFrame(ch)); err != nil {
 		return err
 	}
 	resp, err := h.read("response")
@@ -394,6 +374,26 @@ func (h *handshake) runAcceptor() error {
 	}
 	h.logAuthenticated()
 	return nil
+}
+
+// readHelloAndChallenge reads and checks the peer's HELLO and CHALLENGE,
+// which both roles receive back to back.
+func (h *handshake) readHelloAndChallenge() (*caskpb.AuthChallenge, error) {
+	hello, err := h.read("hello")
+	if err != nil {
+		return nil, err
+	}
+	if err := h.checkHello(hello.GetHello()); err != nil {
+		return nil, err
+	}
+	ch, err := h.read("challenge")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkChallenge(ch.GetChallenge()); err != nil {
+		return nil, h.fail(ErrBadAuthMessage, "%v", err)
+	}
+	return ch.GetChallenge(), nil
 }
 
 func (h *handshake) issueChallenge() error {
