@@ -37,15 +37,7 @@ func runStream(ctx context.Context, o *Options) []Row {
 		o.logf("   %-10s %s", ColCask, FormatValue(row.Values[ColCask], row.Unit))
 	}
 	if o.Raw {
-		c, cancel := context.WithTimeout(ctx, o.Timeout)
-		d, err := RawBulk(c, total, BulkMessageSize)
-		cancel()
-		if err != nil {
-			row.fail(ColRaw, err)
-		} else {
-			row.set(ColRaw, float64(total)/d.Seconds())
-			o.logf("   %-10s %s", ColRaw, FormatValue(row.Values[ColRaw], row.Unit))
-		}
+		rawBulkCell(ctx, o, &row, total)
 	}
 	return []Row{row}
 }

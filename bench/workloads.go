@@ -366,18 +366,7 @@ func PingPong(ctx context.Context, sys System, pairs, perPair, window int) (floa
 func runRequestRTT(ctx context.Context, o *Options) []Row {
 	n := o.scaled(RTTCount, 100)
 	warm := o.scaled(RTTWarmup, 10)
-	p50 := Row{Workload: "request-rtt", Metric: "p50", Unit: UnitSeconds}
-	p99 := Row{Workload: "request-rtt", Metric: "p99", Unit: UnitSeconds}
-	record := func(name string, lat []time.Duration, err error) {
-		if err != nil {
-			p50.fail(name, err)
-			p99.fail(name, err)
-			return
-		}
-		p50.set(name, Percentile(lat, 0.50).Seconds())
-		p99.set(name, Percentile(lat, 0.99).Seconds())
-		o.logf("   %-10s p50 %s p99 %s", name, FormatValue(p50.Values[name], UnitSeconds), FormatValue(p99.Values[name], UnitSeconds))
-	}
+	p50, p99, record := latencyRows(o, "request-rtt", 0.99)
 	each(ctx, o, func(ctx context.Context, sys System) error {
 		lat, err := RequestRTT(ctx, sys, warm, n)
 		record(sys.Name(), lat, err)
@@ -389,7 +378,26 @@ func runRequestRTT(ctx context.Context, o *Options) []Row {
 		cancel()
 		record(ColRaw, lat, err)
 	}
-	return []Row{p50, p99}
+	return []Row{*p50, *p99}
+}
+
+// latencyRows returns the p50 row and the row of quantile q of workload,
+// and a function that records one column's latencies in both.
+func latencyRows(o *Options, workload string, q float64) (p50, pq *Row, record func(string, []time.Duration, error)) {
+	name := fmt.Sprintf("p%d", int(math.Round(q*100)))
+	p50 = &Row{Workload: workload, Metric: "p50", Unit: UnitSeconds}
+	pq = &Row{Workload: workload, Metric: name, Unit: UnitSeconds}
+	record = func(col string, lat []time.Duration, err error) {
+		if err != nil {
+			p50.fail(col, err)
+			pq.fail(col, err)
+			return
+		}
+		p50.set(col, Percentile(lat, 0.50).Seconds())
+		pq.set(col, Percentile(lat, q).Seconds())
+		o.logf("   %-10s p50 %s %s %s", col, FormatValue(p50.Values[col], UnitSeconds), name, FormatValue(pq.Values[col], UnitSeconds))
+	}
+	return p50, pq, record
 }
 
 // RequestRTT does warm+n sequential RequestFuture round trips from node
@@ -450,17 +458,23 @@ func runBulk(ctx context.Context, o *Options) []Row {
 		return nil
 	})
 	if o.Raw {
-		c, cancel := context.WithTimeout(ctx, o.Timeout)
-		d, err := RawBulk(c, total, BulkMessageSize)
-		cancel()
-		if err != nil {
-			row.fail(ColRaw, err)
-		} else {
-			row.set(ColRaw, float64(total)/d.Seconds())
-			o.logf("   %-10s %s", ColRaw, FormatValue(row.Values[ColRaw], row.Unit))
-		}
+		rawBulkCell(ctx, o, &row, total)
 	}
 	return []Row{row}
+}
+
+// rawBulkCell fills row's raw column with RawBulk of total bytes in
+// BulkMessageSize writes.
+func rawBulkCell(ctx context.Context, o *Options, row *Row, total int64) {
+	c, cancel := context.WithTimeout(ctx, o.Timeout)
+	d, err := RawBulk(c, total, BulkMessageSize)
+	cancel()
+	if err != nil {
+		row.fail(ColRaw, err)
+		return
+	}
+	row.set(ColRaw, float64(total)/d.Seconds())
+	o.logf("   %-10s %s", ColRaw, FormatValue(row.Values[ColRaw], row.Unit))
 }
 
 // Bulk sends msgs messages of BulkMessageSize bytes from a sender actor on
@@ -510,18 +524,7 @@ func Bulk(ctx context.Context, sys System, msgs int) (float64, error) {
 
 func runConnSetup(ctx context.Context, o *Options) []Row {
 	n := o.scaled(SetupRuns, 5)
-	p50 := Row{Workload: "conn-setup", Metric: "p50", Unit: UnitSeconds}
-	p90 := Row{Workload: "conn-setup", Metric: "p90", Unit: UnitSeconds}
-	record := func(name string, lat []time.Duration, err error) {
-		if err != nil {
-			p50.fail(name, err)
-			p90.fail(name, err)
-			return
-		}
-		p50.set(name, Percentile(lat, 0.50).Seconds())
-		p90.set(name, Percentile(lat, 0.90).Seconds())
-		o.logf("   %-10s p50 %s p90 %s", name, FormatValue(p50.Values[name], UnitSeconds), FormatValue(p90.Values[name], UnitSeconds))
-	}
+	p50, p90, record := latencyRows(o, "conn-setup", 0.90)
 	each(ctx, o, func(ctx context.Context, sys System) error {
 		lat, err := ConnSetup(ctx, sys, n)
 		record(sys.Name(), lat, err)
@@ -533,7 +536,7 @@ func runConnSetup(ctx context.Context, o *Options) []Row {
 		cancel()
 		record(ColRaw, lat, err)
 	}
-	return []Row{p50, p90}
+	return []Row{*p50, *p90}
 }
 
 // ConnSetup starts, n times (after SetupWarmup unrecorded runs), a fresh
