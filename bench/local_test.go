@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"sync"
 	"testing"
 
@@ -44,3 +47,89 @@ func BenchmarkLocalPingPong(b *testing.B) {
 	done.Wait()
 	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// BenchmarkCodecPingPong is BenchmarkLocalPingPong with every message
+// passed through what any protobuf-based distribution layer must do at
+// least once per message: encode it on the sender's goroutine, decode a
+// fresh copy and post it to the target's mailbox with its sender. Nothing
+// else: no framing, no streams, no goroutine hand-off, no QUIC. Its rate
+// is an upper bound for a remote ping-pong on this machine.
+//
+//	go test ./bench -run '^$' -bench CodecPingPong -benchtime 2000000x
+func BenchmarkCodecPingPong(b *testing.B) {
+	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
+	defer system.Shutdown()
+	echo := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return echoActor{} }))
+	var done sync.WaitGroup
+	total, sent, got := 0, 0, 0
+	var echoProxy *actor.PID
+	pinger := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		switch c.Message().(type) {
+		case kick:
+			for sent < PingPongWindow && sent < total {
+				sent++
+				c.Request(echoProxy, wrapperspb.Int64(int64(sent)))
+			}
+		case *wrapperspb.Int64Value:
+			got++
+			if sent < total {
+				sent++
+				c.Request(echoProxy, wrapperspb.Int64(int64(sent)))
+			}
+			if got == total {
+				done.Done()
+			}
+		}
+	}))
+	pingerProxy, _ := system.ProcessRegistry.Add(&codecProcess{b: b, system: system, target: pinger}, "codec-pinger")
+	echoProxy, _ = system.ProcessRegistry.Add(&codecProcess{b: b, system: system, target: echo, replyTo: pingerProxy}, "codec-echo")
+	b.ResetTimer()
+	total = b.N
+	done.Add(1)
+	system.Root.Send(pinger, kick{})
+	done.Wait()
+	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// codecProcess stands for a remote actor: it encodes each message, decodes
+// a fresh copy (type looked up once, no Reset, as Cask's reader does) and
+// posts it to target, with replyTo as the sender when the message had one.
+// Only the single actor that talks to it calls it, so mt needs no lock.
+type codecProcess struct {
+	b       *testing.B
+	system  *actor.ActorSystem
+	target  *actor.PID
+	replyTo *actor.PID
+	mt      protoreflect.MessageType // type of the last message; one sender goroutine at a time
+}
+
+func (p *codecProcess) SendUserMessage(_ *actor.PID, message any) {
+	_, msg, sender := actor.UnwrapEnvelope(message)
+	pm := msg.(proto.Message)
+	data, err := proto.Marshal(pm)
+	if err != nil {
+		p.b.Error(err)
+		return
+	}
+	name := pm.ProtoReflect().Descriptor().FullName()
+	if p.mt == nil || p.mt.Descriptor().FullName() != name {
+		if p.mt, err = protoregistry.GlobalTypes.FindMessageByName(name); err != nil {
+			p.b.Error(err)
+			return
+		}
+	}
+	fresh := p.mt.New().Interface()
+	if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(data, fresh); err != nil {
+		p.b.Error(err)
+		return
+	}
+	if sender == nil {
+		p.system.Root.Send(p.target, fresh)
+		return
+	}
+	p.system.Root.Send(p.target, &actor.MessageEnvelope{Message: fresh, Sender: p.replyTo})
+}
+
+func (p *codecProcess) SendSystemMessage(*actor.PID, any) {}
+
+func (p *codecProcess) Stop(*actor.PID) {}

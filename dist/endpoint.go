@@ -35,12 +35,16 @@ type endpoint struct {
 
 var _ actor.Process = (*endpoint)(nil)
 
-// outbound is one encoded message on its way to the peer.
+// outbound is one message on its way to the peer: either encoded
+// (payload) or, on the fast path, still a message (pm) of a known encoded
+// size that session.send encodes straight into the stream buffer.
 type outbound struct {
 	target   *actor.PID
 	sender   *actor.PID
 	typeName string
 	payload  []byte
+	pm       proto.Message // when non-nil, encoded by session.send; payload is unused
+	size     int           // proto.Size(pm)
 	header   []string
 	system   bool
 	msg      any // the message as sent, for dead letters
@@ -99,8 +103,6 @@ func (ep *endpoint) Stop(pid *actor.PID) {
 	ep.SendSystemMessage(pid, &actor.Stop{})
 }
 
-var marshalOpts = proto.MarshalOptions{}
-
 func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []string, system bool) {
 	pm, ok := msg.(proto.Message)
 	if !ok || pm == nil {
@@ -111,36 +113,25 @@ func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []st
 	o := outbound{target: pid, sender: sender, header: header, system: system, msg: msg}
 	o.typeName = string(pm.ProtoReflect().Descriptor().FullName())
 	if s := ep.sess.Load(); s != nil {
-		buf := getBuffer()
-		payload, err := marshalOpts.MarshalAppend((*buf)[:0], pm)
-		if err != nil {
-			putBuffer(buf)
-			ep.undeliverable(pid, msg, sender, fmt.Errorf("dist: encode %s: %w", o.typeName, err))
-			return
-		}
-		if len(payload) > ep.mgr.cfg.MaxMessageSize {
-			*buf = payload
-			putBuffer(buf)
+		o.pm, o.size = pm, proto.Size(pm)
+		if o.size > ep.mgr.cfg.MaxMessageSize {
 			ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %s is %d bytes, limit %d",
-				ErrMessageTooLarge, o.typeName, len(payload), ep.mgr.cfg.MaxMessageSize))
+				ErrMessageTooLarge, o.typeName, o.size, ep.mgr.cfg.MaxMessageSize))
 			return
 		}
-		o.payload = payload
-		err = s.send(&o)
-		*buf = payload
-		putBuffer(buf)
+		err := s.send(&o)
 		if err == nil {
 			return
 		}
-		if errors.Is(err, ErrMessageTooLarge) {
+		if errors.Is(err, ErrMessageTooLarge) || errors.Is(err, errEncode) {
 			ep.undeliverable(pid, msg, sender, err)
 			return
 		}
-		o.payload = nil
+		o.pm, o.size = nil, 0
 	}
-	payload, err := marshalOpts.Marshal(pm)
+	payload, err := proto.Marshal(pm)
 	if err != nil {
-		ep.undeliverable(pid, msg, sender, fmt.Errorf("dist: encode %s: %w", o.typeName, err))
+		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w %s: %w", errEncode, o.typeName, err))
 		return
 	}
 	if len(payload) > ep.mgr.cfg.MaxMessageSize {
@@ -297,16 +288,4 @@ func removeWatch(m map[string]map[string]*actor.PID, key, id string) {
 			delete(m, key)
 		}
 	}
-}
-
-var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
-
-func putBuffer(b *[]byte) {
-	if cap(*b) > 1<<20 {
-		return
-	}
-	*b = (*b)[:0]
-	bufferPool.Put(b)
 }

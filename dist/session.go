@@ -3,10 +3,12 @@ package dist
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,20 +201,26 @@ func (s *session) isClosing() bool {
 // target. It returns errSessionClosing when the session no longer takes
 // sends; the caller then queues the message for the next channel.
 func (s *session) send(o *outbound) error {
-	if len(o.payload) > s.maxSend {
+	plen := len(o.payload)
+	if o.pm != nil {
+		plen = o.size
+	}
+	if plen > s.maxSend {
 		return fmt.Errorf("%w: %s is %d bytes, %s accepts at most %d",
-			ErrMessageTooLarge, o.typeName, len(o.payload), s.peer, s.maxSend)
+			ErrMessageTooLarge, o.typeName, plen, s.peer, s.maxSend)
 	}
 	w := s.writers[streamIndex(o.target.Id, len(s.writers))]
 	if !w.lock() {
 		return errSessionClosing
 	}
-	id, known := w.types[o.typeName]
+	id, known := w.lastTypeID, w.lastType == o.typeName && o.typeName != ""
+	if !known {
+		id, known = w.types[o.typeName]
+	}
 	e := envelope{
 		target:          o.target.Id,
 		targetRequestID: o.target.RequestId,
 		typeID:          id,
-		payload:         o.payload,
 		system:          o.system,
 		header:          o.header,
 	}
@@ -230,10 +238,42 @@ func (s *session) send(o *outbound) error {
 		}
 		e.senderID, e.senderRequestID = o.sender.Id, o.sender.RequestId
 	}
-	w.buf = appendEnvelope(w.buf, &e)
+	start := len(w.buf)
+	w.buf = appendEnvelopeHead(w.buf, &e, plen)
+	if o.pm == nil {
+		w.buf = append(w.buf, o.payload...)
+	} else {
+		// Encode straight into the stream buffer: no intermediate buffer
+		// and no copy. o.size came from proto.Size on the same message.
+		at := len(w.buf)
+		out, err := encodeCached.MarshalAppend(w.buf, o.pm)
+		if err == nil && len(out)-at != plen {
+			err = errChangedWhileEncoding
+		}
+		if err != nil {
+			w.buf = w.buf[:start]
+			if !known {
+				delete(w.types, o.typeName)
+			}
+			w.mu.Unlock()
+			return fmt.Errorf("%w %s: %w", errEncode, o.typeName, err)
+		}
+		w.buf = out
+	}
+	w.buf = appendEnvelopeTail(w.buf, &e)
+	w.lastType, w.lastTypeID = o.typeName, id
 	w.unlockAndSignal()
 	return nil
 }
+
+// encodeCached encodes a message whose size was just computed by
+// proto.Size, without computing it again.
+var encodeCached = proto.MarshalOptions{UseCachedSize: true}
+
+var (
+	errEncode               = errors.New("dist: encode")
+	errChangedWhileEncoding = errors.New("the message changed while it was encoded (was it modified after Send?)")
+)
 
 var errSessionClosing = errors.New("dist: session closing")
 
@@ -297,19 +337,25 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 	}
 	var types []inboundType
 	var pids pidCache
-	ids := make(interner)
+	var ids interner
 	var e envelope
 	for {
-		frame, err = transport.ReadFrame(br, buf, max)
-		if err != nil {
-			if err == io.EOF {
-				s.dataFinished()
+		// A frame that is whole in the read buffer is decoded in place;
+		// others are copied into buf. Delivery copies everything it keeps
+		// (interned ids, the decoded message), so the buffer can move on.
+		frame, used := bufferedFrame(br, max)
+		if frame == nil {
+			frame, err = transport.ReadFrame(br, buf, max)
+			if err != nil {
+				if err == io.EOF {
+					s.dataFinished()
+					return
+				}
+				s.readError(err, "data stream")
 				return
 			}
-			s.readError(err, "data stream")
-			return
+			buf = frame[:0]
 		}
-		buf = frame[:0]
 		if err := decodeEnvelopeInterned(frame, &e, &ids); err != nil {
 			s.protocolError(err)
 			return
@@ -318,8 +364,27 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 			s.protocolError(err)
 			return
 		}
+		if used > 0 {
+			br.Discard(used)
+		}
 		s.activity.Add(1)
 	}
+}
+
+// bufferedFrame returns the next length-prefixed frame when all of it is
+// already in br's buffer, aliasing the buffer, and the number of bytes
+// to Discard once the frame is used. It returns nil when the frame is not
+// whole, is empty, or its prefix is anything but a minimal varint within
+// max; transport.ReadFrame then reads it (and reports any error).
+func bufferedFrame(br *bufio.Reader, max int) (frame []byte, used int) {
+	b, _ := br.Peek(br.Buffered())
+	length, k := binary.Uvarint(b)
+	if k <= 0 || length == 0 || length > uint64(max) || (k > 1 && b[k-1] == 0) ||
+		length > uint64(len(b)-k) {
+		return nil, 0
+	}
+	end := k + int(length)
+	return b[k:end:end], end
 }
 
 func (s *session) readError(err error, where string) {
@@ -359,6 +424,45 @@ func (s *session) checkInboundDoneLocked() {
 type inboundType struct {
 	name string
 	mt   protoreflect.MessageType // nil: not registered here
+	// goType is the struct type behind a generated message type, whose new
+	// values reflect.New makes more cheaply than mt.New; nil for other
+	// message types (dynamicpb), which use mt.New.
+	goType reflect.Type
+}
+
+func newInboundType(name string) inboundType {
+	mt, _ := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(name))
+	return inboundType{name: name, mt: mt, goType: generatedStruct(mt)}
+}
+
+// generatedStruct returns the struct type of a generated message type, or
+// nil when mt is not one: a new value of it must be a message of type mt.
+func generatedStruct(mt protoreflect.MessageType) (t reflect.Type) {
+	if mt == nil {
+		return nil
+	}
+	defer func() {
+		if recover() != nil {
+			t = nil
+		}
+	}()
+	pt := reflect.TypeOf(mt.Zero().Interface())
+	if pt == nil || pt.Kind() != reflect.Pointer || pt.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	m, ok := reflect.New(pt.Elem()).Interface().(proto.Message)
+	if !ok || m.ProtoReflect().Type() != mt {
+		return nil
+	}
+	return pt.Elem()
+}
+
+// newMessage returns an empty message of type t.
+func (t *inboundType) newMessage() proto.Message {
+	if t.goType != nil {
+		return reflect.New(t.goType).Interface().(proto.Message)
+	}
+	return t.mt.New().Interface()
 }
 
 // maxTypesPerStream bounds a peer-controlled table.
@@ -368,8 +472,7 @@ func (s *session) deliver(e *envelope, types *[]inboundType, pids *pidCache) err
 	if e.typeName != "" {
 		switch {
 		case int(e.typeID) == len(*types) && e.typeID < maxTypesPerStream:
-			mt, _ := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(e.typeName))
-			*types = append(*types, inboundType{name: e.typeName, mt: mt})
+			*types = append(*types, newInboundType(e.typeName))
 		case int(e.typeID) < len(*types) && (*types)[e.typeID].name == e.typeName:
 		default:
 			return fmt.Errorf("%w: type id %d defined out of order", ErrProtocol, e.typeID)
@@ -378,13 +481,13 @@ func (s *session) deliver(e *envelope, types *[]inboundType, pids *pidCache) err
 	if int(e.typeID) >= len(*types) {
 		return fmt.Errorf("%w: undefined type id %d", ErrProtocol, e.typeID)
 	}
-	t := (*types)[e.typeID]
+	t := &(*types)[e.typeID]
 	sender := pids.sender(e, s.peer)
 	if t.mt == nil {
 		s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_UNKNOWN_TYPE, "no Go type registered for "+t.name)
 		return nil
 	}
-	msg := t.mt.New().Interface()
+	msg := t.newMessage()
 	if err := unmarshalFresh.Unmarshal(e.payload, msg); err != nil {
 		s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_DECODE, err.Error())
 		return nil
@@ -440,6 +543,9 @@ func (s *session) deliver(e *envelope, types *[]inboundType, pids *pidCache) err
 type pidCache struct {
 	targets map[string]*actor.PID
 	senders map[string]*actor.PID
+	// The PIDs of the previous frame: a stream mostly carries one
+	// conversation, and the interned ids make the comparison cheap.
+	lastTarget, lastSender *actor.PID
 }
 
 const pidCacheMax = 4096
@@ -448,14 +554,18 @@ func (c *pidCache) target(e *envelope, node string) *actor.PID {
 	if e.targetRequestID != 0 {
 		return &actor.PID{Address: node, Id: e.target, RequestId: e.targetRequestID}
 	}
-	if p, ok := c.targets[e.target]; ok {
-		return p
+	if c.lastTarget != nil && c.lastTarget.Id == e.target {
+		return c.lastTarget
 	}
-	if c.targets == nil || len(c.targets) >= pidCacheMax {
-		c.targets = make(map[string]*actor.PID)
+	p, ok := c.targets[e.target]
+	if !ok {
+		if c.targets == nil || len(c.targets) >= pidCacheMax {
+			c.targets = make(map[string]*actor.PID)
+		}
+		p = &actor.PID{Address: node, Id: e.target}
+		c.targets[e.target] = p
 	}
-	p := &actor.PID{Address: node, Id: e.target}
-	c.targets[e.target] = p
+	c.lastTarget = p
 	return p
 }
 
@@ -470,14 +580,18 @@ func (c *pidCache) sender(e *envelope, peer string) *actor.PID {
 	if e.senderRequestID != 0 || addr != peer {
 		return &actor.PID{Address: addr, Id: e.senderID, RequestId: e.senderRequestID}
 	}
-	if p, ok := c.senders[e.senderID]; ok {
-		return p
+	if c.lastSender != nil && c.lastSender.Id == e.senderID {
+		return c.lastSender
 	}
-	if c.senders == nil || len(c.senders) >= pidCacheMax {
-		c.senders = make(map[string]*actor.PID)
+	p, ok := c.senders[e.senderID]
+	if !ok {
+		if c.senders == nil || len(c.senders) >= pidCacheMax {
+			c.senders = make(map[string]*actor.PID)
+		}
+		p = &actor.PID{Address: addr, Id: e.senderID}
+		c.senders[e.senderID] = p
 	}
-	p := &actor.PID{Address: addr, Id: e.senderID}
-	c.senders[e.senderID] = p
+	c.lastSender = p
 	return p
 }
 

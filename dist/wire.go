@@ -67,7 +67,11 @@ func appendVarint(b []byte, n protowire.Number, v uint64) []byte {
 }
 
 // size returns the encoded size of e, payload included.
-func (e *envelope) size() int {
+func (e *envelope) size() int { return e.sizeWith(len(e.payload)) }
+
+// sizeWith is size for a payload of plen bytes that is not in e.payload
+// (it is encoded straight into the frame by the caller).
+func (e *envelope) sizeWith(plen int) int {
 	n := sizeString(envTarget, e.target) +
 		sizeString(envSenderAddress, e.senderAddress) +
 		sizeString(envSenderID, e.senderID) +
@@ -75,8 +79,8 @@ func (e *envelope) size() int {
 		sizeVarint(envTypeID, uint64(e.typeID)) +
 		sizeString(envTypeName, e.typeName) +
 		sizeVarint(envTargetRequestID, uint64(e.targetRequestID))
-	if len(e.payload) > 0 {
-		n += protowire.SizeTag(envPayload) + protowire.SizeBytes(len(e.payload))
+	if plen > 0 {
+		n += protowire.SizeTag(envPayload) + protowire.SizeBytes(plen)
 	}
 	if e.system {
 		n += protowire.SizeTag(envSystem) + 1
@@ -89,17 +93,32 @@ func (e *envelope) size() int {
 
 // appendEnvelope appends e as a length-prefixed frame.
 func appendEnvelope(b []byte, e *envelope) []byte {
-	b = protowire.AppendVarint(b, uint64(e.size()))
+	b = appendEnvelopeHead(b, e, len(e.payload))
+	b = append(b, e.payload...)
+	return appendEnvelopeTail(b, e)
+}
+
+// appendEnvelopeHead appends the length prefix and every field up to the
+// payload's tag and length, for a payload of plen bytes; the caller
+// appends the plen payload bytes, then appendEnvelopeTail. e.payload is
+// not used.
+func appendEnvelopeHead(b []byte, e *envelope, plen int) []byte {
+	b = protowire.AppendVarint(b, uint64(e.sizeWith(plen)))
 	b = appendString(b, envTarget, e.target)
 	b = appendString(b, envSenderAddress, e.senderAddress)
 	b = appendString(b, envSenderID, e.senderID)
 	b = appendVarint(b, envSenderRequestID, uint64(e.senderRequestID))
 	b = appendVarint(b, envTypeID, uint64(e.typeID))
 	b = appendString(b, envTypeName, e.typeName)
-	if len(e.payload) > 0 {
+	if plen > 0 {
 		b = protowire.AppendTag(b, envPayload, protowire.BytesType)
-		b = protowire.AppendBytes(b, e.payload)
+		b = protowire.AppendVarint(b, uint64(plen))
 	}
+	return b
+}
+
+// appendEnvelopeTail appends the fields after the payload.
+func appendEnvelopeTail(b []byte, e *envelope) []byte {
 	if e.system {
 		b = protowire.AppendTag(b, envSystem, protowire.VarintType)
 		b = append(b, 1)
@@ -108,8 +127,7 @@ func appendEnvelope(b []byte, e *envelope) []byte {
 		b = protowire.AppendTag(b, envHeader, protowire.BytesType)
 		b = protowire.AppendString(b, h)
 	}
-	b = appendVarint(b, envTargetRequestID, uint64(e.targetRequestID))
-	return b
+	return appendVarint(b, envTargetRequestID, uint64(e.targetRequestID))
 }
 
 // decodeEnvelope parses one frame body into e. Unknown fields are skipped
@@ -119,33 +137,47 @@ func decodeEnvelope(b []byte, e *envelope) error { return decodeEnvelopeInterned
 
 // interner returns one shared string per distinct byte sequence, so ids
 // that repeat on a stream (targets, senders) cost no allocation per frame.
-// It is owned by one reader goroutine and bounded.
-type interner map[string]string
+// It remembers the previous value of each field, which is the common
+// case on a stream (one actor talking to another), and looks others up in
+// a bounded map. It is owned by one reader goroutine.
+type interner struct {
+	m    map[string]string
+	last [internSlots]string
+}
+
+// Interner slots: one per interned envelope field.
+const (
+	slotTarget = iota
+	slotSenderAddress
+	slotSenderID
+	slotTypeName
+	internSlots
+)
 
 const internMax = 4096
 
-func (in *interner) str(b []byte) string {
-	if *in == nil {
+func (in *interner) str(slot int, b []byte) string {
+	if in == nil {
 		return string(b)
 	}
-	if s, ok := (*in)[string(b)]; ok {
-		return s
+	if last := in.last[slot]; last == string(b) {
+		return last
 	}
-	s := string(b)
-	if len(*in) >= internMax {
-		*in = make(interner)
+	s, ok := in.m[string(b)]
+	if !ok {
+		s = string(b)
+		if in.m == nil || len(in.m) >= internMax {
+			in.m = make(map[string]string)
+		}
+		in.m[s] = s
 	}
-	(*in)[s] = s
+	in.last[slot] = s
 	return s
 }
 
 // decodeEnvelopeInterned is decodeEnvelope with ids interned through in
 // (nil: plain conversion).
 func decodeEnvelopeInterned(b []byte, e *envelope, in *interner) error {
-	if in == nil {
-		var none interner
-		in = &none
-	}
 	*e = envelope{header: e.header[:0]}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -163,13 +195,13 @@ func decodeEnvelopeInterned(b []byte, e *envelope, in *interner) error {
 			b = b[n:]
 			switch num {
 			case envTarget:
-				e.target = in.str(v)
+				e.target = in.str(slotTarget, v)
 			case envSenderAddress:
-				e.senderAddress = in.str(v)
+				e.senderAddress = in.str(slotSenderAddress, v)
 			case envSenderID:
-				e.senderID = in.str(v)
+				e.senderID = in.str(slotSenderID, v)
 			case envTypeName:
-				e.typeName = in.str(v)
+				e.typeName = in.str(slotTypeName, v)
 			case envPayload:
 				e.payload = v
 			case envHeader:

@@ -18,10 +18,13 @@ type streamWriter struct {
 	drained sync.Cond // signalled when buf is swapped out or the writer closes
 	buf     []byte
 	types   map[string]uint32 // protobuf full name → type id on this stream
-	started bool
-	closing bool // no more frames accepted; flush then finish the stream
-	done    bool // the goroutine returned
-	signal  chan struct{}
+	// lastType and lastTypeID repeat the previous frame's entry of types.
+	lastType   string
+	lastTypeID uint32
+	started    bool
+	closing    bool // no more frames accepted; flush then finish the stream
+	done       bool // the goroutine returned
+	signal     chan struct{}
 	// finished is closed when the goroutine returns.
 	finished chan struct{}
 	// opened reports whether the stream was ever opened.
