@@ -35,16 +35,12 @@ type endpoint struct {
 
 var _ actor.Process = (*endpoint)(nil)
 
-// outbound is one message on its way to the peer: either encoded
-// (payload) or, on the fast path, still a message (pm) of a known encoded
-// size that session.send encodes straight into the stream buffer.
+// outbound is one encoded message waiting for a session.
 type outbound struct {
 	target   *actor.PID
 	sender   *actor.PID
 	typeName string
 	payload  []byte
-	pm       proto.Message // when non-nil, encoded by session.send; payload is unused
-	size     int           // proto.Size(pm)
 	header   []string
 	system   bool
 	msg      any // the message as sent, for dead letters
@@ -61,11 +57,20 @@ func (ep *endpoint) SendUserMessage(pid *actor.PID, message any) {
 	header, msg, sender := actor.UnwrapEnvelope(message)
 	var hdr []string
 	if header != nil && header.Length() > 0 {
-		for _, k := range header.Keys() {
-			hdr = append(hdr, k, header.Get(k))
-		}
+		hdr = headerPairs(header)
 	}
 	ep.send(pid, msg, sender, hdr, false)
+}
+
+// headerPairs flattens a message header to key, value, key, value...
+//
+//go:noinline
+func headerPairs(header actor.ReadonlyMessageHeader) []string {
+	hdr := make([]string, 0, 2*header.Length())
+	for _, k := range header.Keys() {
+		hdr = append(hdr, k, header.Get(k))
+	}
+	return hdr
 }
 
 // SendSystemMessage implements actor.Process.
@@ -103,23 +108,23 @@ func (ep *endpoint) Stop(pid *actor.PID) {
 	ep.SendSystemMessage(pid, &actor.Stop{})
 }
 
+// send encodes msg on the caller's goroutine into the current session's
+// stream buffer, or queues it while there is no session.
+//
+// The caller is usually an actor's mailbox goroutine, which protoactor
+// starts afresh, with a minimal stack, for each burst of messages. The
+// fast path therefore keeps its frames small (no message structs, error
+// formatting out of line, the encoder called from a shallow frame):
+// every doubling of the stack it causes costs the sending actor
+// microseconds.
 func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []string, system bool) {
 	pm, ok := msg.(proto.Message)
 	if !ok || pm == nil {
-		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %T", ErrNotProtobuf, msg))
+		ep.notProtobuf(pid, msg, sender)
 		return
 	}
-	// The fast path keeps o on the stack: session.send does not retain it.
-	o := outbound{target: pid, sender: sender, header: header, system: system, msg: msg}
-	o.typeName = string(pm.ProtoReflect().Descriptor().FullName())
 	if s := ep.sess.Load(); s != nil {
-		o.pm, o.size = pm, proto.Size(pm)
-		if o.size > ep.mgr.cfg.MaxMessageSize {
-			ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %s is %d bytes, limit %d",
-				ErrMessageTooLarge, o.typeName, o.size, ep.mgr.cfg.MaxMessageSize))
-			return
-		}
-		err := s.send(&o)
+		err := s.sendMessage(pid, sender, pm, header, system)
 		if err == nil {
 			return
 		}
@@ -127,21 +132,43 @@ func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []st
 			ep.undeliverable(pid, msg, sender, err)
 			return
 		}
-		o.pm, o.size = nil, 0
 	}
+	ep.queue(pid, msg, pm, sender, header, system)
+}
+
+//go:noinline
+func (ep *endpoint) notProtobuf(pid *actor.PID, msg any, sender *actor.PID) {
+	ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %T", ErrNotProtobuf, msg))
+}
+
+// queue encodes msg and sends it through sendSlow: there was no session,
+// or the session was closing.
+//
+//go:noinline
+func (ep *endpoint) queue(pid *actor.PID, msg any, pm proto.Message, sender *actor.PID, header []string, system bool) {
+	typeName := string(pm.ProtoReflect().Descriptor().FullName())
 	payload, err := proto.Marshal(pm)
 	if err != nil {
-		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w %s: %w", errEncode, o.typeName, err))
+		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w %s: %w", errEncode, typeName, err))
 		return
 	}
 	if len(payload) > ep.mgr.cfg.MaxMessageSize {
-		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %s is %d bytes, limit %d",
-			ErrMessageTooLarge, o.typeName, len(payload), ep.mgr.cfg.MaxMessageSize))
+		ep.undeliverable(pid, msg, sender, tooLarge(typeName, len(payload), ep.mgr.cfg.MaxMessageSize, ""))
 		return
 	}
-	queued := o
-	queued.payload = payload
-	ep.sendSlow(&queued)
+	ep.sendSlow(&outbound{target: pid, sender: sender, typeName: typeName, payload: payload,
+		header: header, system: system, msg: msg})
+}
+
+// tooLarge is the ErrMessageTooLarge for a message of size bytes over
+// limit; peer names the node whose limit it is, "" for this node's.
+//
+//go:noinline
+func tooLarge(typeName string, size, limit int, peer string) error {
+	if peer == "" {
+		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrMessageTooLarge, typeName, size, limit)
+	}
+	return fmt.Errorf("%w: %s is %d bytes, %s accepts at most %d", ErrMessageTooLarge, typeName, size, peer, limit)
 }
 
 // sendSlow queues o while there is no usable session.

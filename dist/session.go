@@ -201,69 +201,125 @@ func (s *session) isClosing() bool {
 // target. It returns errSessionClosing when the session no longer takes
 // sends; the caller then queues the message for the next channel.
 func (s *session) send(o *outbound) error {
-	plen := len(o.payload)
-	if o.pm != nil {
-		plen = o.size
+	if len(o.payload) > s.maxSend {
+		return s.tooLarge(o.typeName, len(o.payload))
 	}
-	if plen > s.maxSend {
-		return fmt.Errorf("%w: %s is %d bytes, %s accepts at most %d",
-			ErrMessageTooLarge, o.typeName, plen, s.peer, s.maxSend)
+	w, f, err := s.beginFrame(o.target, o.sender, o.typeName, o.header, o.system, len(o.payload))
+	if err != nil {
+		return err
 	}
-	w := s.writers[streamIndex(o.target.Id, len(s.writers))]
+	w.buf = append(w.buf, o.payload...)
+	w.endFrame(f, o.target.RequestId, o.header, o.system)
+	return nil
+}
+
+// sendMessage is send for a message not yet encoded: it is encoded
+// straight into the stream buffer, with no intermediate buffer or copy.
+// The encoder runs in this frame, between beginFrame and endFrame, so the
+// deepest point of the send path is as shallow as it can be (see
+// endpoint.send).
+func (s *session) sendMessage(target, sender *actor.PID, pm proto.Message, header []string, system bool) error {
+	typeName := string(pm.ProtoReflect().Descriptor().FullName())
+	size := proto.Size(pm)
+	if size > s.maxSend {
+		return s.tooLarge(typeName, size)
+	}
+	w, f, err := s.beginFrame(target, sender, typeName, header, system, size)
+	if err != nil {
+		return err
+	}
+	at := len(w.buf)
+	out, err := encodeCached.MarshalAppend(w.buf, pm)
+	if err != nil || len(out)-at != size {
+		w.abortFrame(f)
+		return encodeError(typeName, err)
+	}
+	w.buf = out
+	w.endFrame(f, target.RequestId, header, system)
+	return nil
+}
+
+//go:noinline
+func (s *session) tooLarge(typeName string, size int) error {
+	if s.maxSend == s.mgr.cfg.MaxMessageSize {
+		return tooLarge(typeName, size, s.maxSend, "")
+	}
+	return tooLarge(typeName, size, s.maxSend, s.peer)
+}
+
+// frameStart is what endFrame and abortFrame need of a begun frame.
+type frameStart struct {
+	start    int    // offset of the frame in buf
+	typeName string // the message's type
+	typeID   uint32
+	defined  bool // this frame defines typeID
+}
+
+// beginFrame locks the writer for target's stream and appends a frame's
+// length prefix and every envelope field up to the payload's length, for
+// a payload of plen bytes. The caller appends the payload and calls
+// endFrame (or abortFrame); the writer stays locked until then.
+func (s *session) beginFrame(target, sender *actor.PID, typeName string, header []string, system bool, plen int) (*streamWriter, frameStart, error) {
+	w := s.writers[streamIndex(target.Id, len(s.writers))]
 	if !w.lock() {
-		return errSessionClosing
+		return nil, frameStart{}, errSessionClosing
 	}
-	id, known := w.lastTypeID, w.lastType == o.typeName && o.typeName != ""
+	f := frameStart{start: len(w.buf), typeName: typeName}
+	id, known := w.lastTypeID, w.lastType == typeName && typeName != ""
 	if !known {
-		id, known = w.types[o.typeName]
+		id, known = w.types[typeName]
 	}
 	e := envelope{
-		target:          o.target.Id,
-		targetRequestID: o.target.RequestId,
+		target:          target.Id,
+		targetRequestID: target.RequestId,
 		typeID:          id,
-		system:          o.system,
-		header:          o.header,
+		system:          system,
+		header:          header,
 	}
 	if !known {
-		if w.types == nil {
-			w.types = make(map[string]uint32)
-		}
-		id = uint32(len(w.types))
-		w.types[o.typeName] = id
-		e.typeID, e.typeName = id, o.typeName
+		id = w.defineType(typeName)
+		e.typeID, e.typeName = id, typeName
+		f.defined = true
 	}
-	if o.sender != nil {
-		if o.sender.Address != s.mgr.name {
-			e.senderAddress = o.sender.Address
+	f.typeID = id
+	if sender != nil {
+		if sender.Address != s.mgr.name {
+			e.senderAddress = sender.Address
 		}
-		e.senderID, e.senderRequestID = o.sender.Id, o.sender.RequestId
+		e.senderID, e.senderRequestID = sender.Id, sender.RequestId
 	}
-	start := len(w.buf)
 	w.buf = appendEnvelopeHead(w.buf, &e, plen)
-	if o.pm == nil {
-		w.buf = append(w.buf, o.payload...)
-	} else {
-		// Encode straight into the stream buffer: no intermediate buffer
-		// and no copy. o.size came from proto.Size on the same message.
-		at := len(w.buf)
-		out, err := encodeCached.MarshalAppend(w.buf, o.pm)
-		if err == nil && len(out)-at != plen {
-			err = errChangedWhileEncoding
-		}
-		if err != nil {
-			w.buf = w.buf[:start]
-			if !known {
-				delete(w.types, o.typeName)
-			}
-			w.mu.Unlock()
-			return fmt.Errorf("%w %s: %w", errEncode, o.typeName, err)
-		}
-		w.buf = out
-	}
+	return w, f, nil
+}
+
+// endFrame appends the envelope fields after the payload, unlocks the
+// writer and wakes its goroutine.
+func (w *streamWriter) endFrame(f frameStart, targetRequestID uint32, header []string, system bool) {
+	e := envelope{targetRequestID: targetRequestID, header: header, system: system}
 	w.buf = appendEnvelopeTail(w.buf, &e)
-	w.lastType, w.lastTypeID = o.typeName, id
+	w.lastType, w.lastTypeID = f.typeName, f.typeID
 	w.unlockAndSignal()
-	return nil
+}
+
+// abortFrame removes a begun frame (and the type id it defined) and
+// unlocks the writer.
+func (w *streamWriter) abortFrame(f frameStart) {
+	w.buf = w.buf[:f.start]
+	if f.defined {
+		delete(w.types, f.typeName)
+	}
+	w.mu.Unlock()
+}
+
+// encodeError wraps a failed in-place encode; err nil means the encoded
+// size differed from proto.Size.
+//
+//go:noinline
+func encodeError(typeName string, err error) error {
+	if err == nil {
+		err = errChangedWhileEncoding
+	}
+	return fmt.Errorf("%w %s: %w", errEncode, typeName, err)
 }
 
 // encodeCached encodes a message whose size was just computed by

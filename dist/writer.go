@@ -56,6 +56,17 @@ func (w *streamWriter) lock() bool {
 	return true
 }
 
+// defineType gives typeName the next type id on this stream. Called with
+// mu held; the frame that uses the id carries the name.
+func (w *streamWriter) defineType(typeName string) uint32 {
+	if w.types == nil {
+		w.types = make(map[string]uint32)
+	}
+	id := uint32(len(w.types))
+	w.types[typeName] = id
+	return id
+}
+
 // unlockAndSignal releases mu and wakes the goroutine.
 func (w *streamWriter) unlockAndSignal() {
 	w.mu.Unlock()
