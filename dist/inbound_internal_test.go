@@ -3,6 +3,7 @@ package dist
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"testing"
 	"unsafe"
 
@@ -114,5 +115,31 @@ func TestInternerReusesStrings(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { in.str(slotTarget, []byte("echo")) }); n != 0 {
 		t.Fatalf("repeated id allocates %v times", n)
+	}
+}
+
+func TestOneShotIDsAreNotCached(t *testing.T) {
+	if !oneShotID("future$1a") || !oneShotID([]byte("future$x")) || oneShotID("future$") || oneShotID("echo") || oneShotID("futures") {
+		t.Fatal("oneShotID misclassifies")
+	}
+	var in interner
+	var c pidCache
+	for i := 0; i < 100; i++ {
+		id := fmt.Sprintf("future$%d", i)
+		in.str(slotSenderID, []byte(id))
+		e := envelope{target: id, senderID: id}
+		if p := c.target(&e, "me@host"); p.Id != id || p.Address != "me@host" {
+			t.Fatalf("target PID %v", p)
+		}
+		if p := c.sender(&e, "peer@host"); p.Id != id || p.Address != "peer@host" {
+			t.Fatalf("sender PID %v", p)
+		}
+	}
+	if len(in.m) != 0 || len(c.targets) != 0 || len(c.senders) != 0 {
+		t.Fatalf("future ids were cached: %d interned, %d targets, %d senders", len(in.m), len(c.targets), len(c.senders))
+	}
+	e := envelope{target: "echo", senderID: "pinger"}
+	if c.target(&e, "me@host") != c.target(&e, "me@host") || c.sender(&e, "peer@host") != c.sender(&e, "peer@host") {
+		t.Fatal("long-lived ids are not cached")
 	}
 }

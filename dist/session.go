@@ -606,12 +606,24 @@ type pidCache struct {
 
 const pidCacheMax = 4096
 
+// oneShotID reports whether id names a protoactor future ("future$..."),
+// which lives for one request: caching its PID or interning its id would
+// only fill the caches.
+func oneShotID[T string | []byte](id T) bool {
+	return len(id) > len(futurePrefix) && string(id[:len(futurePrefix)]) == futurePrefix
+}
+
+const futurePrefix = "future$"
+
 func (c *pidCache) target(e *envelope, node string) *actor.PID {
 	if e.targetRequestID != 0 {
 		return &actor.PID{Address: node, Id: e.target, RequestId: e.targetRequestID}
 	}
 	if c.lastTarget != nil && c.lastTarget.Id == e.target {
 		return c.lastTarget
+	}
+	if oneShotID(e.target) {
+		return &actor.PID{Address: node, Id: e.target}
 	}
 	p, ok := c.targets[e.target]
 	if !ok {
@@ -638,6 +650,9 @@ func (c *pidCache) sender(e *envelope, peer string) *actor.PID {
 	}
 	if c.lastSender != nil && c.lastSender.Id == e.senderID {
 		return c.lastSender
+	}
+	if oneShotID(e.senderID) {
+		return &actor.PID{Address: addr, Id: e.senderID}
 	}
 	p, ok := c.senders[e.senderID]
 	if !ok {

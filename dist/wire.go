@@ -139,7 +139,8 @@ func decodeEnvelope(b []byte, e *envelope) error { return decodeEnvelopeInterned
 // that repeat on a stream (targets, senders) cost no allocation per frame.
 // It remembers the previous value of each field, which is the common
 // case on a stream (one actor talking to another), and looks others up in
-// a bounded map. It is owned by one reader goroutine.
+// a bounded map; future ids, used once, are not kept. It is owned by one
+// reader goroutine.
 type interner struct {
 	m    map[string]string
 	last [internSlots]string
@@ -162,6 +163,9 @@ func (in *interner) str(slot int, b []byte) string {
 	}
 	if last := in.last[slot]; last == string(b) {
 		return last
+	}
+	if oneShotID(b) {
+		return string(b)
 	}
 	s, ok := in.m[string(b)]
 	if !ok {
