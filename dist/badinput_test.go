@@ -698,3 +698,68 @@ func TestHandshakeRejects(t *testing.T) {
 		t.Errorf("refused peers are listed: %v", n)
 	}
 }
+
+// requiredMessage builds a dynamic proto2 message casktest.Required whose
+// required field is unset, so it does not encode.
+func requiredMessage(t *testing.T) (unset, set proto.Message) {
+	t.Helper()
+	fdp := &descriptorpb.FileDescriptorProto{
+		Name:    proto.String("casktest/required.proto"),
+		Package: proto.String("casktest"),
+		Syntax:  proto.String("proto2"),
+		MessageType: []*descriptorpb.DescriptorProto{{
+			Name: proto.String("Required"),
+			Field: []*descriptorpb.FieldDescriptorProto{{
+				Name:     proto.String("value"),
+				JsonName: proto.String("value"),
+				Number:   proto.Int32(1),
+				Type:     descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(),
+				Label:    descriptorpb.FieldDescriptorProto_LABEL_REQUIRED.Enum(),
+			}},
+		}},
+	}
+	fd, err := protodesc.NewFile(fdp, new(protoregistry.Files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := fd.Messages().ByName("Required")
+	m := dynamicpb.NewMessage(md)
+	m.Set(md.Fields().ByName("value"), protoreflect.ValueOfString("here"))
+	return dynamicpb.NewMessage(md), m
+}
+
+// TestEncodeFailure: a message that does not encode is a dead letter on
+// the sender, on the fast path and on the queued path, and leaves the
+// stream consistent: the next message of the same type still defines the
+// type on the wire (a dangling type id would be a protocol violation).
+func TestEncodeFailure(t *testing.T) {
+	a, _, echo, mon := echoPair(t, actors.Config{}, actors.Config{})
+	dl := collectDeadLetters(t, a)
+	unset, set := requiredMessage(t)
+
+	a.Root().Send(echo, unset)
+	got := dl.waitFor(t, dist.ErrEncode)
+	if got.Message != unset || got.Node != echo.Address {
+		t.Errorf("dead letter = %+v, want the message as sent, for %s", got.UndeliveredMessage, echo.Address)
+	}
+	if !strings.Contains(got.Reason.Error(), "casktest.Required") {
+		t.Errorf("reason %q does not name the type", got.Reason)
+	}
+	// The receiver has no Go type for casktest.Required, so the valid
+	// message comes back as ErrUnknownType: it was framed correctly.
+	a.Root().Send(echo, set)
+	dl.waitFor(t, dist.ErrUnknownType)
+	stillUp(t, a, echo, mon)
+
+	// Queued path: no channel to c yet.
+	a.Root().Send(actor.NewPID("c@localhost", "x"), unset)
+	eventually(t, waitTimeout, func() bool {
+		n := 0
+		for _, d := range dl.all() {
+			if errors.Is(d.Reason, dist.ErrEncode) {
+				n++
+			}
+		}
+		return n >= 2
+	}, "a second ErrEncode dead letter (queued path)")
+}

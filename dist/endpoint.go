@@ -128,7 +128,7 @@ func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []st
 		if err == nil {
 			return
 		}
-		if errors.Is(err, ErrMessageTooLarge) || errors.Is(err, errEncode) {
+		if errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrEncode) {
 			ep.undeliverable(pid, msg, sender, err)
 			return
 		}
@@ -149,7 +149,7 @@ func (ep *endpoint) queue(pid *actor.PID, msg any, pm proto.Message, sender *act
 	typeName := string(pm.ProtoReflect().Descriptor().FullName())
 	payload, err := proto.Marshal(pm)
 	if err != nil {
-		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w %s: %w", errEncode, typeName, err))
+		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %s: %w", ErrEncode, typeName, err))
 		return
 	}
 	if len(payload) > ep.mgr.cfg.MaxMessageSize {

@@ -23,6 +23,10 @@ var (
 	ErrQueueFull = errors.New("dist: send queue full")
 	// ErrNotProtobuf: only protobuf messages cross nodes.
 	ErrNotProtobuf = errors.New("dist: message is not a protobuf message")
+	// ErrEncode: the message did not encode (for example a proto2 required
+	// field is unset, or the message was modified while it was being
+	// sent).
+	ErrEncode = errors.New("dist: message does not encode")
 	// ErrMessageTooLarge: the encoded message is over Config.MaxMessageSize.
 	ErrMessageTooLarge = errors.New("dist: message too large")
 	// ErrUnknownType: the receiving node has no Go type registered for the

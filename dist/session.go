@@ -319,17 +319,14 @@ func encodeError(typeName string, err error) error {
 	if err == nil {
 		err = errChangedWhileEncoding
 	}
-	return fmt.Errorf("%w %s: %w", errEncode, typeName, err)
+	return fmt.Errorf("%w: %s: %w", ErrEncode, typeName, err)
 }
 
 // encodeCached encodes a message whose size was just computed by
 // proto.Size, without computing it again.
 var encodeCached = proto.MarshalOptions{UseCachedSize: true}
 
-var (
-	errEncode               = errors.New("dist: encode")
-	errChangedWhileEncoding = errors.New("the message changed while it was encoded (was it modified after Send?)")
-)
+var errChangedWhileEncoding = errors.New("the message changed while it was encoded (was it modified after Send?)")
 
 var errSessionClosing = errors.New("dist: session closing")
 
