@@ -366,7 +366,7 @@ func PingPong(ctx context.Context, sys System, pairs, perPair, window int) (floa
 func runRequestRTT(ctx context.Context, o *Options) []Row {
 	n := o.scaled(RTTCount, 100)
 	warm := o.scaled(RTTWarmup, 10)
-	p50, p99, record := latencyRows(o, "request-rtt", 0.99)
+	rows, record := latencyRows(o, "request-rtt", 0.10, 0.50, 0.99)
 	each(ctx, o, func(ctx context.Context, sys System) error {
 		lat, err := RequestRTT(ctx, sys, warm, n)
 		record(sys.Name(), lat, err)
@@ -378,26 +378,31 @@ func runRequestRTT(ctx context.Context, o *Options) []Row {
 		cancel()
 		record(ColRaw, lat, err)
 	}
-	return []Row{*p50, *p99}
+	return rows
 }
 
-// latencyRows returns the p50 row and the row of quantile q of workload,
-// and a function that records one column's latencies in both.
-func latencyRows(o *Options, workload string, q float64) (p50, pq *Row, record func(string, []time.Duration, error)) {
-	name := fmt.Sprintf("p%d", int(math.Round(q*100)))
-	p50 = &Row{Workload: workload, Metric: "p50", Unit: UnitSeconds}
-	pq = &Row{Workload: workload, Metric: name, Unit: UnitSeconds}
-	record = func(col string, lat []time.Duration, err error) {
-		if err != nil {
-			p50.fail(col, err)
-			pq.fail(col, err)
-			return
-		}
-		p50.set(col, Percentile(lat, 0.50).Seconds())
-		pq.set(col, Percentile(lat, q).Seconds())
-		o.logf("   %-10s p50 %s %s %s", col, FormatValue(p50.Values[col], UnitSeconds), name, FormatValue(pq.Values[col], UnitSeconds))
+// latencyRows returns one row per quantile of workload (named p10, p50,
+// ...) and a function that records one column's latencies in all of them.
+func latencyRows(o *Options, workload string, qs ...float64) (rows []Row, record func(string, []time.Duration, error)) {
+	rows = make([]Row, len(qs))
+	for i, q := range qs {
+		rows[i] = Row{Workload: workload, Metric: fmt.Sprintf("p%d", int(math.Round(q*100))), Unit: UnitSeconds}
 	}
-	return p50, pq, record
+	record = func(col string, lat []time.Duration, err error) {
+		line := fmt.Sprintf("   %-10s", col)
+		for i, q := range qs {
+			if err != nil {
+				rows[i].fail(col, err)
+				continue
+			}
+			rows[i].set(col, Percentile(lat, q).Seconds())
+			line += " " + rows[i].Metric + " " + FormatValue(rows[i].Values[col], UnitSeconds)
+		}
+		if err == nil {
+			o.logf("%s", line)
+		}
+	}
+	return rows, record
 }
 
 // RequestRTT does warm+n sequential RequestFuture round trips from node
@@ -524,7 +529,7 @@ func Bulk(ctx context.Context, sys System, msgs int) (float64, error) {
 
 func runConnSetup(ctx context.Context, o *Options) []Row {
 	n := o.scaled(SetupRuns, 5)
-	p50, p90, record := latencyRows(o, "conn-setup", 0.90)
+	rows, record := latencyRows(o, "conn-setup", 0.50, 0.90)
 	each(ctx, o, func(ctx context.Context, sys System) error {
 		lat, err := ConnSetup(ctx, sys, n)
 		record(sys.Name(), lat, err)
@@ -536,7 +541,7 @@ func runConnSetup(ctx context.Context, o *Options) []Row {
 		cancel()
 		record(ColRaw, lat, err)
 	}
-	return []Row{*p50, *p90}
+	return rows
 }
 
 // ConnSetup starts, n times (after SetupWarmup unrecorded runs), a fresh
