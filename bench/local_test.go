@@ -53,7 +53,9 @@ func BenchmarkLocalPingPong(b *testing.B) {
 // least once per message: encode it on the sender's goroutine, decode a
 // fresh copy and post it to the target's mailbox with its sender. Nothing
 // else: no framing, no streams, no goroutine hand-off, no QUIC. Its rate
-// is an upper bound for a remote ping-pong on this machine.
+// is what a remote ping-pong can reach on this machine, give or take the
+// parallelism a layer gains by decoding on goroutines of its own
+// (docs/performance.md, "the codec floor").
 //
 //	go test ./bench -run '^$' -bench CodecPingPong -benchtime 2000000x
 func BenchmarkCodecPingPong(b *testing.B) {
