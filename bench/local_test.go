@@ -1,13 +1,13 @@
 package bench
 
 import (
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"sync"
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -20,32 +20,7 @@ func BenchmarkLocalPingPong(b *testing.B) {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
 	defer system.Shutdown()
 	echo := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return echoActor{} }))
-	var done sync.WaitGroup
-	total, sent, got := 0, 0, 0
-	pinger := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
-		switch c.Message().(type) {
-		case kick:
-			for sent < PingPongWindow && sent < total {
-				sent++
-				c.Request(echo, wrapperspb.Int64(int64(sent)))
-			}
-		case *wrapperspb.Int64Value:
-			got++
-			if sent < total {
-				sent++
-				c.Request(echo, wrapperspb.Int64(int64(sent)))
-			}
-			if got == total {
-				done.Done()
-			}
-		}
-	}))
-	b.ResetTimer()
-	total = b.N
-	done.Add(1)
-	system.Root.Send(pinger, kick{})
-	done.Wait()
-	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "msgs/s")
+	localPingPong(b, system, func(*actor.PID) *actor.PID { return echo })
 }
 
 // BenchmarkCodecPingPong is BenchmarkLocalPingPong with every message
@@ -62,29 +37,39 @@ func BenchmarkCodecPingPong(b *testing.B) {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(quietLogger))
 	defer system.Shutdown()
 	echo := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return echoActor{} }))
+	localPingPong(b, system, func(pinger *actor.PID) *actor.PID {
+		pingerProxy, _ := system.ProcessRegistry.Add(&codecProcess{b: b, system: system, target: pinger}, "codec-pinger")
+		echoProxy, _ := system.ProcessRegistry.Add(&codecProcess{b: b, system: system, target: echo, replyTo: pingerProxy}, "codec-echo")
+		return echoProxy
+	})
+}
+
+// localPingPong spawns pingpong-1's pinger in system and times b.N round
+// trips to the PID that route returns for it (route gets the pinger's
+// own PID, to build a path back).
+func localPingPong(b *testing.B, system *actor.ActorSystem, route func(pinger *actor.PID) *actor.PID) {
 	var done sync.WaitGroup
+	var to *actor.PID // set before the kick, read only after it
 	total, sent, got := 0, 0, 0
-	var echoProxy *actor.PID
 	pinger := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
 		switch c.Message().(type) {
 		case kick:
 			for sent < PingPongWindow && sent < total {
 				sent++
-				c.Request(echoProxy, wrapperspb.Int64(int64(sent)))
+				c.Request(to, wrapperspb.Int64(int64(sent)))
 			}
 		case *wrapperspb.Int64Value:
 			got++
 			if sent < total {
 				sent++
-				c.Request(echoProxy, wrapperspb.Int64(int64(sent)))
+				c.Request(to, wrapperspb.Int64(int64(sent)))
 			}
 			if got == total {
 				done.Done()
 			}
 		}
 	}))
-	pingerProxy, _ := system.ProcessRegistry.Add(&codecProcess{b: b, system: system, target: pinger}, "codec-pinger")
-	echoProxy, _ = system.ProcessRegistry.Add(&codecProcess{b: b, system: system, target: echo, replyTo: pingerProxy}, "codec-echo")
+	to = route(pinger)
 	b.ResetTimer()
 	total = b.N
 	done.Add(1)

@@ -111,18 +111,31 @@ func TestSendNonProtobufNoChannel(t *testing.T) {
 // descriptor is in no registry, so no node has a Go type for it.
 func unknownMessage(t *testing.T) proto.Message {
 	t.Helper()
+	md := dynamicType(t, "Unknown", "proto3", descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL)
+	if _, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName()); err == nil {
+		t.Fatalf("%s is registered globally; the test needs an unknown type", md.FullName())
+	}
+	m := dynamicpb.NewMessage(md)
+	m.Set(md.Fields().ByName("value"), protoreflect.ValueOfString("who am I"))
+	return m
+}
+
+// dynamicType builds message casktest.<name> (in its own file, in no
+// registry) with one string field "value" (number 1) of the given label.
+func dynamicType(t *testing.T, name, syntax string, label descriptorpb.FieldDescriptorProto_Label) protoreflect.MessageDescriptor {
+	t.Helper()
 	fdp := &descriptorpb.FileDescriptorProto{
-		Name:    proto.String("casktest/unknown.proto"),
+		Name:    proto.String("casktest/" + strings.ToLower(name) + ".proto"),
 		Package: proto.String("casktest"),
-		Syntax:  proto.String("proto3"),
+		Syntax:  proto.String(syntax),
 		MessageType: []*descriptorpb.DescriptorProto{{
-			Name: proto.String("Unknown"),
+			Name: proto.String(name),
 			Field: []*descriptorpb.FieldDescriptorProto{{
 				Name:     proto.String("value"),
 				JsonName: proto.String("value"),
 				Number:   proto.Int32(1),
 				Type:     descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(),
-				Label:    descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(),
+				Label:    label.Enum(),
 			}},
 		}},
 	}
@@ -130,13 +143,7 @@ func unknownMessage(t *testing.T) proto.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := fd.Messages().ByName("Unknown")
-	if _, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName()); err == nil {
-		t.Fatalf("%s is registered globally; the test needs an unknown type", md.FullName())
-	}
-	m := dynamicpb.NewMessage(md)
-	m.Set(md.Fields().ByName("value"), protoreflect.ValueOfString("who am I"))
-	return m
+	return fd.Messages().ByName(protoreflect.Name(name))
 }
 
 func TestUnknownMessageType(t *testing.T) {
@@ -171,15 +178,8 @@ func TestUnknownMessageType(t *testing.T) {
 
 	// A plain Send of the same type, now known on the stream's type table.
 	a.Root().Send(echo, msg)
-	eventually(t, waitTimeout, func() bool {
-		n := 0
-		for _, dl := range adl.all() {
-			if errors.Is(dl.Reason, dist.ErrUnknownType) {
-				n++
-			}
-		}
-		return n >= 2
-	}, "a second ErrUnknownType dead letter on the sender")
+	eventually(t, waitTimeout, func() bool { return adl.count(dist.ErrUnknownType) >= 2 },
+		"a second ErrUnknownType dead letter on the sender")
 	stillUp(t, a, echo, mon)
 }
 
@@ -699,30 +699,12 @@ func TestHandshakeRejects(t *testing.T) {
 	}
 }
 
-// requiredMessage builds a dynamic proto2 message casktest.Required whose
-// required field is unset, so it does not encode.
+// requiredMessage builds dynamic proto2 messages of type
+// casktest.Required: one with its required field unset, which does not
+// encode, and one with it set.
 func requiredMessage(t *testing.T) (unset, set proto.Message) {
 	t.Helper()
-	fdp := &descriptorpb.FileDescriptorProto{
-		Name:    proto.String("casktest/required.proto"),
-		Package: proto.String("casktest"),
-		Syntax:  proto.String("proto2"),
-		MessageType: []*descriptorpb.DescriptorProto{{
-			Name: proto.String("Required"),
-			Field: []*descriptorpb.FieldDescriptorProto{{
-				Name:     proto.String("value"),
-				JsonName: proto.String("value"),
-				Number:   proto.Int32(1),
-				Type:     descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(),
-				Label:    descriptorpb.FieldDescriptorProto_LABEL_REQUIRED.Enum(),
-			}},
-		}},
-	}
-	fd, err := protodesc.NewFile(fdp, new(protoregistry.Files))
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := fd.Messages().ByName("Required")
+	md := dynamicType(t, "Required", "proto2", descriptorpb.FieldDescriptorProto_LABEL_REQUIRED)
 	m := dynamicpb.NewMessage(md)
 	m.Set(md.Fields().ByName("value"), protoreflect.ValueOfString("here"))
 	return dynamicpb.NewMessage(md), m
@@ -753,13 +735,6 @@ func TestEncodeFailure(t *testing.T) {
 
 	// Queued path: no channel to c yet.
 	a.Root().Send(actor.NewPID("c@localhost", "x"), unset)
-	eventually(t, waitTimeout, func() bool {
-		n := 0
-		for _, d := range dl.all() {
-			if errors.Is(d.Reason, dist.ErrEncode) {
-				n++
-			}
-		}
-		return n >= 2
-	}, "a second ErrEncode dead letter (queued path)")
+	eventually(t, waitTimeout, func() bool { return dl.count(dist.ErrEncode) >= 2 },
+		"a second ErrEncode dead letter (queued path)")
 }

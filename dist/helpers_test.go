@@ -160,6 +160,17 @@ func (d *deadLetters) find(reason error) (deadLetter, bool) {
 	return deadLetter{}, false
 }
 
+// count is how many dead letters so far have a reason matching reason.
+func (d *deadLetters) count(reason error) int {
+	n := 0
+	for _, dl := range d.all() {
+		if errors.Is(dl.Reason, reason) {
+			n++
+		}
+	}
+	return n
+}
+
 func (d *deadLetters) all() []deadLetter {
 	d.mu.Lock()
 	defer d.mu.Unlock()

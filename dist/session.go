@@ -616,22 +616,7 @@ func (c *pidCache) target(e *envelope, node string) *actor.PID {
 	if e.targetRequestID != 0 {
 		return &actor.PID{Address: node, Id: e.target, RequestId: e.targetRequestID}
 	}
-	if c.lastTarget != nil && c.lastTarget.Id == e.target {
-		return c.lastTarget
-	}
-	if oneShotID(e.target) {
-		return &actor.PID{Address: node, Id: e.target}
-	}
-	p, ok := c.targets[e.target]
-	if !ok {
-		if c.targets == nil || len(c.targets) >= pidCacheMax {
-			c.targets = make(map[string]*actor.PID)
-		}
-		p = &actor.PID{Address: node, Id: e.target}
-		c.targets[e.target] = p
-	}
-	c.lastTarget = p
-	return p
+	return cachedPID(&c.targets, &c.lastTarget, node, e.target)
 }
 
 func (c *pidCache) sender(e *envelope, peer string) *actor.PID {
@@ -645,21 +630,28 @@ func (c *pidCache) sender(e *envelope, peer string) *actor.PID {
 	if e.senderRequestID != 0 || addr != peer {
 		return &actor.PID{Address: addr, Id: e.senderID, RequestId: e.senderRequestID}
 	}
-	if c.lastSender != nil && c.lastSender.Id == e.senderID {
-		return c.lastSender
+	return cachedPID(&c.senders, &c.lastSender, peer, e.senderID)
+}
+
+// cachedPID returns the PID {addr, id} from cache, or last when it has
+// that id, making and caching it otherwise (future ids are made, never
+// cached). One cache holds PIDs of a single address.
+func cachedPID(cache *map[string]*actor.PID, last **actor.PID, addr, id string) *actor.PID {
+	if *last != nil && (*last).Id == id {
+		return *last
 	}
-	if oneShotID(e.senderID) {
-		return &actor.PID{Address: addr, Id: e.senderID}
+	if oneShotID(id) {
+		return &actor.PID{Address: addr, Id: id}
 	}
-	p, ok := c.senders[e.senderID]
+	p, ok := (*cache)[id]
 	if !ok {
-		if c.senders == nil || len(c.senders) >= pidCacheMax {
-			c.senders = make(map[string]*actor.PID)
+		if *cache == nil || len(*cache) >= pidCacheMax {
+			*cache = make(map[string]*actor.PID)
 		}
-		p = &actor.PID{Address: addr, Id: e.senderID}
-		c.senders[e.senderID] = p
+		p = &actor.PID{Address: addr, Id: id}
+		(*cache)[id] = p
 	}
-	c.lastSender = p
+	*last = p
 	return p
 }
 
