@@ -3,7 +3,10 @@ package dist
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -142,4 +145,45 @@ func TestOneShotIDsAreNotCached(t *testing.T) {
 	if c.target(&e, "me@host") != c.target(&e, "me@host") || c.sender(&e, "peer@host") != c.sender(&e, "peer@host") {
 		t.Fatal("long-lived ids are not cached")
 	}
+}
+
+// FuzzBufferedFrame: reading a stream with bufferedFrame first (falling
+// back to transport.ReadFrame) yields exactly the frames, and the error,
+// that transport.ReadFrame alone yields, whatever the bytes and however
+// the read buffer splits them.
+func FuzzBufferedFrame(f *testing.F) {
+	frame := func(body string) []byte {
+		return append(protowire.AppendVarint(nil, uint64(len(body))), body...)
+	}
+	f.Add(append(frame("hello"), frame("world!")...), uint8(16), uint16(100))
+	f.Add(append(frame(strings.Repeat("x", 40)), 0x80), uint8(16), uint16(100))
+	f.Add([]byte{0x85, 0x00, 'a', 'b', 'c', 'd', 'e'}, uint8(16), uint16(100))
+	f.Add([]byte{0x00, 0x03, 'a', 'b', 'c'}, uint8(16), uint16(2))
+	f.Fuzz(func(t *testing.T, data []byte, bufSize uint8, max uint16) {
+		size := 16 + int(bufSize) // bufio's minimum is 16
+		limit := int(max)
+		read := func(fast bool) (frames []string, err error) {
+			br := bufio.NewReaderSize(bytes.NewReader(data), size)
+			for len(frames) < 1000 {
+				if fast {
+					if f, used := bufferedFrame(br, limit); f != nil {
+						frames = append(frames, string(f))
+						br.Discard(used)
+						continue
+					}
+				}
+				f, err := transport.ReadFrame(br, nil, limit)
+				if err != nil {
+					return frames, err
+				}
+				frames = append(frames, string(f))
+			}
+			return frames, nil
+		}
+		want, wantErr := read(false)
+		got, gotErr := read(true)
+		if !slices.Equal(got, want) || !errors.Is(gotErr, wantErr) && gotErr != wantErr {
+			t.Fatalf("with bufferedFrame: %q, %v; ReadFrame alone: %q, %v", got, gotErr, want, wantErr)
+		}
+	})
 }
