@@ -217,7 +217,12 @@ func TestMigrationRescuesSessionWhenOldPathDies(t *testing.T) {
 	fa := transport.NewFaultAdapter(transport.UDPAdapter{Addr: "127.0.0.1:0"})
 	a, b := migrationPair(t, actors.Config{Adapter: fa, IdleTimeout: idle}, actors.Config{IdleTimeout: idle})
 	downA, downB := monitorProbe(t, a, b.Name()), monitorProbe(t, b, a.Name())
-	load := startSequenceLoad(t, a, b, 4, 256)
+	// A light load: quic-go v0.65 cannot probe a new path while the old,
+	// dead one holds a full congestion window of unacknowledged data
+	// (TestMigrateAfterDeadPathFilledCongestionWindow in transport,
+	// docs/migration.md). 4 x 256 messages in flight filled it now and then
+	// on a loaded machine; 2 x 32 stay far below it.
+	load := startSequenceLoad(t, a, b, 2, 32)
 	load.waitProgress(t, 1000, "before the blackhole")
 
 	fa.SetBlackhole(true) // the node's own socket: the old path is dead

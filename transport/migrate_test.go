@@ -91,6 +91,46 @@ func TestMigrateSavesSessionWhenOldPathDies(t *testing.T) {
 	wait()
 }
 
+// TestMigrateAfterDeadPathFilledCongestionWindow pins down a limitation
+// of quic-go v0.65 that docs/migration.md describes: a client sends path
+// probes only while its congestion controller allows sending, so when the
+// old path dies with the congestion window full of unacknowledged data
+// (nothing will ever be acknowledged), the new path is never probed and
+// Migrate times out, where the same migration with little in flight takes
+// about a millisecond. If this test starts failing, quic-go changed: the
+// rescue works under load, and the docs should say so.
+func TestMigrateAfterDeadPathFilledCongestionWindow(t *testing.T) {
+	for _, tc := range []struct {
+		inFlight int
+		rescued  bool
+	}{{1 << 10, true}, {1 << 20, false}} {
+		fa := NewFaultAdapter(nil)
+		a := startTransport(t, Config{Adapter: fa, IdleTimeout: 5 * time.Second})
+		b := startTransport(t, Config{IdleTimeout: 5 * time.Second})
+		dialed, accepted := connect(t, a, b)
+		echoStreams(t, accepted)
+		roundTrip(t, dialed, []byte("before"))
+		ctx := testContext(t, 10*time.Second)
+		s, err := dialed.OpenStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fa.SetBlackhole(true)
+		go func() { _, _ = s.Write(make([]byte, tc.inFlight)) }()
+		time.Sleep(100 * time.Millisecond) // the data goes into the dead path
+		mctx, cancel := context.WithTimeout(ctx, time.Second)
+		err = dialed.Migrate(mctx, UDPAdapter{Addr: "127.0.0.2:0"})
+		cancel()
+		switch {
+		case tc.rescued && err != nil:
+			t.Fatalf("%d bytes in flight on the dead path: Migrate: %v", tc.inFlight, err)
+		case !tc.rescued && !errors.Is(err, ErrMigrationTimeout):
+			t.Fatalf("%d bytes in flight on the dead path (congestion window full): Migrate = %v, want ErrMigrationTimeout (quic-go's limitation gone? update docs/migration.md)", tc.inFlight, err)
+		}
+		_ = dialed.CloseWithError(CodeNone, "")
+	}
+}
+
 func TestMigrateTimeoutKeepsOldPath(t *testing.T) {
 	a := startTransport(t, Config{})
 	b := startTransport(t, Config{})
