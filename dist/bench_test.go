@@ -13,18 +13,10 @@ import (
 )
 
 // BenchmarkPingPong measures windowed ping-pong between two nodes: b.N
-// pings, each answered by a pong; at most 1,000 in flight.
+// pings, each answered by a pong; at most 10,000 in flight.
 func BenchmarkPingPong(b *testing.B) {
-	dir := b.TempDir()
-	start := func(name string) *actors.Node {
-		n, err := actors.Start(context.Background(), actors.Config{Name: name, DiscoveryDir: dir, DisableDNS: true, Logger: quiet})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { n.Stop() })
-		return n
-	}
-	a, e := start("a@localhost"), start("b@localhost")
+	cfg := actors.Config{DiscoveryDir: b.TempDir(), DisableDNS: true}
+	a, e := startNode(b, "a@localhost", cfg), startNode(b, "b@localhost", cfg)
 	if _, err := e.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
 		if m, ok := c.Message().(*wrapperspb.Int64Value); ok {
 			c.Respond(m)
@@ -84,16 +76,8 @@ func processCPU() int64 {
 // BenchmarkBulk64K sends b.N 64 KiB messages one way, at most 32 in flight
 // (acknowledged every 8), and reports bytes per second.
 func BenchmarkBulk64K(b *testing.B) {
-	dir := b.TempDir()
-	start := func(name string) *actors.Node {
-		n, err := actors.Start(context.Background(), actors.Config{Name: name, DiscoveryDir: dir, DisableDNS: true, Logger: quiet})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { n.Stop() })
-		return n
-	}
-	a, s := start("a@localhost"), start("b@localhost")
+	cfg := actors.Config{DiscoveryDir: b.TempDir(), DisableDNS: true}
+	a, s := startNode(b, "a@localhost", cfg), startNode(b, "b@localhost", cfg)
 	got := 0
 	if _, err := s.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
 		if _, ok := c.Message().(*wrapperspb.BytesValue); ok {
