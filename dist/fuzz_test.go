@@ -10,7 +10,8 @@ import (
 	"github.com/cask-p2p/cask/proto/caskpb"
 )
 
-// FuzzDecodeEnvelope: decodeEnvelope never panics, and whatever it accepts
+// FuzzDecodeEnvelope: decodeEnvelope never panics, a reader's interner does
+// not change what it decodes, and whatever it accepts
 // re-encodes (appendEnvelope) to bytes that decode to the same envelope,
 // that the generated caskpb.Envelope reads the same way, and whose size()
 // is exact.
@@ -22,11 +23,21 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0x01, 't', 0x80})
+	f.Add(append([]byte{0x0a, 0x08}, "future$1"...))
 	f.Add([]byte{0x0a, 0x01, 't', 0x4a, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var e envelope
 		if err := decodeEnvelope(b, &e); err != nil {
 			return
+		}
+		// A reader's interner (first sight, then its remembered values)
+		// decodes to the same envelope.
+		var in interner
+		for range 2 {
+			var ie envelope
+			if err := decodeEnvelopeInterned(b, &ie, &in); err != nil || !envelopesEqual(ie, e) {
+				t.Fatalf("interned decode: %v\n%+v\nplain\n%+v", err, ie, e)
+			}
 		}
 		frame := appendEnvelope(nil, &e)
 		n, k := protowire.ConsumeVarint(frame)
