@@ -54,11 +54,6 @@ type controller struct {
 	shutting     bool
 }
 
-type pendingSpawn struct {
-	msg     *Spawn
-	replyTo *actor.PID
-}
-
 func newController(m *Manager, ep *endpoint) *controller {
 	return &controller{m: m, ep: ep, peer: ep.name, spawns: make(map[uint64]*actor.PID)}
 }
@@ -403,72 +398,6 @@ func (c *controller) closeGracefully(s *session, reason caskpb.GoodbyeReason, in
 	}()
 }
 
-func (c *controller) flushSpawns() {
-	s := c.sess
-	for _, p := range c.spawnWait {
-		c.spawnSeq++
-		id := c.spawnSeq
-		err := s.sendControl(&caskpb.Control{Body: &caskpb.Control_SpawnRequest{SpawnRequest: &caskpb.SpawnRequest{
-			RequestId: id, Kind: p.msg.Kind, Name: p.msg.Name,
-		}}})
-		if err != nil {
-			c.m.system.Root.Send(p.replyTo, &SpawnResult{Err: peerErr("spawn", c.peer, ErrConnectionLost)})
-			continue
-		}
-		if p.replyTo != nil {
-			c.spawns[id] = p.replyTo
-		}
-	}
-	c.spawnWait = nil
-}
-
-func (c *controller) onSpawnRequest(r *spawnRequest) {
-	req := r.req
-	resp := &caskpb.SpawnResponse{RequestId: req.GetRequestId()}
-	props := c.m.kind(req.GetKind())
-	switch {
-	case props == nil:
-		resp.Error, resp.Detail = caskpb.SpawnError_SPAWN_ERROR_UNKNOWN_KIND, "kind "+req.GetKind()+" is not registered"
-	case req.GetName() == "":
-		resp.PidId = c.m.system.Root.Spawn(props).Id
-	default:
-		pid, err := c.m.system.Root.SpawnNamed(props, req.GetName())
-		switch {
-		case errors.Is(err, actor.ErrNameExists):
-			resp.Error, resp.Detail = caskpb.SpawnError_SPAWN_ERROR_NAME_TAKEN, "name "+req.GetName()+" is taken"
-		case err != nil:
-			resp.Error, resp.Detail = caskpb.SpawnError_SPAWN_ERROR_FAILED, err.Error()
-		default:
-			resp.PidId = pid.Id
-		}
-	}
-	if resp.Error != caskpb.SpawnError_SPAWN_ERROR_NONE {
-		c.m.log.Info("refused remote spawn", c.log("kind", req.GetKind(), "name", req.GetName(), "detail", resp.Detail)...)
-	}
-	_ = r.s.sendControl(&caskpb.Control{Body: &caskpb.Control_SpawnResponse{SpawnResponse: resp}})
-}
-
-func (c *controller) onSpawnResponse(r *spawnResponse) {
-	resp := r.resp
-	reply, ok := c.spawns[resp.GetRequestId()]
-	if !ok {
-		return
-	}
-	delete(c.spawns, resp.GetRequestId())
-	var res SpawnResult
-	switch resp.GetError() {
-	case caskpb.SpawnError_SPAWN_ERROR_NONE:
-		res.PID = actor.NewPID(c.peer, resp.GetPidId())
-	case caskpb.SpawnError_SPAWN_ERROR_UNKNOWN_KIND:
-		res.Err = peerErr("spawn", c.peer, fmt.Errorf("%w: %s", ErrUnknownKind, resp.GetDetail()))
-	case caskpb.SpawnError_SPAWN_ERROR_NAME_TAKEN:
-		res.Err = peerErr("spawn", c.peer, fmt.Errorf("%w: %s", ErrNameTaken, resp.GetDetail()))
-	default:
-		res.Err = peerErr("spawn", c.peer, fmt.Errorf("%w: %s", ErrSpawnFailed, resp.GetDetail()))
-	}
-	c.m.system.Root.Send(reply, &res)
-}
-
 func (c *controller) armReaper() {
 	if c.m.cfg.ReapIdleAfter < 0 {
 		return
@@ -503,4 +432,21 @@ func (c *controller) reap() {
 	c.m.log.Info("reaping idle channel", c.log("idle", now.Sub(c.idleSince).Round(time.Millisecond))...)
 	c.retire(ReasonIdle, nil)
 	c.closeGracefully(s, caskpb.GoodbyeReason_GOODBYE_REASON_IDLE, true)
+}
+
+// channelCheck says why there is no usable channel: ErrStopped,
+// ErrNotConnected (no channel) or ErrNoConn (the channel's connection is
+// gone or closing); nil when there is one.
+func (c *controller) channelCheck() error {
+	switch {
+	case c.shutting || c.m.stopping.Load():
+		return ErrStopped
+	case c.state != stateConnected || c.sess == nil:
+		return ErrNotConnected
+	case c.sess.conn.Context().Err() != nil:
+		return fmt.Errorf("%w: %w", ErrNoConn, context.Cause(c.sess.conn.Context()))
+	case c.sess.isClosing():
+		return fmt.Errorf("%w: the channel is closing", ErrNoConn)
+	}
+	return nil
 }

@@ -160,17 +160,6 @@ func (ep *endpoint) queue(pid *actor.PID, msg any, pm proto.Message, sender *act
 		header: header, system: system, msg: msg})
 }
 
-// tooLarge is the ErrMessageTooLarge for a message of size bytes over
-// limit; peer names the node whose limit it is, "" for this node's.
-//
-//go:noinline
-func tooLarge(typeName string, size, limit int, peer string) error {
-	if peer == "" {
-		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrMessageTooLarge, typeName, size, limit)
-	}
-	return fmt.Errorf("%w: %s is %d bytes, %s accepts at most %d", ErrMessageTooLarge, typeName, size, peer, limit)
-}
-
 // sendSlow queues o while there is no usable session.
 func (ep *endpoint) sendSlow(o *outbound) {
 	for {

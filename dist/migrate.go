@@ -235,23 +235,6 @@ func (c *controller) answerMigration(p *pendingMigration, err error) {
 	}
 }
 
-// channelCheck says why there is no usable channel: ErrStopped,
-// ErrNotConnected (no channel) or ErrNoConn (the channel's connection is
-// gone or closing); nil when there is one.
-func (c *controller) channelCheck() error {
-	switch {
-	case c.shutting || c.m.stopping.Load():
-		return ErrStopped
-	case c.state != stateConnected || c.sess == nil:
-		return ErrNotConnected
-	case c.sess.conn.Context().Err() != nil:
-		return fmt.Errorf("%w: %w", ErrNoConn, context.Cause(c.sess.conn.Context()))
-	case c.sess.isClosing():
-		return fmt.Errorf("%w: the channel is closing", ErrNoConn)
-	}
-	return nil
-}
-
 // migrationCheck is channelCheck plus the checks that need no I/O: only
 // the dialer may migrate, and not when the peer forbade it.
 func (c *controller) migrationCheck() error {
@@ -309,25 +292,4 @@ func withPort(addr string) string {
 		return addr
 	}
 	return net.JoinHostPort(addr, "0")
-}
-
-// routeToController forwards a request about node to its controller, or
-// answers it with fail(err) when the node is invalid, the dist layer is
-// stopping or there is no channel (no controller) to node. It never
-// spawns a controller: these requests do not open channels.
-func (a *managerActor) routeToController(ctx actor.Context, node string, fail func(error) any) {
-	if err := a.m.checkPeer(node); err != nil {
-		ctx.Respond(fail(err))
-		return
-	}
-	c, ok := a.controllers[node]
-	if !ok || a.stopping {
-		err := ErrNotConnected
-		if a.stopping {
-			err = ErrStopped
-		}
-		ctx.Respond(fail(err))
-		return
-	}
-	ctx.Forward(c)
 }

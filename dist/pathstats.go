@@ -2,7 +2,6 @@ package dist
 
 import (
 	"context"
-	"net"
 	"time"
 
 	"github.com/cask-p2p/cask/transport"
@@ -53,40 +52,4 @@ func (c *controller) pathStats() *PathStatsResult {
 		return &PathStatsResult{Node: c.peer, Err: peerErr("path stats", c.peer, err)}
 	}
 	return &PathStatsResult{Node: c.peer, Stats: c.sess.conn.Stats()}
-}
-
-// ConnectOptions are per-peer settings for connects this node makes to
-// one peer (Manager.SetConnectOptions).
-type ConnectOptions struct {
-	// Adapter opens the socket the connection is dialed from instead of
-	// the node's shared socket, e.g. transport.RelayAdapter to reach the
-	// peer through a relay. Nil means the shared socket.
-	Adapter transport.SocketAdapter
-}
-
-// SetConnectOptions sets the options used by every connect to node from
-// now on: the next one, and any reconnect after it. A live channel is not
-// touched (migrate it with MigratePeer instead). Zero options remove the
-// setting.
-func (m *Manager) SetConnectOptions(node string, opts ConnectOptions) error {
-	if err := ValidateNodeName(node); err != nil {
-		return peerErr("connect options", node, err)
-	}
-	if opts.Adapter == nil {
-		m.connectOptions.Delete(node)
-		return nil
-	}
-	m.connectOptions.Store(node, opts)
-	return nil
-}
-
-// dialAddr dials one of node's addresses, from the socket its
-// ConnectOptions name, if any.
-func (m *Manager) dialAddr(ctx context.Context, node string, addr net.Addr) (*transport.Conn, error) {
-	if v, ok := m.connectOptions.Load(node); ok {
-		if o := v.(ConnectOptions); o.Adapter != nil {
-			return m.tr.DialVia(ctx, addr, o.Adapter)
-		}
-	}
-	return m.tr.Dial(ctx, addr)
 }

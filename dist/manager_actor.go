@@ -263,3 +263,24 @@ func (a *managerActor) publish(ctx actor.Context, ev *nodeEvent) {
 		ctx.Send(w, msg)
 	}
 }
+
+// routeToController forwards a request about node to its controller, or
+// answers it with fail(err) when the node is invalid, the dist layer is
+// stopping or there is no channel (no controller) to node. It never
+// spawns a controller: these requests do not open channels.
+func (a *managerActor) routeToController(ctx actor.Context, node string, fail func(error) any) {
+	if err := a.m.checkPeer(node); err != nil {
+		ctx.Respond(fail(err))
+		return
+	}
+	c, ok := a.controllers[node]
+	if !ok || a.stopping {
+		err := ErrNotConnected
+		if a.stopping {
+			err = ErrStopped
+		}
+		ctx.Respond(fail(err))
+		return
+	}
+	ctx.Forward(c)
+}

@@ -1,0 +1,247 @@
+package dist
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
+	"github.com/cask-p2p/cask/transport"
+	"google.golang.org/protobuf/proto"
+)
+
+// acceptLoop takes authenticated connections from the transport and runs
+// the dist handshake on each in its own goroutine.
+func (m *Manager) acceptLoop() {
+	defer m.wg.Done()
+	for {
+		conn, err := m.tr.Accept(m.ctx)
+		if err != nil {
+			if m.ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
+				m.log.Error("accept failed", "err", err)
+			}
+			return
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.handshakeInbound(conn)
+		}()
+	}
+}
+
+const maxHandshakeFrame = 64 << 10
+
+func (m *Manager) handshakeInbound(conn *transport.Conn) {
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ConnectTimeout)
+	defer cancel()
+	ctrl, err := conn.AcceptStream(ctx)
+	if err != nil {
+		m.log.Warn("inbound connection sent no control stream", "remote", conn.RemoteAddr(), "err", err)
+		conn.CloseWithError(transport.CodeHandshakeFailed, "no control stream")
+		return
+	}
+	deadline, _ := ctx.Deadline()
+	ctrl.SetReadDeadline(deadline)
+	br := bufio.NewReaderSize(ctrl, 16<<10)
+	frame, err := transport.ReadFrame(br, nil, maxHandshakeFrame)
+	var hello caskpb.DistHello
+	if err == nil {
+		err = proto.Unmarshal(frame, &hello)
+	}
+	if err != nil {
+		m.log.Warn("bad dist hello", "remote", conn.RemoteAddr(), "err", err)
+		m.reject(conn, ctrl, caskpb.RejectReason_REJECT_REASON_BAD_HELLO, err.Error())
+		return
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	peer := hello.GetNode()
+	reason, detail := m.checkHello(&hello, conn)
+	if reason != caskpb.RejectReason_REJECT_REASON_UNSPECIFIED {
+		m.log.Warn("rejected dist hello", "peer", peer, "remote", conn.RemoteAddr(), "reason", reason, "detail", detail)
+		m.reject(conn, ctrl, reason, detail)
+		return
+	}
+	m.system.Root.Send(m.pid, &inboundHello{conn: conn, ctrl: ctrl, br: br, hello: &hello})
+}
+
+func (m *Manager) checkHello(h *caskpb.DistHello, conn *transport.Conn) (caskpb.RejectReason, string) {
+	switch {
+	case m.stopping.Load():
+		return caskpb.RejectReason_REJECT_REASON_SHUTTING_DOWN, "node is stopping"
+	case ValidateNodeName(h.GetNode()) != nil || h.GetNode() == m.name:
+		return caskpb.RejectReason_REJECT_REASON_BAD_HELLO, fmt.Sprintf("bad node name %q", h.GetNode())
+	case h.GetToNode() != m.name:
+		return caskpb.RejectReason_REJECT_REASON_WRONG_NODE, fmt.Sprintf("this is %s, not %s", m.name, h.GetToNode())
+	case h.GetIncarnation() == 0:
+		return caskpb.RejectReason_REJECT_REASON_BAD_HELLO, "zero incarnation"
+	}
+	if id := conn.Identity().Node; id != "" && id != h.GetNode() {
+		return caskpb.RejectReason_REJECT_REASON_BAD_HELLO, fmt.Sprintf("authenticated as %s but says %s", id, h.GetNode())
+	}
+	if _, ok := negotiateVersion(h.GetMinVersion(), h.GetMaxVersion()); !ok {
+		return caskpb.RejectReason_REJECT_REASON_VERSION, fmt.Sprintf("peer speaks %d..%d, this node %d..%d",
+			h.GetMinVersion(), h.GetMaxVersion(), MinProtocolVersion, MaxProtocolVersion)
+	}
+	return caskpb.RejectReason_REJECT_REASON_UNSPECIFIED, ""
+}
+
+func negotiateVersion(lo, hi uint32) (uint32, bool) {
+	v := min(hi, uint32(MaxProtocolVersion))
+	if v < max(lo, uint32(MinProtocolVersion)) {
+		return 0, false
+	}
+	return v, true
+}
+
+func (m *Manager) capabilities() uint64 {
+	caps := uint64(1) << caskpb.Capability_CAPABILITY_USER_STREAMS
+	if !m.cfg.DisableMigration {
+		caps |= 1 << caskpb.Capability_CAPABILITY_MIGRATION
+	}
+	return caps
+}
+
+// reject answers a hello with a refusal and closes the connection once the
+// dialer has read it (or after a short grace).
+func (m *Manager) reject(conn *transport.Conn, ctrl *transport.Stream, reason caskpb.RejectReason, detail string) {
+	b, _ := proto.Marshal(&caskpb.DistWelcome{Accepted: false, Reason: reason, Detail: detail, Node: m.name})
+	ctrl.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := ctrl.Write(transport.AppendFrame(nil, b)); err == nil {
+		ctrl.Close()
+		select {
+		case <-conn.Context().Done():
+		case <-time.After(time.Second):
+		case <-m.ctx.Done():
+		}
+	}
+	conn.CloseWithError(transport.CodeHandshakeFailed, "dist handshake rejected: "+reason.String())
+}
+
+// dialResult is what a connect goroutine reports to its controller.
+type dialResult struct {
+	seq     uint64
+	conn    *transport.Conn
+	ctrl    *transport.Stream
+	br      *bufio.Reader
+	welcome *caskpb.DistWelcome
+	err     error
+}
+
+// dial resolves node, dials its addresses in turn and runs the dist
+// handshake as the dialer.
+func (m *Manager) dial(ctx context.Context, node string) *dialResult {
+	addrs, err := m.resolver.Resolve(ctx, node)
+	if err != nil {
+		return &dialResult{err: err}
+	}
+	var conn *transport.Conn
+	var errs []error
+	for _, addr := range addrs {
+		// The identity handshake refuses a peer that is not node before
+		// trusting any key of it.
+		conn, err = m.dialAddr(transport.WithExpectedPeer(ctx, node), node, addr)
+		if err == nil {
+			break
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+	}
+	if conn == nil {
+		return &dialResult{err: fmt.Errorf("%w: %w", ErrConnectFailed, errors.Join(errs...))}
+	}
+	res, err := m.handshakeOutbound(ctx, conn, node)
+	if err != nil {
+		conn.CloseWithError(transport.CodeHandshakeFailed, err.Error())
+		return &dialResult{err: err}
+	}
+	return res
+}
+
+// ConnectOptions are per-peer settings for connects this node makes to
+// one peer (Manager.SetConnectOptions).
+type ConnectOptions struct {
+	// Adapter opens the socket the connection is dialed from instead of
+	// the node's shared socket, e.g. transport.RelayAdapter to reach the
+	// peer through a relay. Nil means the shared socket.
+	Adapter transport.SocketAdapter
+}
+
+// SetConnectOptions sets the options used by every connect to node from
+// now on: the next one, and any reconnect after it. A live channel is not
+// touched (migrate it with MigratePeer instead). Zero options remove the
+// setting.
+func (m *Manager) SetConnectOptions(node string, opts ConnectOptions) error {
+	if err := ValidateNodeName(node); err != nil {
+		return peerErr("connect options", node, err)
+	}
+	if opts.Adapter == nil {
+		m.connectOptions.Delete(node)
+		return nil
+	}
+	m.connectOptions.Store(node, opts)
+	return nil
+}
+
+// dialAddr dials one of node's addresses, from the socket its
+// ConnectOptions name, if any.
+func (m *Manager) dialAddr(ctx context.Context, node string, addr net.Addr) (*transport.Conn, error) {
+	if v, ok := m.connectOptions.Load(node); ok {
+		if o := v.(ConnectOptions); o.Adapter != nil {
+			return m.tr.DialVia(ctx, addr, o.Adapter)
+		}
+	}
+	return m.tr.Dial(ctx, addr)
+}
+
+func (m *Manager) handshakeOutbound(ctx context.Context, conn *transport.Conn, node string) (*dialResult, error) {
+	if id := conn.Identity().Node; id != "" && id != node {
+		return nil, fmt.Errorf("%w: authenticated peer is %s", ErrConnectFailed, id)
+	}
+	ctrl, err := conn.OpenStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open control stream: %w", ErrConnectFailed, err)
+	}
+	deadline, _ := ctx.Deadline()
+	ctrl.SetDeadline(deadline)
+	b, _ := proto.Marshal(&caskpb.DistHello{
+		Node: m.name, Incarnation: m.inc, MinVersion: MinProtocolVersion, MaxVersion: MaxProtocolVersion,
+		Capabilities: m.capabilities(), ToNode: node, MaxMessageSize: uint32(m.cfg.MaxMessageSize),
+	})
+	if _, err := ctrl.Write(transport.AppendFrame(nil, b)); err != nil {
+		return nil, fmt.Errorf("%w: write hello: %w", ErrConnectFailed, err)
+	}
+	br := bufio.NewReaderSize(ctrl, 16<<10)
+	frame, err := transport.ReadFrame(br, nil, maxHandshakeFrame)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read welcome: %w", ErrConnectFailed, err)
+	}
+	var w caskpb.DistWelcome
+	if err := proto.Unmarshal(frame, &w); err != nil {
+		return nil, fmt.Errorf("%w: %w: welcome: %v", ErrConnectFailed, ErrProtocol, err)
+	}
+	if !w.GetAccepted() {
+		return &dialResult{conn: conn, welcome: &w, err: fmt.Errorf("%w: %s: %s", ErrRejected, w.GetReason(), w.GetDetail())}, nil
+	}
+	if w.GetNode() != node {
+		return nil, fmt.Errorf("%w: welcome from %q", ErrConnectFailed, w.GetNode())
+	}
+	if v := w.GetVersion(); v < MinProtocolVersion || v > MaxProtocolVersion {
+		return nil, fmt.Errorf("%w: peer chose version %d", ErrConnectFailed, v)
+	}
+	if w.GetIncarnation() == 0 {
+		return nil, fmt.Errorf("%w: zero incarnation", ErrConnectFailed)
+	}
+	ctrl.SetDeadline(time.Time{})
+	return &dialResult{conn: conn, ctrl: ctrl, br: br, welcome: &w}, nil
+}
+
+// addrString formats an address for logs.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
