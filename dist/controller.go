@@ -1,6 +1,7 @@
 package dist
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,40 @@ import (
 
 	"github.com/cask-p2p/cask/proto/caskpb"
 	"github.com/cask-p2p/cask/transport"
+)
+
+// Messages a controller receives from its goroutines (dial, handshake,
+// session readers, timers) and from the manager actor, besides the public
+// request messages (Connect, Spawn, SendMembership, MigratePeer,
+// GetPathStats). Each names the session it is about, so news about a
+// session that was already replaced is recognised and dropped.
+type (
+	ensureConnected struct{ node string }
+	inboundHello    struct {
+		conn          *transport.Conn
+		controlStream *transport.Stream
+		controlReader *bufio.Reader
+		hello         *caskpb.DistHello
+	}
+	sessionClosed struct {
+		s      *session
+		err    error
+		reason NodeDownReason
+	}
+	peerGoodbye struct {
+		s      *session
+		reason NodeDownReason
+	}
+	spawnRequest struct {
+		s   *session
+		req *caskpb.SpawnRequest
+	}
+	spawnResponse struct {
+		s    *session
+		resp *caskpb.SpawnResponse
+	}
+	reapTick  struct{}
+	dupRedial struct{ seq uint64 }
 )
 
 type ctrlState int
@@ -215,7 +250,7 @@ func (c *controller) onDialResult(r *dialResult) {
 		return
 	}
 	w := r.welcome
-	c.establish(newSession(c.m, c.ep, r.conn, r.ctrl, r.br, w.GetIncarnation(), w.GetCapabilities(), w.GetMaxMessageSize()))
+	c.establish(newSession(c.m, c.ep, r.conn, r.controlStream, r.controlReader, w.GetIncarnation(), w.GetCapabilities(), w.GetMaxMessageSize()))
 }
 
 // onInbound decides whether to accept an inbound connection. Simultaneous
@@ -230,7 +265,7 @@ func (c *controller) onInbound(in *inboundHello) {
 		c.m.wg.Add(1)
 		go func() {
 			defer c.m.wg.Done()
-			c.m.reject(in.conn, in.ctrl, reason, detail)
+			c.m.reject(in.conn, in.controlStream, reason, detail)
 		}()
 	}
 	if c.shutting || c.m.stopping.Load() {
@@ -265,14 +300,14 @@ func (c *controller) onInbound(in *inboundHello) {
 		c.state = stateIdle
 	}
 	version, _ := negotiateVersion(h.GetMinVersion(), h.GetMaxVersion())
-	s := newSession(c.m, c.ep, in.conn, in.ctrl, in.br, h.GetIncarnation(), h.GetCapabilities(), h.GetMaxMessageSize())
+	s := newSession(c.m, c.ep, in.conn, in.controlStream, in.controlReader, h.GetIncarnation(), h.GetCapabilities(), h.GetMaxMessageSize())
 	welcome, _ := proto.Marshal(&caskpb.DistWelcome{
 		Accepted: true, Node: c.m.name, Incarnation: c.m.inc, Version: version, Capabilities: c.m.capabilities(),
 		MaxMessageSize: uint32(c.m.cfg.MaxMessageSize),
 	})
 	// The welcome is the first frame of the control writer, so it reaches
 	// the dialer before any control frame of the session.
-	w := s.control
+	w := s.controlWriter
 	w.lock()
 	w.buf = transport.AppendFrame(w.buf, welcome)
 	w.unlockAndSignal()

@@ -20,23 +20,23 @@ type endpoint struct {
 	name string
 	mgr  *Manager
 
-	sess atomic.Pointer[session] // current open session, nil when none
-	ctrl atomic.Pointer[actor.PID]
-	pins atomic.Int32
+	sess          atomic.Pointer[session] // current open session, nil when none
+	controllerPID atomic.Pointer[actor.PID]
+	pins          atomic.Int32
 
 	mu        sync.Mutex
-	pending   []*outbound
+	pending   []*queuedMessage
 	requested bool // a connect was asked for and is not settled
 	// outbound: remote watchee id → local watchers (by id).
-	outbound map[string]map[string]*actor.PID
+	watchesOut map[string]map[string]*actor.PID
 	// inbound: local watchee id → remote watchers (by id).
-	inbound map[string]map[string]*actor.PID
+	watchesIn map[string]map[string]*actor.PID
 }
 
 var _ actor.Process = (*endpoint)(nil)
 
-// outbound is one encoded message waiting for a session.
-type outbound struct {
+// queuedMessage is one encoded message waiting for a session.
+type queuedMessage struct {
 	target   *actor.PID
 	sender   *actor.PID
 	typeName string
@@ -50,7 +50,7 @@ func newEndpoint(m *Manager, name string) *endpoint {
 	return &endpoint{name: name, mgr: m}
 }
 
-func (ep *endpoint) controller() *actor.PID { return ep.ctrl.Load() }
+func (ep *endpoint) controller() *actor.PID { return ep.controllerPID.Load() }
 
 // SendUserMessage implements actor.Process.
 func (ep *endpoint) SendUserMessage(pid *actor.PID, message any) {
@@ -81,18 +81,18 @@ func (ep *endpoint) SendSystemMessage(pid *actor.PID, message any) {
 			return
 		}
 		ep.mu.Lock()
-		ep.outbound = addWatch(ep.outbound, pid.Id, m.Watcher)
+		ep.watchesOut = addWatch(ep.watchesOut, pid.Id, m.Watcher)
 		ep.mu.Unlock()
 		ep.send(pid, m, m.Watcher, nil, true)
 	case *actor.Unwatch:
 		if m.Watcher == nil {
 			return
 		}
-		ep.removeOutboundWatch(pid, m.Watcher.Id)
+		ep.removeWatchOut(pid, m.Watcher.Id)
 		ep.send(pid, m, m.Watcher, nil, true)
 	case *actor.Terminated:
 		if m.Who != nil {
-			ep.removeInboundWatch(m.Who.Id, pid)
+			ep.removeWatchIn(m.Who.Id, pid)
 		}
 		ep.send(pid, m, nil, nil, true)
 	case *actor.Stop:
@@ -156,12 +156,12 @@ func (ep *endpoint) queue(pid *actor.PID, msg any, pm proto.Message, sender *act
 		ep.undeliverable(pid, msg, sender, tooLarge(typeName, len(payload), ep.mgr.cfg.MaxMessageSize, ""))
 		return
 	}
-	ep.sendSlow(&outbound{target: pid, sender: sender, typeName: typeName, payload: payload,
+	ep.sendSlow(&queuedMessage{target: pid, sender: sender, typeName: typeName, payload: payload,
 		header: header, system: system, msg: msg})
 }
 
 // sendSlow queues o while there is no usable session.
-func (ep *endpoint) sendSlow(o *outbound) {
+func (ep *endpoint) sendSlow(o *queuedMessage) {
 	for {
 		ep.mu.Lock()
 		if s := ep.sess.Load(); s != nil && !s.isClosing() {
@@ -214,29 +214,29 @@ func (ep *endpoint) attach(s *session) {
 
 // detach stops senders from using s. It returns the watches that were
 // live on it, which the controller turns into Terminated and Unwatch.
-func (ep *endpoint) detach(s *session) (outbound, inbound map[string]map[string]*actor.PID) {
+func (ep *endpoint) detach(s *session) (watchesOut, watchesIn map[string]map[string]*actor.PID) {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	if ep.sess.Load() == s {
 		ep.sess.Store(nil)
 	}
-	outbound, inbound = ep.outbound, ep.inbound
-	ep.outbound, ep.inbound = nil, nil
-	return outbound, inbound
+	watchesOut, watchesIn = ep.watchesOut, ep.watchesIn
+	ep.watchesOut, ep.watchesIn = nil, nil
+	return watchesOut, watchesIn
 }
 
 // failPending dead-letters every queued message with err and returns the
 // watches that were waiting for the channel.
-func (ep *endpoint) failPending(err error) (outbound map[string]map[string]*actor.PID) {
+func (ep *endpoint) failPending(err error) (watchesOut map[string]map[string]*actor.PID) {
 	ep.mu.Lock()
 	pending := ep.pending
 	ep.pending = nil
 	ep.requested = false
 	if ep.sess.Load() == nil {
-		outbound = ep.outbound
-		ep.outbound = nil
-		for id := range ep.inbound {
-			delete(ep.inbound, id)
+		watchesOut = ep.watchesOut
+		ep.watchesOut = nil
+		for id := range ep.watchesIn {
+			delete(ep.watchesIn, id)
 		}
 	}
 	ep.mu.Unlock()
@@ -246,7 +246,7 @@ func (ep *endpoint) failPending(err error) (outbound map[string]map[string]*acto
 		}
 		ep.undeliverable(o.target, o.msg, o.sender, err)
 	}
-	return outbound
+	return watchesOut
 }
 
 func (ep *endpoint) hasPending() bool {
@@ -258,7 +258,7 @@ func (ep *endpoint) hasPending() bool {
 func (ep *endpoint) hasWatches() bool {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
-	return len(ep.outbound) > 0 || len(ep.inbound) > 0
+	return len(ep.watchesOut) > 0 || len(ep.watchesIn) > 0
 }
 
 func (ep *endpoint) undeliverable(pid *actor.PID, msg any, sender *actor.PID, err error) {
@@ -266,21 +266,21 @@ func (ep *endpoint) undeliverable(pid *actor.PID, msg any, sender *actor.PID, er
 	ep.mgr.publishDeadLetter(pid, msg, sender, ep.name, err)
 }
 
-func (ep *endpoint) addInboundWatch(localID string, watcher *actor.PID) {
+func (ep *endpoint) addWatchIn(localID string, watcher *actor.PID) {
 	ep.mu.Lock()
-	ep.inbound = addWatch(ep.inbound, localID, watcher)
+	ep.watchesIn = addWatch(ep.watchesIn, localID, watcher)
 	ep.mu.Unlock()
 }
 
-func (ep *endpoint) removeInboundWatch(localID string, watcher *actor.PID) {
+func (ep *endpoint) removeWatchIn(localID string, watcher *actor.PID) {
 	ep.mu.Lock()
-	removeWatch(ep.inbound, localID, watcher.Id)
+	removeWatch(ep.watchesIn, localID, watcher.Id)
 	ep.mu.Unlock()
 }
 
-func (ep *endpoint) removeOutboundWatch(remote *actor.PID, localWatcherID string) {
+func (ep *endpoint) removeWatchOut(remote *actor.PID, localWatcherID string) {
 	ep.mu.Lock()
-	removeWatch(ep.outbound, remote.Id, localWatcherID)
+	removeWatch(ep.watchesOut, remote.Id, localWatcherID)
 	ep.mu.Unlock()
 }
 

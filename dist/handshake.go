@@ -65,7 +65,7 @@ func (m *Manager) handshakeInbound(conn *transport.Conn) {
 		m.reject(conn, ctrl, reason, detail)
 		return
 	}
-	m.system.Root.Send(m.pid, &inboundHello{conn: conn, ctrl: ctrl, br: br, hello: &hello})
+	m.system.Root.Send(m.pid, &inboundHello{conn: conn, controlStream: ctrl, controlReader: br, hello: &hello})
 }
 
 func (m *Manager) checkHello(h *caskpb.DistHello, conn *transport.Conn) (caskpb.RejectReason, string) {
@@ -123,12 +123,12 @@ func (m *Manager) reject(conn *transport.Conn, ctrl *transport.Stream, reason ca
 
 // dialResult is what a connect goroutine reports to its controller.
 type dialResult struct {
-	seq     uint64
-	conn    *transport.Conn
-	ctrl    *transport.Stream
-	br      *bufio.Reader
-	welcome *caskpb.DistWelcome
-	err     error
+	seq           uint64
+	conn          *transport.Conn
+	controlStream *transport.Stream
+	controlReader *bufio.Reader
+	welcome       *caskpb.DistWelcome
+	err           error
 }
 
 // dial resolves node, dials its addresses in turn and runs the dist
@@ -235,7 +235,7 @@ func (m *Manager) handshakeOutbound(ctx context.Context, conn *transport.Conn, n
 		return nil, fmt.Errorf("%w: zero incarnation", ErrConnectFailed)
 	}
 	ctrl.SetDeadline(time.Time{})
-	return &dialResult{conn: conn, ctrl: ctrl, br: br, welcome: &w}, nil
+	return &dialResult{conn: conn, controlStream: ctrl, controlReader: br, welcome: &w}, nil
 }
 
 // addrString formats an address for logs.

@@ -133,19 +133,19 @@ func (s *session) deliver(e *envelope, types *[]inboundType, pids *pidCache) err
 				s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE, "watch without watcher")
 				return nil
 			}
-			s.ep.addInboundWatch(e.target, m.Watcher)
+			s.ep.addWatchIn(e.target, m.Watcher)
 		case *actor.Unwatch:
 			if m.Watcher == nil {
 				s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE, "unwatch without watcher")
 				return nil
 			}
-			s.ep.removeInboundWatch(e.target, m.Watcher)
+			s.ep.removeWatchIn(e.target, m.Watcher)
 		case *actor.Terminated:
 			if m.Who == nil {
 				s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE, "terminated without who")
 				return nil
 			}
-			s.ep.removeOutboundWatch(m.Who, e.target)
+			s.ep.removeWatchOut(m.Who, e.target)
 		case *actor.Stop:
 		default:
 			s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE, t.name+" is not a system message")
@@ -318,7 +318,7 @@ func (s *session) readControl() {
 	defer s.wg.Done()
 	var buf []byte
 	for {
-		frame, err := transport.ReadFrame(s.br, buf, 1<<20)
+		frame, err := transport.ReadFrame(s.controlReader, buf, 1<<20)
 		if err != nil {
 			if err == io.EOF {
 				return

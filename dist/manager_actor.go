@@ -1,48 +1,19 @@
 package dist
 
 import (
-	"bufio"
-
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cask-p2p/cask/proto/caskpb"
-	"github.com/cask-p2p/cask/transport"
 )
 
-// Internal messages between the dist actors and their I/O goroutines.
+// Messages the manager actor receives from Manager and its controllers.
 type (
-	ensureConnected struct{ node string }
-	inboundHello    struct {
-		conn  *transport.Conn
-		ctrl  *transport.Stream
-		br    *bufio.Reader
-		hello *caskpb.DistHello
-	}
-	sessionClosed struct {
-		s      *session
-		err    error
-		reason NodeDownReason
-	}
-	peerGoodbye struct {
-		s      *session
-		reason NodeDownReason
-	}
-	spawnRequest struct {
-		s   *session
-		req *caskpb.SpawnRequest
-	}
-	spawnResponse struct {
-		s    *session
-		resp *caskpb.SpawnResponse
-	}
 	nodeEvent struct {
 		up   *NodeUp
 		down *NodeDown
 	}
 	shutdown     struct{}
 	shutdownDone struct{ node string }
-	reapTick     struct{}
-	dupRedial    struct{ seq uint64 }
 )
 
 // managerActor is the dist manager: it owns the controller map and the
@@ -116,7 +87,7 @@ func (a *managerActor) Receive(ctx actor.Context) {
 	case *inboundHello:
 		c := a.controller(ctx, msg.hello.GetNode())
 		if c == nil {
-			go a.m.reject(msg.conn, msg.ctrl, caskpb.RejectReason_REJECT_REASON_SHUTTING_DOWN, "node is stopping")
+			go a.m.reject(msg.conn, msg.controlStream, caskpb.RejectReason_REJECT_REASON_SHUTTING_DOWN, "node is stopping")
 			return
 		}
 		ctx.Send(c, msg)
@@ -187,7 +158,7 @@ func (a *managerActor) controller(ctx actor.Context, node string) *actor.PID {
 	}
 	ep := a.m.endpoint(node)
 	c := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newController(a.m, ep) }))
-	ep.ctrl.Store(c)
+	ep.controllerPID.Store(c)
 	ctx.Watch(c)
 	a.controllers[node] = c
 	a.byPID[c.Id] = node

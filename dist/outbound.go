@@ -15,7 +15,7 @@ import (
 // send appends one encoded message to the data stream chosen by the
 // target. It returns errSessionClosing when the session no longer takes
 // sends; the caller then queues the message for the next channel.
-func (s *session) send(o *outbound) error {
+func (s *session) send(o *queuedMessage) error {
 	if len(o.payload) > s.maxSend {
 		return s.tooLarge(o.typeName, len(o.payload))
 	}
@@ -173,7 +173,7 @@ func (s *session) sendControl(c *caskpb.Control) error {
 	if err != nil {
 		return err
 	}
-	w := s.control
+	w := s.controlWriter
 	if !w.lock() {
 		return errSessionClosing
 	}

@@ -26,11 +26,11 @@ type session struct {
 	ep   *endpoint
 	peer string
 	conn *transport.Conn
-	ctrl *transport.Stream
-	br   *bufio.Reader // control stream reader; may hold bytes read past the handshake
-	role transport.Role
-	inc  uint64 // peer incarnation
-	caps uint64 // peer capabilities
+
+	controlReader *bufio.Reader // may hold bytes read past the handshake
+	role          transport.Role
+	inc           uint64 // peer incarnation
+	caps          uint64 // peer capabilities
 	// maxSend is the largest message this session sends: the smaller of
 	// this node's MaxMessageSize and the one the peer announced.
 	maxSend int
@@ -40,8 +40,8 @@ type session struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine of this session
 
-	writers []*streamWriter
-	control *streamWriter
+	writers       []*streamWriter
+	controlWriter *streamWriter
 
 	activity     atomic.Uint64 // bumped per batch written or frame read
 	remotePinned atomic.Bool   // the peer holds this channel pinned
@@ -61,7 +61,7 @@ type session struct {
 func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, inc, caps uint64, peerMax uint32) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		mgr: m, ep: ep, peer: ep.name, conn: conn, ctrl: ctrl, br: br, role: conn.Role(),
+		mgr: m, ep: ep, peer: ep.name, conn: conn, controlReader: br, role: conn.Role(),
 		inc: inc, caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
 		inboundDone: make(chan struct{}),
 		maxSend:     m.cfg.MaxMessageSize,
@@ -74,7 +74,7 @@ func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.
 		i := i
 		s.writers[i] = newStreamWriter(s, i, func() (io.WriteCloser, error) { return s.openData(i) })
 	}
-	s.control = newStreamWriter(s, -1, func() (io.WriteCloser, error) { return ctrl, nil })
+	s.controlWriter = newStreamWriter(s, -1, func() (io.WriteCloser, error) { return ctrl, nil })
 	return s
 }
 
@@ -170,7 +170,7 @@ func (s *session) closeWriters() {
 	for _, w := range s.writers {
 		w.close()
 	}
-	s.control.close()
+	s.controlWriter.close()
 }
 
 // isClosing reports whether the session takes no more sends.
@@ -210,7 +210,7 @@ func (s *session) goodbye(reason caskpb.GoodbyeReason) {
 		w.mu.Unlock()
 	}
 	b, _ := proto.Marshal(&caskpb.Control{Body: &caskpb.Control_Goodbye{Goodbye: &caskpb.Goodbye{Reason: reason, DataStreams: uint32(opened)}}})
-	w := s.control
+	w := s.controlWriter
 	w.mu.Lock()
 	if !w.closing {
 		if !w.started {
