@@ -1,3 +1,15 @@
+// The controller: the actor that owns one peer's session.
+//
+// One controller per peer, a child of the manager actor. It dials on
+// demand, settles simultaneous connects, establishes a session on the
+// endpoint, turns a lost session into Terminated and NodeDown, serves
+// migration (migrate.go), path statistics (pathstats.go) and remote spawn
+// (spawn.go), and reaps an idle session.
+//
+// Ownership: every field of controller is touched only from Receive. Work
+// that blocks (dial, handshake, migration, graceful close) runs on
+// goroutines that report back with messages.
+
 package dist
 
 import (
@@ -8,7 +20,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cask-p2p/cask/proto/caskpb"
 	"github.com/cask-p2p/cask/transport"
@@ -56,10 +67,10 @@ const (
 	stateConnected
 )
 
-// controller is the actor that owns the channel to one peer: it dials,
+// controller is the actor that owns the session to one peer: it dials,
 // decides which connection wins a simultaneous connect, attaches the
 // session to the endpoint, turns a lost connection into Terminated and
-// NodeDown, answers remote spawns and reaps the channel when idle. All
+// NodeDown, answers remote spawns and reaps the session when idle. All
 // its state is touched only from Receive.
 type controller struct {
 	m    *Manager
@@ -74,11 +85,11 @@ type controller struct {
 	dupRedials int
 	knownInc   uint64
 
-	waiters   []*actor.PID // Connect requests waiting for the channel
+	waiters   []*actor.PID // Connect requests waiting for the session
 	spawnSeq  uint64
 	spawns    map[uint64]*actor.PID // request id → reply-to
 	spawnWait []*pendingSpawn
-	// control frames (membership) waiting for the channel
+	// control frames (membership) waiting for the session
 	pendingControl []*caskpb.Control
 
 	migrations migrationQueue // MigratePeer requests (migrate.go)
@@ -200,7 +211,7 @@ func (c *controller) Receive(ctx actor.Context) {
 
 func (c *controller) log(args ...any) []any { return append([]any{"peer", c.peer}, args...) }
 
-// ensureDial starts a connect attempt unless one runs or a channel is up.
+// ensureDial starts a connect attempt unless one runs or a session is up.
 func (c *controller) ensureDial() {
 	if c.state != stateIdle {
 		return
@@ -299,18 +310,8 @@ func (c *controller) onInbound(in *inboundHello) {
 		c.dialSeq++ // the running attempt's result is now stale
 		c.state = stateIdle
 	}
-	version, _ := negotiateVersion(h.GetMinVersion(), h.GetMaxVersion())
 	s := newSession(c.m, c.ep, in.conn, in.controlStream, in.controlReader, h.GetIncarnation(), h.GetCapabilities(), h.GetMaxMessageSize())
-	welcome, _ := proto.Marshal(&caskpb.DistWelcome{
-		Accepted: true, Node: c.m.name, Incarnation: c.m.inc, Version: version, Capabilities: c.m.capabilities(),
-		MaxMessageSize: uint32(c.m.cfg.MaxMessageSize),
-	})
-	// The welcome is the first frame of the control writer, so it reaches
-	// the dialer before any control frame of the session.
-	w := s.controlWriter
-	w.lock()
-	w.buf = transport.AppendFrame(w.buf, welcome)
-	w.unlockAndSignal()
+	c.m.writeWelcome(s, h)
 	c.establish(s)
 }
 
@@ -330,7 +331,7 @@ func (c *controller) establish(s *session) {
 		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_ChannelPin{ChannelPin: &caskpb.ChannelPin{Pinned: true}}})
 	}
 	c.ep.attach(s)
-	c.m.log.Info("channel up", c.log("role", s.role, "remote", addrString(s.conn.RemoteAddr()))...)
+	c.m.log.Info("session up", c.log("role", s.role, "remote", addrString(s.conn.RemoteAddr()))...)
 	c.m.system.Root.Send(c.m.pid, &nodeEvent{up: &NodeUp{Node: c.peer, Incarnation: s.inc}})
 	for _, w := range c.waiters {
 		c.m.system.Root.Send(w, &ConnectResult{Node: c.peer})
@@ -359,7 +360,7 @@ func (c *controller) retire(reason NodeDownReason, err error) {
 		c.m.system.Root.Send(reply, &SpawnResult{Err: peerErr("spawn", c.peer, ErrConnectionLost)})
 		delete(c.spawns, id)
 	}
-	c.m.log.Info("channel down", c.log("reason", reason, "err", err)...)
+	c.m.log.Info("session down", c.log("reason", reason, "err", err)...)
 	c.m.system.Root.Send(c.m.pid, &nodeEvent{down: &NodeDown{Node: c.peer, Reason: reason, Err: err}})
 }
 
@@ -383,7 +384,7 @@ func (c *controller) endWatches(out, in map[string]map[string]*actor.PID) {
 	}
 }
 
-// connectFailed settles everything that waited for the channel.
+// connectFailed settles everything that waited for the session.
 func (c *controller) connectFailed(err error) {
 	err = peerErr("connect", c.peer, err)
 	c.m.log.Warn("connect failed", c.log("err", err)...)
@@ -448,7 +449,7 @@ func (c *controller) armReaper() {
 	c.reapTimer = time.AfterFunc(every, func() { root.Send(self, &reapTick{}) })
 }
 
-// reap closes the channel when it carried nothing for ReapIdleAfter, is
+// reap closes the session when it carried nothing for ReapIdleAfter, is
 // older than ReapMinAge, is pinned by neither side and carries no watch.
 func (c *controller) reap() {
 	s := c.sess
@@ -464,15 +465,15 @@ func (c *controller) reap() {
 		c.ep.pins.Load() > 0 || s.remotePinned.Load() || s.hasUserStreams() || c.ep.hasWatches() || c.ep.hasPending() {
 		return
 	}
-	c.m.log.Info("reaping idle channel", c.log("idle", now.Sub(c.idleSince).Round(time.Millisecond))...)
+	c.m.log.Info("reaping idle session", c.log("idle", now.Sub(c.idleSince).Round(time.Millisecond))...)
 	c.retire(ReasonIdle, nil)
 	c.closeGracefully(s, caskpb.GoodbyeReason_GOODBYE_REASON_IDLE, true)
 }
 
-// channelCheck says why there is no usable channel: ErrStopped,
-// ErrNotConnected (no channel) or ErrNoConn (the channel's connection is
+// sessionCheck says why there is no usable session: ErrStopped,
+// ErrNotConnected (no session) or ErrNoConn (the session's connection is
 // gone or closing); nil when there is one.
-func (c *controller) channelCheck() error {
+func (c *controller) sessionCheck() error {
 	switch {
 	case c.shutting || c.m.stopping.Load():
 		return ErrStopped
@@ -481,7 +482,7 @@ func (c *controller) channelCheck() error {
 	case c.sess.conn.Context().Err() != nil:
 		return fmt.Errorf("%w: %w", ErrNoConn, context.Cause(c.sess.conn.Context()))
 	case c.sess.isClosing():
-		return fmt.Errorf("%w: the channel is closing", ErrNoConn)
+		return fmt.Errorf("%w: the session is closing", ErrNoConn)
 	}
 	return nil
 }

@@ -4,19 +4,31 @@
 //
 // # Pieces
 //
-// A Manager per node registers a protoactor address resolver: every PID
-// whose Address is another node's name (name@host) resolves to that
-// node's endpoint, an actor.Process that lives as long as the Manager.
-// The dist manager actor ("dist") supervises one controller actor per
-// peer; a controller that fails is stopped, its connection closed and the
-// peer reported down, never the node.
+// The words, used the same way in code, docs and logs (docs/architecture.md
+// has the glossary): a peer is a remote node; a connection is one QUIC
+// connection to it; a session is the dist state shared with the peer over
+// a connection (control stream, data streams, type tables, user streams);
+// the controller is the actor that owns one peer's session; the endpoint
+// is the protoactor Process behind every PID of that peer.
 //
-// The controller owns the peer's channel: it dials through the discovery
-// chain (static map, directory of endpoint files, DNS), runs the dist
-// handshake, settles simultaneous connects, and turns a lost connection
-// into Terminated and NodeDown. A session is one established connection:
-// a control stream and a pool of lazily opened unidirectional data
-// streams.
+// A Manager per node (the dist layer) registers a protoactor address
+// resolver: every PID whose Address is another node's name (name@host)
+// resolves to that peer's endpoint, which lives as long as the Manager.
+// The Manager's actor, the manager actor ("dist", Manager.PID), supervises
+// one controller per peer; a controller that fails is stopped, its
+// connection closed and the peer reported down, never the node.
+//
+// The controller dials through the discovery chain (static map, directory
+// of endpoint files, DNS), runs the dist handshake, settles simultaneous
+// connects, and turns a lost session into Terminated and NodeDown. A
+// session has a control stream and a pool of lazily opened
+// unidirectional data streams.
+//
+// The package's files follow a message: endpoint.go (the Process a send
+// enters), outbound.go (framing and stream writers), then transport, then
+// inbound.go (readers and delivery) on the peer; wire.go is the frame
+// format. session.go, handshake.go, controller.go, manager_actor.go and
+// manager.go hold the lifecycle; each file opens with who owns its state.
 //
 // # Data path
 //
@@ -31,7 +43,7 @@
 // a small id. A reader goroutine per inbound stream decodes frames and
 // posts them straight to the target's mailbox.
 //
-// While a channel opens, sends wait in a bounded queue (PendingLimit);
+// While a session opens, sends wait in a bounded queue (PendingLimit);
 // overflow, connect failure and Stop turn them into dead letters.
 //
 // # Semantics
@@ -39,21 +51,21 @@
 //   - Send, Request, RequestFuture, Respond, Forward, Stop and Poison work
 //     across nodes. Forward keeps the original sender.
 //   - Watch on a remote PID delivers Terminated when the actor stops
-//     (Stopped), when it never existed (NotFound), and when the channel is
+//     (Stopped), when it never existed (NotFound), and when the session is
 //     lost (AddressTerminated). Watches of local actors by remote watchers
-//     are removed when the channel goes.
+//     are removed when the session goes.
 //   - MonitorNode delivers NodeUp and NodeDown{Reason} to a watcher PID.
 //   - A restarted node is a new incarnation: its anonymous PID ids start
 //     from a sequence derived from the incarnation, so PIDs of the old
 //     incarnation resolve to nothing and messages to them are dead
 //     letters; monitors see NodeDown{restarted} when the new incarnation
-//     replaces a live channel.
+//     replaces a live session.
 //   - Simultaneous connect: when both nodes dial each other, the
 //     connection dialed by the node with the smaller name wins on both
 //     sides. Queued messages belong to the endpoint, not to a connection,
 //     so nothing is lost.
 //   - Remote spawn of kinds registered with RegisterKind.
-//   - A channel idle for ReapIdleAfter, older than ReapMinAge, pinned by
+//   - A session idle for ReapIdleAfter, older than ReapMinAge, pinned by
 //     neither side and carrying no watch is closed with a goodbye
 //     exchange that loses nothing in flight; it reopens on demand.
 //   - Only protobuf messages cross nodes. A non-protobuf message, a type
@@ -89,11 +101,11 @@
 // RegisterAcceptor and OpenStream give tagged byte streams on the peer's
 // connection (bidirectional QUIC streams with a tag preamble and an
 // accept/refuse answer); the acceptor gets *StreamOpened. An open stream
-// pins its channel on both sides; streams ride through migration and fail
+// pins its session on both sides; streams ride through migration and fail
 // with ErrConnectionLost when the connection goes. See docs/streams.md.
 // Membership messages travel on the control stream: SendMembership out,
 // MembershipReceived in (to the handler set with SetMembershipHandler),
-// checked against the channel's peer.
+// checked against the session's peer.
 //
 // # Messages and goroutines
 //

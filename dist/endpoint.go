@@ -1,3 +1,23 @@
+// The outbound path, first stop: the endpoint.
+//
+// A message to a remote PID enters here (SendUserMessage or
+// SendSystemMessage, called by protoactor on the sender's goroutine). With
+// a session up it is encoded straight into the session's stream buffer
+// (outbound.go), written by that stream's writer goroutine to its QUIC
+// stream (package transport), and on the peer read, decoded and posted to
+// the target's mailbox (inbound.go). With no session it waits, encoded, in
+// a bounded queue while the controller connects.
+//
+// Ownership: an endpoint lives as long as the Manager. sess and
+// controllerPID are atomics, written by the controller (attach, detach)
+// and the manager actor (controllerPID) and read by senders. pending,
+// requested and the two watch tables are guarded by mu: they are the
+// hand-off point between sender goroutines (which queue messages and record
+// the watches they send), session readers (which record a watch arriving
+// from the peer before delivering it, so a Terminated sent back at once
+// always finds its entry) and the controller (which flushes the queue into
+// a new session and ends the watches of a lost one).
+
 package dist
 
 import (
@@ -226,7 +246,7 @@ func (ep *endpoint) detach(s *session) (watchesOut, watchesIn map[string]map[str
 }
 
 // failPending dead-letters every queued message with err and returns the
-// watches that were waiting for the channel.
+// watches that were waiting for the session.
 func (ep *endpoint) failPending(err error) (watchesOut map[string]map[string]*actor.PID) {
 	ep.mu.Lock()
 	pending := ep.pending

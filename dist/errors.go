@@ -8,7 +8,7 @@ import (
 // Sentinel errors. Match them with errors.Is; the errors a caller sees are
 // wrapped with the peer and the operation.
 var (
-	// ErrNotConnected: there is no channel to that node.
+	// ErrNotConnected: there is no session to that node.
 	ErrNotConnected = errors.New("dist: not connected")
 	// ErrNoConn: the node's controller is alive but its QUIC connection is
 	// gone (closing, or lost and not yet reported).
@@ -19,7 +19,7 @@ var (
 	ErrBadNodeName = errors.New("dist: bad node name")
 	// ErrConnectFailed: dialing the node or its dist handshake failed.
 	ErrConnectFailed = errors.New("dist: connect failed")
-	// ErrQueueFull: too many messages are waiting for a channel to open.
+	// ErrQueueFull: too many messages are waiting for a session to open.
 	ErrQueueFull = errors.New("dist: send queue full")
 	// ErrNotProtobuf: only protobuf messages cross nodes.
 	ErrNotProtobuf = errors.New("dist: message is not a protobuf message")
@@ -37,7 +37,7 @@ var (
 	// ErrUnsupportedSystemMessage: a system message other than Watch,
 	// Unwatch, Terminated or Stop was sent to a remote PID.
 	ErrUnsupportedSystemMessage = errors.New("dist: unsupported system message")
-	// ErrConnectionLost: the channel closed before the message was written.
+	// ErrConnectionLost: the session closed before the message was written.
 	ErrConnectionLost = errors.New("dist: connection lost")
 	// ErrStopped: the dist layer is stopped.
 	ErrStopped = errors.New("dist: stopped")

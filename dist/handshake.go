@@ -1,3 +1,17 @@
+// The dist handshake, both roles, and dialing.
+//
+// Dialer: dial resolves the peer through the discovery chain, dials each
+// address (from the socket SetConnectOptions named, if any), and
+// handshakeOutbound sends DistHello on a new control stream and reads
+// DistWelcome. Acceptor: acceptLoop takes authenticated connections from
+// the transport; handshakeInbound reads and checks DistHello and hands it
+// to the peer's controller as inboundHello; the controller settles
+// simultaneous connects and accepts with writeWelcome.
+//
+// Ownership: each handshake runs on its own goroutine counted by
+// Manager.wg and owns its connection until it reports to the controller
+// (dialResult, inboundHello); nothing here touches controller state.
+
 package dist
 
 import (
@@ -121,6 +135,21 @@ func (m *Manager) reject(conn *transport.Conn, ctrl *transport.Stream, reason ca
 	conn.CloseWithError(transport.CodeHandshakeFailed, "dist handshake rejected: "+reason.String())
 }
 
+// writeWelcome accepts an inbound connection: DistWelcome is the first
+// frame of s's control writer, so it reaches the dialer before any other
+// control frame of the session.
+func (m *Manager) writeWelcome(s *session, h *caskpb.DistHello) {
+	version, _ := negotiateVersion(h.GetMinVersion(), h.GetMaxVersion())
+	welcome, _ := proto.Marshal(&caskpb.DistWelcome{
+		Accepted: true, Node: m.name, Incarnation: m.inc, Version: version, Capabilities: m.capabilities(),
+		MaxMessageSize: uint32(m.cfg.MaxMessageSize),
+	})
+	w := s.controlWriter
+	w.lock()
+	w.buf = transport.AppendFrame(w.buf, welcome)
+	w.unlockAndSignal()
+}
+
 // dialResult is what a connect goroutine reports to its controller.
 type dialResult struct {
 	seq           uint64
@@ -170,7 +199,7 @@ type ConnectOptions struct {
 }
 
 // SetConnectOptions sets the options used by every connect to node from
-// now on: the next one, and any reconnect after it. A live channel is not
+// now on: the next one, and any reconnect after it. A live session is not
 // touched (migrate it with MigratePeer instead). Zero options remove the
 // setting.
 func (m *Manager) SetConnectOptions(node string, opts ConnectOptions) error {

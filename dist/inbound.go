@@ -1,3 +1,20 @@
+// The inbound path: readers, delivery, type tables and PID caches.
+//
+// acceptData starts one reader goroutine per data stream the peer opens;
+// readData decodes each frame (wire.go) and deliver posts the message
+// straight to the target's mailbox with the original sender and headers.
+// readControl reads the control stream: delivery failures, goodbye,
+// membership, pins, remote spawn.
+//
+// Ownership: each reader owns its stream's type table, PID cache and
+// interner, without locks. Readers report session events (goodbye, spawn
+// requests and responses, the end of the session) to the controller as
+// messages. Two stated exceptions, each a hand-off point with its own lock:
+// the endpoint's watch tables, updated before a Watch, Unwatch or
+// Terminated is delivered (endpoint.go says why), and the session's
+// inbound stream counters under session.mu, which the goodbye exchange
+// waits on.
+
 package dist
 
 import (
@@ -344,7 +361,7 @@ func (s *session) readControl() {
 			s.mgr.system.Root.Send(s.ep.controller(), &peerGoodbye{s: s, reason: goodbyeReason(b.Goodbye.GetReason())})
 		case *caskpb.Control_Membership:
 			if b.Membership.GetFrom() != s.peer {
-				s.protocolError(fmt.Errorf("%w: membership message from %q on the channel of %s",
+				s.protocolError(fmt.Errorf("%w: membership message from %q on the session of %s",
 					ErrProtocol, b.Membership.GetFrom(), s.peer))
 				return
 			}

@@ -1,3 +1,10 @@
+// The Manager: one node's dist layer, its public API and lifetime.
+//
+// Ownership: the Manager's fields are set by New and Start and only read
+// afterwards, except the endpoint map, connect options (sync.Map), the
+// kinds (kindsMu), the acceptors (their own lock) and the membership
+// handler (atomic), which any goroutine of the node may use.
+
 package dist
 
 import (
@@ -148,7 +155,7 @@ func (m *Manager) requestConnect(node string) {
 	m.system.Root.Send(m.pid, &ensureConnected{node: node})
 }
 
-// Stop closes every channel gracefully (bounded by ShutdownGrace), stops
+// Stop closes every session gracefully (bounded by ShutdownGrace), stops
 // the dist actors and waits for every goroutine the Manager started. The
 // transport is closed by its owner afterwards.
 func (m *Manager) Stop() error {
@@ -170,7 +177,7 @@ func (m *Manager) Stop() error {
 	return nil
 }
 
-// Connect opens a channel to node if there is none and waits until it is
+// Connect opens a session to node if there is none and waits until it is
 // up or the attempt failed.
 func (m *Manager) Connect(ctx context.Context, node string) error {
 	if err := m.checkPeer(node); err != nil {
@@ -206,7 +213,7 @@ func (m *Manager) request(ctx context.Context, msg any) (any, error) {
 	return ask.Wait(ctx, m.system.Root.RequestFuture(m.pid, msg, timeout))
 }
 
-// Nodes lists every node with an open channel, sorted.
+// Nodes lists every node with an open session, sorted.
 func (m *Manager) Nodes() []string {
 	var out []string
 	m.endpoints.Range(func(k, v any) bool {
@@ -230,7 +237,7 @@ func (m *Manager) DemonitorNode(node string, watcher *actor.PID) {
 	m.system.Root.Send(m.pid, &DemonitorNode{Node: node, Watcher: watcher})
 }
 
-// Pin keeps the channel to node open against idle reaping, by either
+// Pin keeps the session to node open against idle reaping, by either
 // side, until Unpin. Pins are counted.
 func (m *Manager) Pin(node string) {
 	if m.endpoint(node).pins.Add(1) == 1 {
@@ -250,7 +257,7 @@ func (m *Manager) Unpin(node string) {
 	}
 }
 
-// pinChanged tells the peer, over a live channel, whether it is pinned.
+// pinChanged tells the peer, over a live session, whether it is pinned.
 func (m *Manager) pinChanged(node string) {
 	ep := m.endpoint(node)
 	if s := ep.sess.Load(); s != nil {

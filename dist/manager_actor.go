@@ -1,3 +1,14 @@
+// The manager actor (named "dist"): it supervises the controllers and
+// keeps the node monitors.
+//
+// It routes public requests (Connect, Spawn, SendMembership, MigratePeer,
+// GetPathStats) and inbound handshakes to the peer's controller, spawning
+// the controller where the request may open a session, and publishes
+// NodeUp and NodeDown to monitors in the order controllers report them.
+//
+// Ownership: the controller map, the monitor tables and the shutdown
+// bookkeeping are touched only from Receive.
+
 package dist
 
 import (
@@ -197,7 +208,7 @@ func (a *managerActor) monitor(ctx actor.Context, msg *MonitorNode) {
 		}
 		a.watched[key]++
 	}
-	// Report channels that are already up.
+	// Report sessions that are already up.
 	a.m.endpoints.Range(func(k, v any) bool {
 		node := k.(string)
 		if msg.Node != "" && node != msg.Node {
@@ -237,8 +248,8 @@ func (a *managerActor) publish(ctx actor.Context, ev *nodeEvent) {
 
 // routeToController forwards a request about node to its controller, or
 // answers it with fail(err) when the node is invalid, the dist layer is
-// stopping or there is no channel (no controller) to node. It never
-// spawns a controller: these requests do not open channels.
+// stopping or there is no session (no controller) to node. It never
+// spawns a controller: these requests do not open sessions.
 func (a *managerActor) routeToController(ctx actor.Context, node string, fail func(error) any) {
 	if err := a.m.checkPeer(node); err != nil {
 		ctx.Respond(fail(err))

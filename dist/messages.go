@@ -6,7 +6,7 @@ import (
 	"github.com/cask-p2p/cask/proto/caskpb"
 )
 
-// NodeDownReason says why a channel to a node went down.
+// NodeDownReason says why a session to a node went down.
 type NodeDownReason string
 
 // Reasons carried by NodeDown.
@@ -16,11 +16,11 @@ const (
 	ReasonConnectionLost NodeDownReason = "connection_lost"
 	// ReasonPeerShutdown: the peer said goodbye because it is stopping.
 	ReasonPeerShutdown NodeDownReason = "peer_shutdown"
-	// ReasonIdle: the channel was idle and reaped by either side.
+	// ReasonIdle: the session was idle and reaped by either side.
 	ReasonIdle NodeDownReason = "idle"
 	// ReasonRestarted: the peer came back as a new incarnation.
 	ReasonRestarted NodeDownReason = "restarted"
-	// ReasonConnectFailed: a connect attempt failed (no channel came up).
+	// ReasonConnectFailed: a connect attempt failed (no session came up).
 	ReasonConnectFailed NodeDownReason = "connect_failed"
 	// ReasonProtocolError: the peer broke the wire protocol.
 	ReasonProtocolError NodeDownReason = "protocol_error"
@@ -30,13 +30,13 @@ const (
 	ReasonControllerCrashed NodeDownReason = "controller_crashed"
 )
 
-// NodeUp is sent to node monitors when a channel to Node comes up.
+// NodeUp is sent to node monitors when a session to Node comes up.
 type NodeUp struct {
 	Node        string
 	Incarnation uint64
 }
 
-// NodeDown is sent to node monitors when the channel to Node goes down,
+// NodeDown is sent to node monitors when the session to Node goes down,
 // and when a connect attempt fails.
 type NodeDown struct {
 	Node   string
@@ -46,7 +46,7 @@ type NodeDown struct {
 }
 
 // MonitorNode asks the dist manager to send NodeUp/NodeDown for Node to
-// Watcher. An empty Node means every node. If a channel to Node is up when
+// Watcher. An empty Node means every node. If a session to Node is up when
 // the monitor is registered, NodeUp is sent at once.
 type MonitorNode struct {
 	Node    string
@@ -59,8 +59,8 @@ type DemonitorNode struct {
 	Watcher *actor.PID
 }
 
-// Connect asks the dist manager to open a channel to Node. The sender gets
-// *ConnectResult when the channel is up or the attempt failed.
+// Connect asks the dist manager to open a session to Node. The sender gets
+// *ConnectResult when the session is up or the attempt failed.
 type Connect struct {
 	Node string
 }
@@ -98,7 +98,7 @@ type UndeliveredMessage struct {
 	Reason error
 }
 
-// Pin and Unpin keep a channel open against idle reaping (reference
+// Pin and Unpin keep a session open against idle reaping (reference
 // counted). Membership pins its active view; user streams pin their
 // connection.
 type Pin struct{ Node string }
@@ -107,8 +107,8 @@ type Pin struct{ Node string }
 type Unpin struct{ Node string }
 
 // SendMembership asks the dist manager to send a membership message to
-// Node on the control stream, opening the channel if needed. Messages
-// waiting for a channel that fails to open are dropped; the membership
+// Node on the control stream, opening the session if needed. Messages
+// waiting for a session that fails to open are dropped; the membership
 // layer learns of the failure from NodeDown{connect_failed}.
 type SendMembership struct {
 	Node string
@@ -117,7 +117,7 @@ type SendMembership struct {
 
 // MembershipReceived is delivered to the PID set with
 // Manager.SetMembershipHandler for each membership message a peer sends.
-// From is the channel's peer, already checked against Msg.From.
+// From is the session's peer, already checked against Msg.From.
 type MembershipReceived struct {
 	From string
 	Msg  *caskpb.Membership

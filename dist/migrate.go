@@ -1,3 +1,12 @@
+// Connection migration requests (MigratePeer).
+//
+// The manager actor routes a request to the peer's controller, which
+// queues it and runs one migration at a time on a goroutine counted by the
+// Manager, answering the requester from that goroutine.
+//
+// Ownership: the migration queue belongs to the controller (Receive only);
+// the running migration's goroutine owns nothing but its reply.
+
 package dist
 
 import (
@@ -31,7 +40,7 @@ var (
 	// ErrPeerDisableMigration: the peer forbade migration (its
 	// DisableMigration setting, advertised in the dist handshake, or
 	// quic-go's disable_active_migration). Terminal for this connection:
-	// do not retry until the channel goes down and up again.
+	// do not retry until the session goes down and up again.
 	ErrPeerDisableMigration = errors.New("dist: peer disabled migration")
 	// ErrTimeout: the new path did not validate (PATH_CHALLENGE /
 	// PATH_RESPONSE) within the timeout. The old path keeps working;
@@ -44,7 +53,7 @@ var (
 	ErrMigrationNotAllowed = errors.New("dist: migration not allowed on this side")
 	// ErrMigrationLimit: the connection already used
 	// transport.MaxMigrationPaths migration sockets (quic-go keeps each
-	// until the connection ends). A new channel starts afresh.
+	// until the connection ends). A new session starts afresh.
 	ErrMigrationLimit = errors.New("dist: migration limit reached for this connection")
 )
 
@@ -235,10 +244,10 @@ func (c *controller) answerMigration(p *pendingMigration, err error) {
 	}
 }
 
-// migrationCheck is channelCheck plus the checks that need no I/O: only
+// migrationCheck is sessionCheck plus the checks that need no I/O: only
 // the dialer may migrate, and not when the peer forbade it.
 func (c *controller) migrationCheck() error {
-	if err := c.channelCheck(); err != nil {
+	if err := c.sessionCheck(); err != nil {
 		return err
 	}
 	if c.sess.role != transport.RoleDialer {

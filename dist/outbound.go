@@ -1,3 +1,18 @@
+// The outbound path, second stop: framing and stream writers.
+//
+// session.sendMessage (or send, for a message encoded while no session was
+// up) picks the data stream from the target's id, so every message to one
+// actor rides one QUIC stream in order; it locks that stream's writer,
+// appends one frame (envelope head, payload encoded in place, envelope
+// tail, see wire.go) and signals the writer goroutine, which writes
+// everything buffered since its last write in one call. Control frames
+// (sendControl) go through the session's control writer the same way.
+//
+// Ownership: a streamWriter's buffer, type table and flags are guarded by
+// its mu, which senders hold for one frame at a time; only its goroutine
+// (run) owns the QUIC stream. Senders block in lock while more than
+// WriteBufferLimit bytes wait (back-pressure).
+
 package dist
 
 import (
@@ -14,7 +29,7 @@ import (
 
 // send appends one encoded message to the data stream chosen by the
 // target. It returns errSessionClosing when the session no longer takes
-// sends; the caller then queues the message for the next channel.
+// sends; the caller then queues the message for the next session.
 func (s *session) send(o *queuedMessage) error {
 	if len(o.payload) > s.maxSend {
 		return s.tooLarge(o.typeName, len(o.payload))

@@ -1,3 +1,7 @@
+// Path statistics of a peer's connection (GetPathStats).
+//
+// The controller answers at once from the connection's counters.
+
 package dist
 
 import (
@@ -11,7 +15,7 @@ import (
 const pathStatsTimeout = 5 * time.Second
 
 // GetPathStats asks the dist manager for the statistics of the QUIC path
-// that carries the channel to Node. The sender gets *PathStatsResult at
+// that carries the session to Node. The sender gets *PathStatsResult at
 // once (the controller reads counters; nothing waits for the network).
 // Package pathstats turns the answer into a pathstats.Summary.
 type GetPathStats struct {
@@ -19,7 +23,7 @@ type GetPathStats struct {
 }
 
 // PathStatsResult answers GetPathStats. Err is nil or a *PeerError
-// matching ErrNotConnected (no channel), ErrNoConn (the connection is
+// matching ErrNotConnected (no session), ErrNoConn (the connection is
 // gone), ErrStopped, ErrBadNodeName or ErrSelf. After a migration Stats
 // describe the new path.
 type PathStatsResult struct {
@@ -48,7 +52,7 @@ func (m *Manager) PathStats(ctx context.Context, node string) (transport.PathSta
 
 // pathStats answers GetPathStats from the controller.
 func (c *controller) pathStats() *PathStatsResult {
-	if err := c.channelCheck(); err != nil {
+	if err := c.sessionCheck(); err != nil {
 		return &PathStatsResult{Node: c.peer, Err: peerErr("path stats", c.peer, err)}
 	}
 	return &PathStatsResult{Node: c.peer, Stats: c.sess.conn.Stats()}

@@ -1,3 +1,17 @@
+// The session's lifecycle.
+//
+// A session is the dist state shared with one peer over one QUIC
+// connection past both handshakes: the control stream, the data stream
+// writers (outbound.go) and readers (inbound.go), the user streams
+// (streams.go). run starts its goroutines; closeWith ends it with a
+// reason; goodbye drains it before a graceful close. Once every goroutine
+// has returned, run reports sessionClosed to the controller.
+//
+// Ownership: the controller owns the session: it creates, establishes and
+// retires it. The session's goroutines only do I/O and report back with
+// messages. The fields under mu (closing state, error, goodbye bookkeeping,
+// user stream count) are shared with those goroutines and with senders.
+
 package dist
 
 import (
@@ -17,10 +31,10 @@ import (
 	"github.com/cask-p2p/cask/transport"
 )
 
-// session is one established dist channel: a QUIC connection past both
-// handshakes, its control stream and its data streams. The controller
-// actor owns it; goroutines here only do I/O and report back to the
-// controller with messages.
+// session is the dist state shared with a peer over one QUIC connection
+// past both handshakes: its control stream, data streams, type tables and
+// user streams. The controller actor owns it; goroutines here only do I/O
+// and report back to the controller with messages.
 type session struct {
 	mgr  *Manager
 	ep   *endpoint
@@ -44,7 +58,7 @@ type session struct {
 	controlWriter *streamWriter
 
 	activity     atomic.Uint64 // bumped per batch written or frame read
-	remotePinned atomic.Bool   // the peer holds this channel pinned
+	remotePinned atomic.Bool   // the peer holds this session pinned
 
 	mu           sync.Mutex
 	closing      bool // no new sends; draining or closed

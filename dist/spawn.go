@@ -1,3 +1,9 @@
+// Remote spawn: kinds this node lets peers spawn, and the controller's
+// half of the SpawnRequest / SpawnResponse exchange on the control stream.
+//
+// Ownership: kinds are guarded by Manager.kindsMu; pending spawns belong
+// to the controller and are touched only from its Receive.
+
 package dist
 
 import (

@@ -63,7 +63,7 @@ type StreamOpened struct {
 // Stream is a tagged user stream: a QUIC stream on the peer's dist
 // connection with its own flow control, so it never stalls actor
 // messages. It rides through connection migration. While it is open it
-// pins the channel against idle reaping. Reads and writes after the
+// pins the session against idle reaping. Reads and writes after the
 // connection is lost fail with an error matching ErrConnectionLost.
 type Stream struct {
 	st   *transport.Stream
@@ -99,7 +99,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 func (s *Stream) CloseWrite() error { return s.wrap(s.st.Close()) }
 
 // Close finishes the write side, stops reading and releases the stream's
-// pin on the channel. It is safe to call twice.
+// pin on the session. It is safe to call twice.
 func (s *Stream) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -207,7 +207,7 @@ func (m *Manager) acceptorDied(pid *actor.PID) {
 // watchAcceptor asks the dist manager actor to watch an acceptor.
 type watchAcceptor struct{ pid *actor.PID }
 
-// OpenStream opens a user stream tagged tag to peer, opening the channel
+// OpenStream opens a user stream tagged tag to peer, opening the session
 // on demand, and returns once the peer's acceptor has it (one round trip)
 // or the peer refused it (ErrUnknownTag, ErrStreamLimit, ErrBadTag).
 func (m *Manager) OpenStream(ctx context.Context, peer, tag string) (*Stream, error) {
@@ -333,7 +333,7 @@ func (s *session) serveUser(qs *transport.Stream) {
 	s.mgr.system.Root.Send(pid, &StreamOpened{Stream: &Stream{st: qs, br: br, sess: s, tag: tag}, From: s.peer})
 }
 
-// streamStart counts a user stream against the limit and pins the channel.
+// streamStart counts a user stream against the limit and pins the session.
 func (s *session) streamStart() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -355,7 +355,7 @@ func (s *session) streamDone() {
 	s.activity.Add(1)
 }
 
-// hasUserStreams reports whether user streams keep the channel pinned.
+// hasUserStreams reports whether user streams keep the session pinned.
 func (s *session) hasUserStreams() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

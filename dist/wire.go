@@ -1,3 +1,10 @@
+// The data stream frame format: one envelope per message.
+//
+// Encoding is split around the payload (appendEnvelopeHead, the payload,
+// appendEnvelopeTail) so the payload is encoded in place in the stream
+// buffer; decodeEnvelopeInterned decodes a frame in place, interning the
+// ids that repeat. Stateless except the interner, which one reader owns.
+
 package dist
 
 import (
