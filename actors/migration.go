@@ -3,14 +3,10 @@ package actors
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/pathstats"
 )
-
-// pathStatsTimeout bounds Node.PathStats.
-const pathStatsTimeout = 5 * time.Second
 
 var _ pathstats.Source = (*Node)(nil)
 
@@ -58,9 +54,7 @@ func (n *Node) MigrateAll(ctx context.Context, opts ...dist.MigrateOption) map[s
 // dist.ErrNotConnected when there is no channel to peer, dist.ErrNoConn
 // when its connection just went away.
 func (n *Node) PathStats(peer string) (pathstats.Summary, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), pathStatsTimeout)
-	defer cancel()
-	s, err := n.dist.PathStats(ctx, peer)
+	s, err := n.dist.PathStats(context.Background(), peer) // bounded by dist's own timeout
 	if err != nil {
 		return pathstats.Summary{}, err
 	}

@@ -149,9 +149,10 @@ func (n *Node) System() *actor.ActorSystem { return n.system }
 // Root is the actor system's root context.
 func (n *Node) Root() *actor.RootContext { return n.system.Root }
 
-// Dist is the dist manager actor's PID, for the actor-message forms of
-// the API (dist.Connect, dist.Spawn, dist.MonitorNode, ...).
-func (n *Node) Dist() *actor.PID { return n.dist.PID() }
+// DistPID is the PID of the dist manager actor, for the actor-message
+// forms of the API (dist.Connect, dist.Spawn, dist.MonitorNode,
+// dist.MigratePeer, ...).
+func (n *Node) DistPID() *actor.PID { return n.dist.PID() }
 
 // Connect opens a channel to peer (through discovery) unless one is up,
 // and waits until it is up or failed.

@@ -296,7 +296,7 @@ func TestConnectSelf(t *testing.T) {
 		t.Errorf("SpawnRemote(self) = %v, want %v", err, dist.ErrSelf)
 	}
 	// Through the actor-message API too.
-	res, err := a.Root().RequestFuture(a.Dist(), &dist.Connect{Node: a.Name()}, waitTimeout).Result()
+	res, err := a.Root().RequestFuture(a.DistPID(), &dist.Connect{Node: a.Name()}, waitTimeout).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

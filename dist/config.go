@@ -159,7 +159,7 @@ func ValidateNodeName(name string) error {
 	return nil
 }
 
-// hostOf returns the host part of a valid node name.
-func hostOf(name string) string {
+// nodeHost returns the host part of a valid node name.
+func nodeHost(name string) string {
 	return name[strings.IndexByte(name, '@')+1:]
 }

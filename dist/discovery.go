@@ -97,7 +97,7 @@ func (d DNSResolver) Resolve(ctx context.Context, node string) ([]net.Addr, erro
 	if r == nil {
 		r = net.DefaultResolver
 	}
-	host := hostOf(node)
+	host := nodeHost(node)
 	var out []net.Addr
 	if _, srvs, err := r.LookupSRV(ctx, "cask", "udp", host); err == nil {
 		for _, srv := range srvs {

@@ -302,18 +302,18 @@ func TestMigratePeerErrors(t *testing.T) {
 	}
 
 	// The actor-message form answers the same way.
-	res, err := a.Root().RequestFuture(a.Dist(), &dist.MigratePeer{Node: b.Name()}, waitTimeout).Result()
+	res, err := a.Root().RequestFuture(a.DistPID(), &dist.MigratePeer{Node: b.Name()}, waitTimeout).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r, ok := res.(*dist.MigrateResult); !ok || r.Err != nil || r.Node != b.Name() {
 		t.Fatalf("MigratePeer request answered %#v", res)
 	}
-	res, err = b.Root().RequestFuture(b.Dist(), &dist.MigratePeer{Node: a.Name()}, waitTimeout).Result()
+	res, err = b.Root().RequestFuture(b.DistPID(), &dist.MigratePeer{Node: a.Name()}, waitTimeout).Result()
 	if r, ok := res.(*dist.MigrateResult); err != nil || !ok || !errors.Is(r.Err, dist.ErrMigrationNotAllowed) {
 		t.Fatalf("MigratePeer request on the accepting side: %#v, %v", res, err)
 	}
-	res, err = a.Root().RequestFuture(a.Dist(), &dist.GetPathStats{Node: b.Name()}, waitTimeout).Result()
+	res, err = a.Root().RequestFuture(a.DistPID(), &dist.GetPathStats{Node: b.Name()}, waitTimeout).Result()
 	if r, ok := res.(*dist.PathStatsResult); err != nil || !ok || r.Err != nil || r.Stats.Migrations != 1 {
 		t.Fatalf("GetPathStats answered %#v, %v", res, err)
 	}
@@ -355,10 +355,10 @@ func TestMigrationsToOnePeerAreSerializedAndNeverBlockTheController(t *testing.T
 	// it, all sent at once.
 	const slow = time.Second
 	futures := []*actor.Future{
-		a.Root().RequestFuture(a.Dist(), &dist.MigratePeer{Node: b.Name(), Adapter: dead, Timeout: slow}, waitTimeout),
+		a.Root().RequestFuture(a.DistPID(), &dist.MigratePeer{Node: b.Name(), Adapter: dead, Timeout: slow}, waitTimeout),
 	}
 	for range 3 {
-		futures = append(futures, a.Root().RequestFuture(a.Dist(), &dist.MigratePeer{Node: b.Name(), Timeout: 3 * time.Second}, waitTimeout))
+		futures = append(futures, a.Root().RequestFuture(a.DistPID(), &dist.MigratePeer{Node: b.Name(), Timeout: 3 * time.Second}, waitTimeout))
 	}
 	// The controller answers other requests while the path is probed.
 	start := time.Now()

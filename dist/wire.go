@@ -73,9 +73,6 @@ func appendVarint(b []byte, n protowire.Number, v uint64) []byte {
 	return protowire.AppendVarint(b, v)
 }
 
-// size returns the encoded size of e, payload included.
-func (e *envelope) size() int { return e.sizeWith(len(e.payload)) }
-
 // sizeWith is size for a payload of plen bytes that is not in e.payload
 // (it is encoded straight into the frame by the caller).
 func (e *envelope) sizeWith(plen int) int {
@@ -96,13 +93,6 @@ func (e *envelope) sizeWith(plen int) int {
 		n += protowire.SizeTag(envHeader) + protowire.SizeBytes(len(h))
 	}
 	return n
-}
-
-// appendEnvelope appends e as a length-prefixed frame.
-func appendEnvelope(b []byte, e *envelope) []byte {
-	b = appendEnvelopeHead(b, e, len(e.payload))
-	b = append(b, e.payload...)
-	return appendEnvelopeTail(b, e)
 }
 
 // appendEnvelopeHead appends the length prefix and every field up to the
@@ -136,11 +126,6 @@ func appendEnvelopeTail(b []byte, e *envelope) []byte {
 	}
 	return appendVarint(b, envTargetRequestID, uint64(e.targetRequestID))
 }
-
-// decodeEnvelope parses one frame body into e. Unknown fields are skipped
-// (forward compatibility); a malformed body returns an error wrapping
-// ErrProtocol. e.payload aliases b.
-func decodeEnvelope(b []byte, e *envelope) error { return decodeEnvelopeInterned(b, e, nil) }
 
 // interner returns one shared string per distinct byte sequence, so ids
 // that repeat on a stream (targets, senders) cost no allocation per frame.

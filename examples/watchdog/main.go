@@ -142,7 +142,7 @@ func run(out *os.File) error {
 	laptop.Root().Spawn(watchdog.Props(watchdog.Config{
 		Period:    samplePeriod,
 		Threshold: threshold,
-		Stats:     watchdog.NodeStats{Node: laptop},
+		Stats:     laptop,
 		Migrator:  watchdog.NodeMigrator{Node: laptop},
 		Subscribe: laptop.Subscribe,
 		Observer:  observer,

@@ -17,9 +17,9 @@
 //     only the dialing side may migrate) is skipped until it goes down and
 //     comes back up.
 //
-// The stats source and the migrator are small interfaces, so tests inject
-// fakes; NodeStats and NodeMigrator are the real ones over an
-// *actors.Node.
+// The stats source (pathstats.Source, which *actors.Node is) and the
+// migrator are small interfaces, so tests inject fakes; NodeMigrator is
+// the real migrator over an *actors.Node.
 package watchdog
 
 import (
@@ -32,6 +32,7 @@ import (
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership"
+	"github.com/cask-p2p/cask/pathstats"
 )
 
 // Defaults for Config.
@@ -42,12 +43,6 @@ const (
 	// start a migration.
 	StrikesToMigrate = 2
 )
-
-// StatsSource gives a peer's smoothed RTT. It is called from the
-// watchdog's Receive and must not block for long.
-type StatsSource interface {
-	SRTT(peer string) (time.Duration, error)
-}
 
 // Migrator starts migrating the connection to peer and returns at once;
 // the outcome must reach replyTo as *dist.MigrateResult.
@@ -62,7 +57,7 @@ type Config struct {
 	Period time.Duration
 	// Threshold above which a sample is a strike; default 200 ms.
 	Threshold time.Duration
-	Stats     StatsSource
+	Stats     pathstats.Source
 	Migrator  Migrator
 	// Subscribe, if set, is called with the watchdog's PID when it starts,
 	// to subscribe it to membership events (Node.Subscribe).
@@ -190,7 +185,7 @@ func (w *watchdog) sample(ctx actor.Context) {
 			w.emit(ctx, &Skipped{Peer: p})
 			continue
 		}
-		srtt, err := w.cfg.Stats.SRTT(p)
+		srtt, err := pathstats.SRTT(w.cfg.Stats, p)
 		if err != nil || srtt <= w.cfg.Threshold {
 			delete(w.strikes, p)
 			w.emit(ctx, &Sampled{Peer: p, SRTT: srtt, Err: err})
@@ -237,18 +232,6 @@ func (w *watchdog) emit(ctx actor.Context, ev any) {
 	}
 }
 
-// NodeStats is the StatsSource of a node: its path statistics.
-type NodeStats struct{ Node *actors.Node }
-
-// SRTT implements StatsSource.
-func (s NodeStats) SRTT(peer string) (time.Duration, error) {
-	sum, err := s.Node.PathStats(peer)
-	if err != nil {
-		return 0, err
-	}
-	return sum.SRTT, nil
-}
-
 // NodeMigrator is the Migrator of a node: a dist.MigratePeer request to
 // its dist manager, answered to replyTo.
 type NodeMigrator struct {
@@ -263,10 +246,7 @@ func (m NodeMigrator) StartMigration(peer string, replyTo *actor.PID) {
 	for _, o := range m.Options {
 		o(req)
 	}
-	m.Node.Root().RequestWithCustomSender(m.Node.Dist(), req, replyTo)
+	m.Node.Root().RequestWithCustomSender(m.Node.DistPID(), req, replyTo)
 }
 
-var (
-	_ StatsSource = NodeStats{}
-	_ Migrator    = NodeMigrator{}
-)
+var _ Migrator = NodeMigrator{}

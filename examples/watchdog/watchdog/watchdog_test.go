@@ -13,6 +13,7 @@ import (
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/examples/watchdog/watchdog"
 	"github.com/cask-p2p/cask/membership"
+	"github.com/cask-p2p/cask/pathstats"
 )
 
 // fakeStats returns the SRTT set per peer.
@@ -27,14 +28,14 @@ func (f *fakeStats) set(peer string, d time.Duration) {
 	f.srtt[peer] = d
 }
 
-func (f *fakeStats) SRTT(peer string) (time.Duration, error) {
+func (f *fakeStats) PathStats(peer string) (pathstats.Summary, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d, ok := f.srtt[peer]
 	if !ok {
-		return 0, errors.New("no stats")
+		return pathstats.Summary{}, errors.New("no stats")
 	}
-	return d, nil
+	return pathstats.Summary{SRTT: d}, nil
 }
 
 // fakeMigrator records requests; it answers only when told to.
