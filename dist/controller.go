@@ -328,7 +328,7 @@ func (c *controller) establish(s *session) {
 	noteMigrationCapability(s)
 	s.run(c.self)
 	if c.ep.pins.Load() > 0 {
-		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_ChannelPin{ChannelPin: &caskpb.ChannelPin{Pinned: true}}})
+		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_SessionPin{SessionPin: &caskpb.SessionPin{Pinned: true}}})
 	}
 	c.ep.attach(s)
 	c.m.log.Info("session up", c.log("role", s.role, "remote", addrString(s.conn.RemoteAddr()))...)

@@ -77,7 +77,7 @@ func FuzzControl(f *testing.F) {
 		&caskpb.Control{Body: &caskpb.Control_SpawnResponse{SpawnResponse: &caskpb.SpawnResponse{RequestId: 1, PidId: "p", Error: caskpb.SpawnError_SPAWN_ERROR_NAME_TAKEN}}},
 		&caskpb.Control{Body: &caskpb.Control_DeliveryFailure{DeliveryFailure: &caskpb.DeliveryFailure{Target: "t", SenderId: "s", TypeName: "x.Y", Reason: caskpb.FailureReason_FAILURE_REASON_UNKNOWN_TYPE}}},
 		&caskpb.Control{Body: &caskpb.Control_Goodbye{Goodbye: &caskpb.Goodbye{Reason: caskpb.GoodbyeReason_GOODBYE_REASON_IDLE, DataStreams: 3}}},
-		&caskpb.Control{Body: &caskpb.Control_ChannelPin{ChannelPin: &caskpb.ChannelPin{Pinned: true}}},
+		&caskpb.Control{Body: &caskpb.Control_SessionPin{SessionPin: &caskpb.SessionPin{Pinned: true}}},
 		&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_DATA, Index: 5},
 		&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_USER, Tag: "snapshots"},
 		&caskpb.StreamAccept{Refusal: caskpb.StreamRefusal_STREAM_REFUSAL_UNKNOWN_TAG, Detail: "no acceptor"},

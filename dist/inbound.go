@@ -368,8 +368,8 @@ func (s *session) readControl() {
 			if h := s.mgr.membership.Load(); h != nil {
 				s.mgr.system.Root.Send(h, &MembershipReceived{From: s.peer, Msg: b.Membership})
 			}
-		case *caskpb.Control_ChannelPin:
-			s.remotePinned.Store(b.ChannelPin.GetPinned())
+		case *caskpb.Control_SessionPin:
+			s.remotePinned.Store(b.SessionPin.GetPinned())
 		case *caskpb.Control_SpawnRequest:
 			s.mgr.system.Root.Send(s.ep.controller(), &spawnRequest{s: s, req: b.SpawnRequest})
 		case *caskpb.Control_SpawnResponse:

@@ -261,8 +261,8 @@ func (m *Manager) Unpin(node string) {
 func (m *Manager) pinChanged(node string) {
 	ep := m.endpoint(node)
 	if s := ep.sess.Load(); s != nil {
-		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_ChannelPin{
-			ChannelPin: &caskpb.ChannelPin{Pinned: ep.pins.Load() > 0}}})
+		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_SessionPin{
+			SessionPin: &caskpb.SessionPin{Pinned: ep.pins.Load() > 0}}})
 	}
 }
 

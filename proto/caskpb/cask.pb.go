@@ -371,7 +371,7 @@ func (SpawnError) EnumDescriptor() ([]byte, []int) {
 	return file_cask_proto_rawDescGZIP(), []int{5}
 }
 
-// GoodbyeReason says why a node closes a channel on purpose.
+// GoodbyeReason says why a node closes a session on purpose.
 type GoodbyeReason int32
 
 const (
@@ -962,7 +962,7 @@ type Control struct {
 	//	*Control_SpawnResponse
 	//	*Control_DeliveryFailure
 	//	*Control_Goodbye
-	//	*Control_ChannelPin
+	//	*Control_SessionPin
 	//	*Control_Membership
 	Body          isControl_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -1042,10 +1042,10 @@ func (x *Control) GetGoodbye() *Goodbye {
 	return nil
 }
 
-func (x *Control) GetChannelPin() *ChannelPin {
+func (x *Control) GetSessionPin() *SessionPin {
 	if x != nil {
-		if x, ok := x.Body.(*Control_ChannelPin); ok {
-			return x.ChannelPin
+		if x, ok := x.Body.(*Control_SessionPin); ok {
+			return x.SessionPin
 		}
 	}
 	return nil
@@ -1080,8 +1080,8 @@ type Control_Goodbye struct {
 	Goodbye *Goodbye `protobuf:"bytes,4,opt,name=goodbye,proto3,oneof"`
 }
 
-type Control_ChannelPin struct {
-	ChannelPin *ChannelPin `protobuf:"bytes,5,opt,name=channel_pin,json=channelPin,proto3,oneof"`
+type Control_SessionPin struct {
+	SessionPin *SessionPin `protobuf:"bytes,5,opt,name=session_pin,json=sessionPin,proto3,oneof"`
 }
 
 type Control_Membership struct {
@@ -1096,7 +1096,7 @@ func (*Control_DeliveryFailure) isControl_Body() {}
 
 func (*Control_Goodbye) isControl_Body() {}
 
-func (*Control_ChannelPin) isControl_Body() {}
+func (*Control_SessionPin) isControl_Body() {}
 
 func (*Control_Membership) isControl_Body() {}
 
@@ -1104,7 +1104,7 @@ func (*Control_Membership) isControl_Body() {}
 type Membership struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Type  MembershipType         `protobuf:"varint,1,opt,name=type,proto3,enum=cask.v1.MembershipType" json:"type,omitempty"`
-	// The sending node (must equal the channel's peer).
+	// The sending node (must equal the session's peer).
 	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	// The subject: the joining node (FORWARD_JOIN), the shuffle origin.
 	Node          string   `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
@@ -1203,30 +1203,30 @@ func (x *Membership) GetNodes() []string {
 	return nil
 }
 
-// ChannelPin tells the peer whether this side holds the channel pinned
-// (membership active view, open user streams): a pinned channel is not
+// SessionPin tells the peer whether this side holds the session pinned
+// (membership active view, open user streams): a pinned session is not
 // reaped as idle by either side.
-type ChannelPin struct {
+type SessionPin struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Pinned        bool                   `protobuf:"varint,1,opt,name=pinned,proto3" json:"pinned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ChannelPin) Reset() {
-	*x = ChannelPin{}
+func (x *SessionPin) Reset() {
+	*x = SessionPin{}
 	mi := &file_cask_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ChannelPin) String() string {
+func (x *SessionPin) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ChannelPin) ProtoMessage() {}
+func (*SessionPin) ProtoMessage() {}
 
-func (x *ChannelPin) ProtoReflect() protoreflect.Message {
+func (x *SessionPin) ProtoReflect() protoreflect.Message {
 	mi := &file_cask_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1238,12 +1238,12 @@ func (x *ChannelPin) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ChannelPin.ProtoReflect.Descriptor instead.
-func (*ChannelPin) Descriptor() ([]byte, []int) {
+// Deprecated: Use SessionPin.ProtoReflect.Descriptor instead.
+func (*SessionPin) Descriptor() ([]byte, []int) {
 	return file_cask_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *ChannelPin) GetPinned() bool {
+func (x *SessionPin) GetPinned() bool {
 	if x != nil {
 		return x.Pinned
 	}
@@ -2035,8 +2035,8 @@ const file_cask_proto_rawDesc = "" +
 	"\x0espawn_response\x18\x02 \x01(\v2\x16.cask.v1.SpawnResponseH\x00R\rspawnResponse\x12E\n" +
 	"\x10delivery_failure\x18\x03 \x01(\v2\x18.cask.v1.DeliveryFailureH\x00R\x0fdeliveryFailure\x12,\n" +
 	"\agoodbye\x18\x04 \x01(\v2\x10.cask.v1.GoodbyeH\x00R\agoodbye\x126\n" +
-	"\vchannel_pin\x18\x05 \x01(\v2\x13.cask.v1.ChannelPinH\x00R\n" +
-	"channelPin\x125\n" +
+	"\vsession_pin\x18\x05 \x01(\v2\x13.cask.v1.SessionPinH\x00R\n" +
+	"sessionPin\x125\n" +
 	"\n" +
 	"membership\x18\x06 \x01(\v2\x13.cask.v1.MembershipH\x00R\n" +
 	"membershipB\x06\n" +
@@ -2052,7 +2052,7 @@ const file_cask_proto_rawDesc = "" +
 	"\aleaving\x18\a \x01(\bR\aleaving\x12\x14\n" +
 	"\x05nodes\x18\b \x03(\tR\x05nodes\"$\n" +
 	"\n" +
-	"ChannelPin\x12\x16\n" +
+	"SessionPin\x12\x16\n" +
 	"\x06pinned\x18\x01 \x01(\bR\x06pinned\"U\n" +
 	"\fSpawnRequest\x12\x1d\n" +
 	"\n" +
@@ -2198,7 +2198,7 @@ var file_cask_proto_goTypes = []any{
 	(*Envelope)(nil),        // 12: cask.v1.Envelope
 	(*Control)(nil),         // 13: cask.v1.Control
 	(*Membership)(nil),      // 14: cask.v1.Membership
-	(*ChannelPin)(nil),      // 15: cask.v1.ChannelPin
+	(*SessionPin)(nil),      // 15: cask.v1.SessionPin
 	(*SpawnRequest)(nil),    // 16: cask.v1.SpawnRequest
 	(*SpawnResponse)(nil),   // 17: cask.v1.SpawnResponse
 	(*DeliveryFailure)(nil), // 18: cask.v1.DeliveryFailure
@@ -2217,7 +2217,7 @@ var file_cask_proto_depIdxs = []int32{
 	17, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
 	18, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
 	19, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	15, // 6: cask.v1.Control.channel_pin:type_name -> cask.v1.ChannelPin
+	15, // 6: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
 	14, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
 	4,  // 8: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
 	5,  // 9: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
@@ -2246,7 +2246,7 @@ func file_cask_proto_init() {
 		(*Control_SpawnResponse)(nil),
 		(*Control_DeliveryFailure)(nil),
 		(*Control_Goodbye)(nil),
-		(*Control_ChannelPin)(nil),
+		(*Control_SessionPin)(nil),
 		(*Control_Membership)(nil),
 	}
 	file_cask_proto_msgTypes[12].OneofWrappers = []any{
