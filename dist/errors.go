@@ -2,7 +2,7 @@ package dist
 
 import (
 	"errors"
-	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Match them with errors.Is; the errors a caller sees are
@@ -62,8 +62,10 @@ type PeerError struct {
 	Err  error
 }
 
+// Error reads "dist: op node: what happened", with no package prefix
+// repeated inside.
 func (e *PeerError) Error() string {
-	return fmt.Sprintf("dist: %s %s: %v", e.Op, e.Node, e.Err)
+	return "dist: " + e.Op + " " + e.Node + ": " + bare(e.Err.Error())
 }
 
 func (e *PeerError) Unwrap() error { return e.Err }
@@ -73,4 +75,54 @@ func peerErr(op, node string, err error) error {
 		return nil
 	}
 	return &PeerError{Op: op, Node: node, Err: err}
+}
+
+// translate turns cause, an error of a layer below that matched that
+// layer's sentinel lower, into this package's sentinel: the result matches
+// sentinel, lower and cause with errors.Is, and its message says each
+// thing once: sentinel's words, then whatever cause adds to lower
+// ("migration timed out: path from 127.0.0.1:4000 not validated"), then
+// extra, if any. Errors are translated once, where they cross into dist.
+func translate(sentinel, cause, lower error, extra string) error {
+	return &translated{sentinel: sentinel, cause: cause, lower: lower, extra: extra}
+}
+
+type translated struct {
+	sentinel, cause, lower error
+	extra                  string
+}
+
+func (e *translated) Error() string {
+	msg := bare(e.sentinel.Error())
+	detail := bare(e.cause.Error())
+	if e.lower != nil {
+		lw := bare(e.lower.Error())
+		switch {
+		case detail == lw:
+			detail = ""
+		case strings.HasPrefix(detail, lw+": "):
+			detail = detail[len(lw)+2:]
+		}
+	}
+	if detail != "" && detail != msg {
+		msg += ": " + detail
+	}
+	if e.extra != "" {
+		msg += " " + e.extra
+	}
+	return msg
+}
+
+func (e *translated) Unwrap() []error { return []error{e.sentinel, e.cause} }
+
+// bare strips the package prefix from an error message of this module
+// ("transport: idle timeout" → "idle timeout"), for messages that already
+// say which package speaks.
+func bare(msg string) string {
+	for _, p := range [...]string{"dist: ", "transport: ", "identity: "} {
+		if strings.HasPrefix(msg, p) {
+			return msg[len(p):]
+		}
+	}
+	return msg
 }

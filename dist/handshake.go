@@ -176,7 +176,7 @@ func (m *Manager) dial(ctx context.Context, node string) *dialResult {
 		if err == nil {
 			break
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		errs = append(errs, &addrError{addr: addr, err: err})
 	}
 	if conn == nil {
 		return &dialResult{err: fmt.Errorf("%w: %w", ErrConnectFailed, errors.Join(errs...))}
@@ -274,3 +274,12 @@ func addrString(a net.Addr) string {
 	}
 	return a.String()
 }
+
+// addrError is a failed dial of one of a peer's addresses.
+type addrError struct {
+	addr net.Addr
+	err  error
+}
+
+func (e *addrError) Error() string { return e.addr.String() + ": " + bare(e.err.Error()) }
+func (e *addrError) Unwrap() error { return e.err }

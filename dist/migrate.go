@@ -214,7 +214,7 @@ func (c *controller) startMigration() {
 			start := time.Now()
 			err := conn.Migrate(ctx, adapter)
 			cancel()
-			err = migrationError(err, m.ctx.Err() != nil)
+			err = migrationError(err, m.ctx.Err() != nil, p.deadline.Sub(start))
 			if err != nil {
 				m.log.Warn("migration failed", "peer", peer, "err", err, "took", time.Since(start).Round(time.Microsecond))
 			} else {
@@ -272,25 +272,26 @@ func peerAllowsMigration(caps uint64) bool {
 	return caps&(1<<caskpb.Capability_CAPABILITY_MIGRATION) != 0
 }
 
-// migrationError maps transport's migration errors to this package's
-// sentinels, keeping the transport error in the chain.
-func migrationError(err error, stopped bool) error {
+// migrationError translates transport's migration errors into this
+// package's sentinels (once: see translate). timeout is the migration's
+// bound, named in the message when the path did not validate in time.
+func migrationError(err error, stopped bool, timeout time.Duration) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, transport.ErrMigrationTimeout):
-		return fmt.Errorf("%w: %w", ErrTimeout, err)
+		return translate(ErrTimeout, err, transport.ErrMigrationTimeout, fmt.Sprintf("within %v", timeout.Round(time.Millisecond)))
 	case errors.Is(err, transport.ErrPeerDisableMigration):
-		return fmt.Errorf("%w: %w", ErrPeerDisableMigration, err)
+		return translate(ErrPeerDisableMigration, err, transport.ErrPeerDisableMigration, "")
 	case errors.Is(err, transport.ErrMigrationNotAllowed):
-		return fmt.Errorf("%w: %w", ErrMigrationNotAllowed, err)
+		return translate(ErrMigrationNotAllowed, err, transport.ErrMigrationNotAllowed, "")
 	case errors.Is(err, transport.ErrMigrationLimit):
-		return fmt.Errorf("%w: %w", ErrMigrationLimit, err)
+		return translate(ErrMigrationLimit, err, transport.ErrMigrationLimit, "")
 	case stopped:
-		return fmt.Errorf("%w: %w", ErrStopped, err)
+		return translate(ErrStopped, err, nil, "")
 	case errors.Is(err, transport.ErrClosed), errors.Is(err, transport.ErrIdleTimeout),
 		errors.Is(err, transport.ErrPeerClosed), errors.Is(err, transport.ErrHandshake):
-		return fmt.Errorf("%w: %w", ErrNoConn, err)
+		return translate(ErrNoConn, err, nil, "")
 	}
 	return err
 }

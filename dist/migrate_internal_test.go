@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,22 +67,30 @@ func TestMigrationCheckReportsNoConn(t *testing.T) {
 }
 
 func TestMigrationErrorMapping(t *testing.T) {
+	// Each error is translated once, where it crosses into dist: it
+	// matches dist's sentinel and transport's, and reads once.
 	for _, tc := range []struct {
 		in      error
 		stopped bool
 		want    error
+		msg     string // of peerErr("migrate", "b@h", ...)
 	}{
-		{nil, false, nil},
-		{fmt.Errorf("%w: path not validated", transport.ErrMigrationTimeout), false, ErrTimeout},
-		{transport.ErrPeerDisableMigration, false, ErrPeerDisableMigration},
-		{fmt.Errorf("%w: acceptor", transport.ErrMigrationNotAllowed), false, ErrMigrationNotAllowed},
-		{transport.ErrMigrationLimit, false, ErrMigrationLimit},
-		{fmt.Errorf("%w: no packet", transport.ErrIdleTimeout), false, ErrNoConn},
-		{&transport.CloseError{Code: transport.CodeShutdown, Remote: true}, false, ErrNoConn},
-		{transport.ErrClosed, false, ErrNoConn},
-		{context.Canceled, true, ErrStopped},
+		{nil, false, nil, ""},
+		{fmt.Errorf("%w: path from 127.0.0.1:4000 not validated", transport.ErrMigrationTimeout), false, ErrTimeout,
+			"dist: migrate b@h: migration timed out: path from 127.0.0.1:4000 not validated within 5s"},
+		{transport.ErrPeerDisableMigration, false, ErrPeerDisableMigration,
+			"dist: migrate b@h: peer disabled migration"},
+		{fmt.Errorf("%w: the connection was accepted, only the dialer can migrate", transport.ErrMigrationNotAllowed), false, ErrMigrationNotAllowed,
+			"dist: migrate b@h: migration not allowed on this side: the connection was accepted, only the dialer can migrate"},
+		{fmt.Errorf("%w: 16 sockets already used", transport.ErrMigrationLimit), false, ErrMigrationLimit,
+			"dist: migrate b@h: migration limit reached for this connection: 16 sockets already used"},
+		{fmt.Errorf("%w: no packet", transport.ErrIdleTimeout), false, ErrNoConn,
+			"dist: migrate b@h: no connection: idle timeout: no packet"},
+		{&transport.CloseError{Code: transport.CodeShutdown, Remote: true}, false, ErrNoConn, ""},
+		{transport.ErrClosed, false, ErrNoConn, "dist: migrate b@h: no connection: closed"},
+		{context.Canceled, true, ErrStopped, "dist: migrate b@h: stopped: context canceled"},
 	} {
-		got := migrationError(tc.in, tc.stopped)
+		got := migrationError(tc.in, tc.stopped, 5*time.Second)
 		if tc.want == nil {
 			if got != nil {
 				t.Errorf("migrationError(nil) = %v", got)
@@ -90,6 +99,13 @@ func TestMigrationErrorMapping(t *testing.T) {
 		}
 		if !errors.Is(got, tc.want) || !errors.Is(got, tc.in) {
 			t.Errorf("migrationError(%v) = %v, want %v wrapping the original", tc.in, got, tc.want)
+		}
+		pe := peerErr("migrate", "b@h", got)
+		if tc.msg != "" && pe.Error() != tc.msg {
+			t.Errorf("message of %v:\n got %q\nwant %q", tc.in, pe.Error(), tc.msg)
+		}
+		if n := strings.Count(pe.Error(), "dist: ") + strings.Count(pe.Error(), "transport: "); n != 1 {
+			t.Errorf("%q names a package %d times", pe.Error(), n)
 		}
 	}
 	if got := withPort("127.0.0.2"); got != "127.0.0.2:0" {
