@@ -48,7 +48,7 @@ func (n *Node) Leave(ctx context.Context) error { return n.membership.Leave(ctx)
 
 // ActiveView lists the membership active view, sorted: the peers
 // announced by membership.PeerUp and not yet by PeerDown. It is a subset
-// of Nodes(), which lists every live channel.
+// of Nodes(), which lists every live session.
 func (n *Node) ActiveView() []string { return n.membership.ActiveView() }
 
 // PassiveView lists the membership passive view, sorted: known nodes kept

@@ -27,7 +27,7 @@ func (n *Node) MigratePeer(ctx context.Context, peer string, opts ...dist.Migrat
 	return n.dist.MigratePeer(ctx, peer, opts...)
 }
 
-// MigrateAll migrates the connection to every peer with a live channel,
+// MigrateAll migrates the connection to every peer with a live session,
 // all at once, and returns each peer's result (nil on success). Peers
 // whose connection this node accepted answer dist.ErrMigrationNotAllowed.
 // A slow peer delays only its own result.
@@ -51,7 +51,7 @@ func (n *Node) MigrateAll(ctx context.Context, opts ...dist.MigrateOption) map[s
 }
 
 // PathStats returns a summary of the QUIC path to peer; the error matches
-// dist.ErrNotConnected when there is no channel to peer, dist.ErrNoConn
+// dist.ErrNotConnected when there is no session to peer, dist.ErrNoConn
 // when its connection just went away.
 func (n *Node) PathStats(peer string) (pathstats.Summary, error) {
 	s, err := n.dist.PathStats(context.Background(), peer) // bounded by dist's own timeout
@@ -64,7 +64,7 @@ func (n *Node) PathStats(peer string) (pathstats.Summary, error) {
 // SetConnectOptions sets how this node connects to peer from now on (the
 // next connect and any reconnect): opts.Adapter opens the socket the
 // connection is dialed from, e.g. a transport.RelayAdapter to go through
-// a relay. A live channel is not touched; migrate it with MigratePeer.
+// a relay. A live session is not touched; migrate it with MigratePeer.
 // Zero options remove the setting.
 func (n *Node) SetConnectOptions(peer string, opts dist.ConnectOptions) error {
 	return n.dist.SetConnectOptions(peer, opts)

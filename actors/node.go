@@ -154,15 +154,15 @@ func (n *Node) Root() *actor.RootContext { return n.system.Root }
 // dist.MigratePeer, ...).
 func (n *Node) DistPID() *actor.PID { return n.dist.PID() }
 
-// Connect opens a channel to peer (through discovery) unless one is up,
+// Connect opens a session to peer (through discovery) unless one is up,
 // and waits until it is up or failed.
 func (n *Node) Connect(ctx context.Context, peer string) error { return n.dist.Connect(ctx, peer) }
 
-// Nodes lists every node with a live channel, sorted.
+// Nodes lists every node with a live session, sorted.
 func (n *Node) Nodes() []string { return n.dist.Nodes() }
 
 // MonitorNode sends dist.NodeUp / dist.NodeDown for peer (every peer when
-// empty) to watcher. If the channel is up already, NodeUp is sent at once.
+// empty) to watcher. If the session is up already, NodeUp is sent at once.
 func (n *Node) MonitorNode(peer string, watcher *actor.PID) { n.dist.MonitorNode(peer, watcher) }
 
 // DemonitorNode removes a monitor set with MonitorNode.
@@ -179,7 +179,7 @@ func (n *Node) SpawnRemote(ctx context.Context, peer, kind, name string) (*actor
 	return n.dist.SpawnRemote(ctx, peer, kind, name)
 }
 
-// Pin keeps the channel to peer open against idle reaping until Unpin.
+// Pin keeps the session to peer open against idle reaping until Unpin.
 func (n *Node) Pin(peer string) { n.dist.Pin(peer) }
 
 // Unpin releases one Pin.

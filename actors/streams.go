@@ -18,7 +18,7 @@ func (n *Node) RegisterAcceptor(tag string, pid *actor.PID) error {
 }
 
 // OpenStream opens a tagged byte stream to peer on the peer's dist
-// connection (opening the channel on demand). It returns once the peer's
+// connection (opening the session on demand). It returns once the peer's
 // acceptor has the stream, or the peer refused it (dist.ErrUnknownTag,
 // dist.ErrStreamLimit).
 func (n *Node) OpenStream(ctx context.Context, peer, tag string) (*dist.Stream, error) {

@@ -28,7 +28,7 @@ type (
 )
 
 // joinAttempt is a Join in progress: it succeeds with the first PeerUp
-// and fails when contact leaves the active view before its channel came
+// and fails when contact leaves the active view before its session came
 // up.
 type joinAttempt struct {
 	contact string
@@ -53,14 +53,14 @@ type membershipActor struct {
 	pid     *actor.PID
 	distPID *actor.PID
 
-	// live: nodes whose channel is up, from NodeUp/NodeDown.
+	// live: nodes whose session is up, from NodeUp/NodeDown.
 	live map[string]bool
 	// opening: nodes listed in Output.Open waiting for LinkUp.
 	opening map[string]bool
-	// pinned: active-view nodes whose channel this actor pinned.
+	// pinned: active-view nodes whose session this actor pinned.
 	pinned map[string]bool
 	// announced: active peers whose PeerUp was published; awaiting:
-	// active peers whose channel is not up yet (PeerUp held back).
+	// active peers whose session is not up yet (PeerUp held back).
 	announced map[string]bool
 	awaiting  map[string]bool
 	// downErr remembers the latest NodeDown error per node, for join
@@ -238,7 +238,7 @@ func (a *membershipActor) apply(ctx actor.Context, out hyparview.Output) {
 		ctx.Send(a.distPID, &dist.SendMembership{Node: e.To, Msg: encode(e.Msg)})
 	}
 	for _, node := range out.Close {
-		// Advisory: the channel is left to the idle reaper once unpinned.
+		// Advisory: the session is left to the idle reaper once unpinned.
 		delete(a.opening, node)
 	}
 	for _, ev := range out.Events {
@@ -250,7 +250,7 @@ func (a *membershipActor) apply(ctx actor.Context, out hyparview.Output) {
 }
 
 // onEvent pins and announces active-view changes. A PeerUp is held back
-// until the peer's channel is up; a peer that leaves the active view
+// until the peer's session is up; a peer that leaves the active view
 // before that was never announced and is dropped silently.
 func (a *membershipActor) onEvent(ctx actor.Context, ev hyparview.Event) {
 	node := ev.Node
@@ -288,7 +288,7 @@ func (a *membershipActor) onEvent(ctx actor.Context, ev hyparview.Event) {
 	}
 }
 
-// announce publishes PeerUp for an active peer whose channel is up, and
+// announce publishes PeerUp for an active peer whose session is up, and
 // completes a join in progress.
 func (a *membershipActor) announce(ctx actor.Context, node string) {
 	delete(a.awaiting, node)
@@ -347,7 +347,7 @@ func (a *membershipActor) linkDown(ctx actor.Context, msg *dist.NodeDown) {
 	if msg.Err != nil {
 		a.downErr[node] = msg.Err
 	} else {
-		a.downErr[node] = fmt.Errorf("channel down: %s", msg.Reason)
+		a.downErr[node] = fmt.Errorf("session down: %s", msg.Reason)
 	}
 	a.apply(ctx, a.state.LinkDown(node, a.now()))
 }
@@ -359,7 +359,7 @@ func (a *membershipActor) onReceived(ctx actor.Context, msg *dist.MembershipRece
 		a.log.Debug("dropped membership message", "peer", msg.From, "err", err)
 		return
 	}
-	m.From = msg.From // the authenticated peer of the channel
+	m.From = msg.From // the authenticated peer of the session
 	a.apply(ctx, a.state.Step(m, a.now()))
 }
 

@@ -13,19 +13,19 @@
 //
 //   - Messages travel on the dist control stream: the actor sends
 //     dist.SendMembership{Node, Msg} to the dist manager (which opens the
-//     channel on demand) and receives dist.MembershipReceived, set up
-//     with Manager.SetMembershipHandler. From is the channel's
+//     session on demand) and receives dist.MembershipReceived, set up
+//     with Manager.SetMembershipHandler. From is the session's
 //     authenticated peer and overrides the message's own sender field.
 //     caskpb.Membership mirrors hyparview.Message field by field; a
 //     message that does not map (unknown type, no sender) is logged and
-//     dropped, the channel stays up.
+//     dropped, the session stays up.
 //   - Links: the actor monitors every node (dist.MonitorNode with an
 //     empty node). NodeUp is LinkUp, NodeDown (any reason, including
 //     connect_failed) is LinkDown. For Output.Open it sends dist.Connect
-//     unless the channel is up, in which case it calls LinkUp at once.
-//   - Pins: every node in the active view has its channel pinned
+//     unless the session is up, in which case it calls LinkUp at once.
+//   - Pins: every node in the active view has its session pinned
 //     (dist.Pin) against idle reaping, and unpinned when it leaves the
-//     view. Output.Close is advisory: the channel stays open for other
+//     view. Output.Close is advisory: the session stays open for other
 //     traffic and, once unpinned, the idle reaper closes it if nobody
 //     uses it.
 //
@@ -35,12 +35,12 @@
 // pointers, in the order they happened, from the membership actor's
 // goroutine:
 //
-//   - *PeerUp{Node}: Node is in the active view and its channel is up.
-//     A peer the protocol adds before its channel is up is announced when
+//   - *PeerUp{Node}: Node is in the active view and its session is up.
+//     A peer the protocol adds before its session is up is announced when
 //     NodeUp arrives; one that leaves the view before that is never
 //     announced, and no PeerDown follows.
 //   - *PeerDown{Node, Reason}: an announced peer left the active view.
-//     Reasons: failed (the channel went down: idle timeout, reset, peer
+//     Reasons: failed (the session went down: idle timeout, reset, peer
 //     stopped or restarted without leaving), evicted (this node made room
 //     for another), disconnected (the peer dropped this node), left (the
 //     peer left the overlay), leave (this node left).
@@ -68,22 +68,22 @@
 // # Join, retry, failure
 //
 // ContactNodes are joined at Start, one at a time, in order: a failed
-// attempt (the contact left the active view before its channel came up,
+// attempt (the contact left the active view before its session came up,
 // typically NodeDown{connect_failed}) moves on to the next after a
 // backoff doubling from BackoffMin to BackoffMax. Whenever the node has
 // not left and its active view is empty at a shuffle period, it joins
 // through them again. A node that called Leave stays out until Join.
 //
-// An active peer whose channel goes down is dropped (PeerDown{failed})
+// An active peer whose session goes down is dropped (PeerDown{failed})
 // and replaced at once from the passive view; failed passive nodes are
 // retried with backoff and dropped after MaxFailures. How fast a silent
 // peer is noticed is the transport's IdleTimeout (actors.Config).
 //
 // # Views and Nodes
 //
-// ActiveView lists the announced peers: each has a live channel, so the
+// ActiveView lists the announced peers: each has a live session, so the
 // active view is a subset of actors.Node.Nodes, which lists every live
-// channel (on-demand channels of application traffic included).
+// session (on-demand sessions of application traffic included).
 // PassiveView lists nodes known but not necessarily connected.
 //
 // # Lifecycle

@@ -104,7 +104,7 @@ func (m *Membership) Leave(ctx context.Context) error {
 }
 
 // ActiveView returns the active view, sorted: the peers announced by
-// PeerUp and not yet by PeerDown. Every one of them has a live channel.
+// PeerUp and not yet by PeerDown. Every one of them has a live session.
 func (m *Membership) ActiveView() []string { return slices.Clone(m.views.Load().Active) }
 
 // PassiveView returns the passive view, sorted.

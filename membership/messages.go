@@ -27,7 +27,7 @@ type Reason string
 
 // Reasons carried by PeerDown.
 const (
-	// ReasonFailed: the channel to the peer went down (connection lost,
+	// ReasonFailed: the session to the peer went down (connection lost,
 	// idle timeout, peer restarted or stopped without leaving).
 	ReasonFailed Reason = "failed"
 	// ReasonEvicted: this node dropped the peer to make room for another
@@ -62,7 +62,7 @@ func reasonOf(r hyparview.Reason) Reason {
 // Events, sent (as pointers) by the membership actor to every subscriber,
 // in the order they happened. See doc.go for the guarantees.
 type (
-	// PeerUp: Node entered this node's active view and its channel is up.
+	// PeerUp: Node entered this node's active view and its session is up.
 	PeerUp struct {
 		Node string
 	}

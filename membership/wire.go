@@ -12,7 +12,7 @@ import (
 
 // ErrBadMessage: a received caskpb.Membership does not map to a protocol
 // message (unknown type, no sender). The message is dropped and logged;
-// the channel stays up.
+// the session stays up.
 var ErrBadMessage = errors.New("membership: bad message")
 
 var toWireType = map[hyparview.MessageType]caskpb.MembershipType{

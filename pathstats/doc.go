@@ -1,5 +1,5 @@
 // Package pathstats gives a per-peer view of the QUIC path under a Cask
-// channel: smoothed, latest and minimum RTT, RTT variation, congestion
+// session: smoothed, latest and minimum RTT, RTT variation, congestion
 // window, byte and packet counters, a Congested flag, the addresses of
 // the active path and the number of migrations (Summary).
 //

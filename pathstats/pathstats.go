@@ -90,7 +90,7 @@ type Source interface {
 }
 
 // SRTT returns the smoothed RTT of the path to peer. The error is the
-// Source's (dist.ErrNotConnected when there is no channel).
+// Source's (dist.ErrNotConnected when there is no session).
 func SRTT(src Source, peer string) (time.Duration, error) {
 	s, err := src.PathStats(peer)
 	if err != nil {

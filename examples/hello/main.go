@@ -66,7 +66,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("remote request: %w", err)
 	}
-	fmt.Printf("request  %s → %q (first call, channel opened on demand, %v)\n",
+	fmt.Printf("request  %s → %q (first call, session opened on demand, %v)\n",
 		pidString(remote), reply.(*wrapperspb.StringValue).Value, time.Since(start).Round(time.Microsecond))
 
 	// An actor on alice watches the greeter and monitors bob.
@@ -115,7 +115,7 @@ func run() error {
 	if err := expectAll(events, "NodeDown", "Terminated"); err != nil {
 		return err
 	}
-	fmt.Printf("nodes    alice now has channels to %v\n", alice.Nodes())
+	fmt.Printf("nodes    alice now has sessions to %v\n", alice.Nodes())
 	return nil
 }
 
