@@ -27,8 +27,8 @@ import (
 )
 
 // echoPair starts b (with an echo actor named "echo") and a, which knows b
-// through a static map, and opens the channel a → b. It returns a monitor
-// probe on a for b, so a test can prove the channel never went down.
+// through a static map, and opens the session a → b. It returns a monitor
+// probe on a for b, so a test can prove the session never went down.
 func echoPair(t *testing.T, acfg, bcfg actors.Config) (a, b *actors.Node, echo *actor.PID, mon *probe) {
 	t.Helper()
 	bcfg.DisableDNS = true
@@ -43,13 +43,13 @@ func echoPair(t *testing.T, acfg, bcfg actors.Config) (a, b *actors.Node, echo *
 		t.Fatalf("connect: %v", err)
 	}
 	mon = monitorProbe(t, a, b.Name())
-	mon.nodeUp(t, b.Name()) // the channel is up already: NodeUp at once
+	mon.nodeUp(t, b.Name()) // the session is up already: NodeUp at once
 	echo = actor.NewPID(b.Name(), "echo")
 	mustEcho(t, a, echo, "before")
 	return a, b, echo, mon
 }
 
-// stillUp checks the channel a → b survived: a request is answered, a
+// stillUp checks the session a → b survived: a request is answered, a
 // lists b, and a's monitor saw no NodeDown.
 func stillUp(t *testing.T, a *actors.Node, echo *actor.PID, mon *probe) {
 	t.Helper()
@@ -91,7 +91,7 @@ func TestSendNonProtobuf(t *testing.T) {
 	stillUp(t, a, echo, mon)
 }
 
-// TestSendNonProtobufNoChannel: the message is refused before any channel
+// TestSendNonProtobufNoChannel: the message is refused before any session
 // is opened for it.
 func TestSendNonProtobufNoChannel(t *testing.T) {
 	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
@@ -102,7 +102,7 @@ func TestSendNonProtobufNoChannel(t *testing.T) {
 	a.Root().Send(echo, "a string is not protobuf")
 	dl.waitFor(t, dist.ErrNotProtobuf)
 	if n := a.Nodes(); len(n) != 0 {
-		t.Errorf("a non-protobuf message opened a channel: Nodes() = %v", n)
+		t.Errorf("a non-protobuf message opened a session: Nodes() = %v", n)
 	}
 	mustEcho(t, a, echo, "x")
 }
@@ -208,7 +208,7 @@ func TestMessageTooLarge(t *testing.T) {
 }
 
 // TestMessageTooLargeNoChannel: the limit applies on the queued path too
-// (no channel open yet).
+// (no session open yet).
 func TestMessageTooLargeNoChannel(t *testing.T) {
 	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
 	spawnEcho(t, b, "echo")
@@ -236,9 +236,9 @@ func TestMessageTooLargeForReceiver(t *testing.T) {
 		select {
 		case m := <-mon.ch:
 			if d, ok := m.(*dist.NodeDown); ok {
-				t.Fatalf("a message over the receiver's limit tore the channel down (NodeDown %s: %v) "+
+				t.Fatalf("a message over the receiver's limit tore the session down (NodeDown %s: %v) "+
 					"and the sender got no dead letter (got %v); want a dead letter with ErrMessageTooLarge "+
-					"and the channel up", d.Reason, d.Err, adl.all())
+					"and the session up", d.Reason, d.Err, adl.all())
 			}
 		case <-deadline:
 			t.Fatalf("no dead letter with ErrMessageTooLarge within %v (got %v)", waitTimeout, adl.all())
@@ -594,7 +594,7 @@ func TestUnsupportedSystemMessage(t *testing.T) {
 	stillUp(t, a, echo, mon)
 }
 
-// TestQueueFull: while a channel is being opened at most PendingLimit
+// TestQueueFull: while a session is being opened at most PendingLimit
 // messages wait; the rest are dead-lettered at once with ErrQueueFull, and
 // the queued ones with the connect error once it fails.
 func TestQueueFull(t *testing.T) {
@@ -733,7 +733,7 @@ func TestEncodeFailure(t *testing.T) {
 	dl.waitFor(t, dist.ErrUnknownType)
 	stillUp(t, a, echo, mon)
 
-	// Queued path: no channel to c yet.
+	// Queued path: no session to c yet.
 	a.Root().Send(actor.NewPID("c@localhost", "x"), unset)
 	eventually(t, waitTimeout, func() bool { return dl.count(dist.ErrEncode) >= 2 },
 		"a second ErrEncode dead letter (queued path)")

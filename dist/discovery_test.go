@@ -22,7 +22,7 @@ func TestDiscoveryStatic(t *testing.T) {
 		t.Fatalf("Connect: %v", err)
 	}
 	mustEcho(t, a, actor.NewPID(b.Name(), "echo"), "static")
-	// The acceptor sees the channel too and can use it back.
+	// The acceptor sees the session too and can use it back.
 	spawnEcho(t, a, "echo")
 	eventually(t, waitTimeout, func() bool { return len(b.Nodes()) == 1 }, "b lists a (Nodes() = %v)", b.Nodes())
 	mustEcho(t, b, actor.NewPID(a.Name(), "echo"), "back")

@@ -190,7 +190,7 @@ func (d *deadLetters) waitFor(t testing.TB, reason error) deadLetter {
 }
 
 // probe is an actor that forwards every message it receives (except its
-// own lifecycle messages) to a channel.
+// own lifecycle messages) to a session.
 type probe struct {
 	PID *actor.PID
 	ch  chan any
@@ -207,7 +207,7 @@ func newProbe(t testing.TB, n *actors.Node) *probe {
 		select {
 		case p.ch <- c.Message():
 		default:
-			panic("probe channel full")
+			panic("probe session full")
 		}
 	}))
 	return p

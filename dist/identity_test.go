@@ -93,7 +93,7 @@ func TestSendToUnauthenticatedPeerIsDeadLetter(t *testing.T) {
 		t.Errorf("dead letter carries %v, want the message sent", got.Message)
 	}
 	if n := delivered.Load(); n != 0 || len(b.Nodes()) != 0 || len(a.Nodes()) != 0 {
-		t.Fatalf("delivered %d, channels a=%v b=%v: nothing may pass an unauthenticated peer", n, a.Nodes(), b.Nodes())
+		t.Fatalf("delivered %d, sessions a=%v b=%v: nothing may pass an unauthenticated peer", n, a.Nodes(), b.Nodes())
 	}
 }
 
@@ -268,6 +268,6 @@ func TestBadPeersLoseOnlyTheirConnection(t *testing.T) {
 		t.Fatalf("honest traffic failed: %v", err)
 	}
 	if got := b.Nodes(); len(got) != 1 || got[0] != a.Name() {
-		t.Fatalf("b's channels %v, want only a", got)
+		t.Fatalf("b's sessions %v, want only a", got)
 	}
 }

@@ -52,7 +52,7 @@ func TestLeakThreeNodes(t *testing.T) {
 		nodes = append(nodes, n)
 	}
 	// Later nodes know earlier ones; earlier ones learn later ones only
-	// through the inbound channel, so dial from later to earlier first.
+	// through the inbound session, so dial from later to earlier first.
 	for i := len(nodes) - 1; i >= 0; i-- {
 		for j := 0; j < i; j++ {
 			if err := nodes[i].Connect(ctxTimeout(t), nodes[j].Name()); err != nil {

@@ -50,7 +50,7 @@ func TestMigrationCheckReportsNoConn(t *testing.T) {
 	m := &Manager{}
 	c := &controller{m: m, peer: "b@localhost"}
 	if err := c.migrationCheck(); !errors.Is(err, ErrNotConnected) {
-		t.Fatalf("no channel: %v", err)
+		t.Fatalf("no session: %v", err)
 	}
 	allCaps := uint64(1) << caskpb.Capability_CAPABILITY_MIGRATION
 	c.state, c.sess = stateConnected, &session{conn: conn, role: conn.Role(), caps: allCaps}

@@ -239,7 +239,7 @@ func TestMigrationRescuesSessionWhenOldPathDies(t *testing.T) {
 	downA.none(t, "NodeDown", isNodeDown)
 	downB.none(t, "NodeDown", isNodeDown)
 	if got := a.Nodes(); len(got) != 1 || got[0] != b.Name() {
-		t.Fatalf("channels after the rescue: %v", got)
+		t.Fatalf("sessions after the rescue: %v", got)
 	}
 }
 
@@ -288,8 +288,8 @@ func TestMigratePeerErrors(t *testing.T) {
 			t.Fatalf("%s took %v", what, d)
 		}
 	}
-	fast("no channel", dist.ErrNotConnected, func() error { return a.MigratePeer(ctx, "nobody@localhost") })
-	fast("path stats, no channel", dist.ErrNotConnected, func() error { _, err := a.PathStats("nobody@localhost"); return err })
+	fast("no session", dist.ErrNotConnected, func() error { return a.MigratePeer(ctx, "nobody@localhost") })
+	fast("path stats, no session", dist.ErrNotConnected, func() error { _, err := a.PathStats("nobody@localhost"); return err })
 	fast("accepting side", dist.ErrMigrationNotAllowed, func() error { return b.MigratePeer(ctx, a.Name()) })
 	fast("self", dist.ErrSelf, func() error { return a.MigratePeer(ctx, a.Name()) })
 	fast("bad name", dist.ErrBadNodeName, func() error { return a.MigratePeer(ctx, "no-at-sign") })

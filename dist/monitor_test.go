@@ -14,7 +14,7 @@ func TestMonitorNodeUpAndPeerShutdown(t *testing.T) {
 	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
 
 	before := monitorProbe(t, a, b.Name())
-	before.none(t, "NodeUp before any channel", func(m any) bool { _, ok := m.(*dist.NodeUp); return ok })
+	before.none(t, "NodeUp before any session", func(m any) bool { _, ok := m.(*dist.NodeUp); return ok })
 	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
 		t.Fatal(err)
 	}
@@ -23,11 +23,11 @@ func TestMonitorNodeUpAndPeerShutdown(t *testing.T) {
 		t.Errorf("NodeUp.Incarnation = %x, want b's %x", up.Incarnation, b.Incarnation())
 	}
 
-	// Registered while the channel is up: NodeUp at once.
+	// Registered while the session is up: NodeUp at once.
 	after := monitorProbe(t, a, b.Name())
 	after.nodeUp(t, b.Name())
 
-	// The acceptor side reports the channel too.
+	// The acceptor side reports the session too.
 	onB := monitorProbe(t, b, a.Name())
 	if u := onB.nodeUp(t, a.Name()); u.Incarnation != a.Incarnation() {
 		t.Errorf("b's NodeUp.Incarnation = %x, want a's %x", u.Incarnation, a.Incarnation())

@@ -25,7 +25,7 @@ func spawnPair(t *testing.T) (a, b *actors.Node) {
 func TestSpawnRemote(t *testing.T) {
 	a, b := spawnPair(t)
 
-	// No channel yet: SpawnRemote opens one.
+	// No session yet: SpawnRemote opens one.
 	pid, err := a.SpawnRemote(ctxTimeout(t), b.Name(), "echo", "")
 	if err != nil {
 		t.Fatalf("SpawnRemote: %v", err)
@@ -80,7 +80,7 @@ func TestSpawnRemoteUnknownKind(t *testing.T) {
 	if _, ok := b.System().ProcessRegistry.GetLocal("with-name"); ok {
 		t.Errorf("a refused spawn registered a process on b")
 	}
-	// The channel is fine.
+	// The session is fine.
 	pid, err := a.SpawnRemote(ctxTimeout(t), b.Name(), "echo", "")
 	if err != nil {
 		t.Fatal(err)

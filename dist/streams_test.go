@@ -198,14 +198,14 @@ func TestStreamPinsChannel(t *testing.T) {
 	remote := <-held
 	time.Sleep(500 * time.Millisecond) // several reap periods
 	if len(nodes[0].Nodes()) != 1 {
-		t.Fatal("a channel with an open user stream was reaped")
+		t.Fatal("a session with an open user stream was reaped")
 	}
 	if _, err := s.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	remote.Close()
-	waitFor(t, 5*time.Second, "the idle channel to be reaped once the stream closed", func() bool {
+	waitFor(t, 5*time.Second, "the idle session to be reaped once the stream closed", func() bool {
 		return len(nodes[0].Nodes()) == 0
 	})
 }

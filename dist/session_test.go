@@ -133,7 +133,7 @@ func TestFiveNodesAllPairs(t *testing.T) {
 	}
 	for _, n := range nodes {
 		if got := len(n.Nodes()); got != 4 {
-			t.Errorf("%s has %d channels, want 4 (one per peer)", n.Name(), got)
+			t.Errorf("%s has %d sessions, want 4 (one per peer)", n.Name(), got)
 		}
 	}
 }
@@ -194,7 +194,7 @@ func TestOrderingEightByEight(t *testing.T) {
 		}), name)
 		recvPIDs = append(recvPIDs, actor.NewPID("n1@localhost", name))
 	}
-	// Open the channel first: sends made while it opens are queued only
+	// Open the session first: sends made while it opens are queued only
 	// up to PendingLimit.
 	if err := nodes[0].Connect(context.Background(), "n1@localhost"); err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestLargeMessageDoesNotDelayOthers(t *testing.T) {
 		}
 	}), "big")
 	spawnNamed(t, nodes[1], replyProps(), "small")
-	// Warm the channel up.
+	// Warm the session up.
 	request(t, nodes[0], actor.NewPID("n1@localhost", "small"), wrapperspb.String("warm"))
 	big := wrapperspb.Bytes(make([]byte, 4<<20))
 	var maxSmall time.Duration
@@ -264,7 +264,7 @@ func TestLargeMessageDoesNotDelayOthers(t *testing.T) {
 }
 
 // watcher spawns an actor on n that watches target and reports
-// Terminated on the returned channel.
+// Terminated on the returned session.
 func watchFrom(t *testing.T, n *actors.Node, target *actor.PID) <-chan *actor.Terminated {
 	ch := make(chan *actor.Terminated, 1)
 	n.Root().Spawn(actor.PropsFromFunc(func(c actor.Context) {
@@ -336,7 +336,7 @@ func TestWatchConnectionLost(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("no NodeDown")
 	}
-	// The path comes back: a new channel opens on demand.
+	// The path comes back: a new session opens on demand.
 	fault.SetBlackhole(false)
 	request(t, a, remote, wrapperspb.String("again"))
 }
@@ -376,7 +376,7 @@ func TestSimultaneousConnect(t *testing.T) {
 			}()
 			wg.Wait()
 			waitFor(t, 10*time.Second, "all messages both ways", func() bool { return gotA.Load() == n && gotB.Load() == n })
-			waitFor(t, 5*time.Second, "one channel each", func() bool {
+			waitFor(t, 5*time.Second, "one session each", func() bool {
 				return len(a.Nodes()) == 1 && len(b.Nodes()) == 1
 			})
 		})
@@ -419,7 +419,7 @@ func TestIdleChannelReaped(t *testing.T) {
 	nodes[0].Pin("n2@localhost")
 	request(t, nodes[0], actor.NewPID("n1@localhost", "echo"), wrapperspb.String("x"))
 	request(t, nodes[0], actor.NewPID("n2@localhost", "echo"), wrapperspb.String("x"))
-	waitFor(t, 5*time.Second, "the unpinned idle channel to close", func() bool {
+	waitFor(t, 5*time.Second, "the unpinned idle session to close", func() bool {
 		n := nodes[0].Nodes()
 		return len(n) == 1 && n[0] == "n2@localhost"
 	})
@@ -427,8 +427,8 @@ func TestIdleChannelReaped(t *testing.T) {
 	// Still pinned after several idle periods.
 	time.Sleep(600 * time.Millisecond)
 	if n := nodes[0].Nodes(); len(n) != 1 {
-		t.Fatalf("pinned channel was reaped: %v", n)
+		t.Fatalf("pinned session was reaped: %v", n)
 	}
-	// A reaped channel reopens on demand.
+	// A reaped session reopens on demand.
 	request(t, nodes[0], actor.NewPID("n1@localhost", "echo"), wrapperspb.String("y"))
 }
