@@ -91,9 +91,9 @@ func TestSendNonProtobuf(t *testing.T) {
 	stillUp(t, a, echo, mon)
 }
 
-// TestSendNonProtobufNoChannel: the message is refused before any session
+// TestSendNonProtobufNoSession: the message is refused before any session
 // is opened for it.
-func TestSendNonProtobufNoChannel(t *testing.T) {
+func TestSendNonProtobufNoSession(t *testing.T) {
 	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
 	spawnEcho(t, b, "echo")
 	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
@@ -207,9 +207,9 @@ func TestMessageTooLarge(t *testing.T) {
 	stillUp(t, a, echo, mon)
 }
 
-// TestMessageTooLargeNoChannel: the limit applies on the queued path too
+// TestMessageTooLargeNoSession: the limit applies on the queued path too
 // (no session open yet).
-func TestMessageTooLargeNoChannel(t *testing.T) {
+func TestMessageTooLargeNoSession(t *testing.T) {
 	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
 	spawnEcho(t, b, "echo")
 	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b), MaxMessageSize: 1024})

@@ -411,7 +411,7 @@ func TestRestartIsNewIncarnation(t *testing.T) {
 	}
 }
 
-func TestIdleChannelReaped(t *testing.T) {
+func TestIdleSessionReaped(t *testing.T) {
 	cfg := actors.Config{ReapIdleAfter: 200 * time.Millisecond, ReapMinAge: 100 * time.Millisecond}
 	nodes := mesh(t, 3, cfg)
 	spawnNamed(t, nodes[1], replyProps(), "echo")

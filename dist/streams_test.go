@@ -187,7 +187,7 @@ func TestStreamAcceptorDeath(t *testing.T) {
 	acceptorOf(t, nodes[1], "echo", echoStream)
 }
 
-func TestStreamPinsChannel(t *testing.T) {
+func TestStreamPinsSession(t *testing.T) {
 	nodes := mesh(t, 2, actors.Config{ReapIdleAfter: 100 * time.Millisecond, ReapMinAge: 50 * time.Millisecond})
 	held := make(chan *dist.Stream, 1)
 	acceptorOf(t, nodes[1], "hold", func(s *dist.Stream) { held <- s })
