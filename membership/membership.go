@@ -49,9 +49,9 @@ type Membership struct {
 // every ShufflePeriod until Stop.
 func Start(system *actor.ActorSystem, d Dist, cfg Config) (*Membership, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("membership: invalid config: %w", err)
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
