@@ -189,6 +189,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Config is the configuration m runs with, defaults filled in.
+func (m *Manager) Config() Config { return m.cfg }
+
 // ValidateNodeName checks that name has the form name@host with both parts
 // non-empty and no whitespace, '/' or second '@'.
 func ValidateNodeName(name string) error {

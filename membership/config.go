@@ -149,6 +149,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Config is the configuration m runs with, defaults filled in.
+func (m *Membership) Config() Config { return m.cfg }
+
 // stateConfig is the state machine's share of c.
 func (c Config) stateConfig(self string, rng *rand.Rand) hyparview.Config {
 	return hyparview.Config{
