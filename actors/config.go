@@ -1,38 +1,32 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/internal/fielderr"
 	"github.com/cask-p2p/cask/membership"
 	"github.com/cask-p2p/cask/transport"
 )
 
-// Defaults for Config. A zero field means the default.
-const (
-	// DefaultListenAddr is the UDP address a node listens on.
-	DefaultListenAddr = "127.0.0.1:0"
-	// DefaultIdleTimeout: a silent peer is declared lost after this long.
-	DefaultIdleTimeout = 5 * time.Second
-	// DefaultKeepAlivePeriod keeps an idle connection's path alive.
-	DefaultKeepAlivePeriod = time.Second
-)
-
-// Config configures a node. Name is the only required field; every zero
-// field means the documented default.
+// Config configures a node: one tree with the node-wide fields at the top
+// and a section per layer below. Name is the only required field; every
+// zero field means the default documented on it (docs/configuration.md
+// lists them all). Each section's package owns its defaults:
+// WithDefaults fills the whole tree and Validate checks it, naming a bad
+// field by its path (Config.Transport.KeepAlivePeriod).
+//
+// The node-wide fields are set once, here. actors.Start copies them into
+// the sections (transport.Config.DataDir and DisableMigration,
+// dist.Config.Name, Incarnation and DisableMigration) and builds
+// transport.Config.Authenticator from the identity fields: leave those
+// section fields zero. A section's Logger, when nil, is the node's.
 type Config struct {
 	// Name is the node's name, name@host. PIDs of this node carry it as
 	// their Address.
 	Name string
-	// ListenAddr is the node's UDP address (listener and dialer share the
-	// socket). Default 127.0.0.1:0.
-	ListenAddr string
-	// Adapter, when set, supplies the node's socket instead of a plain UDP
-	// socket on ListenAddr: a fault-injection adapter in tests and demos,
-	// a relay adapter in production.
-	Adapter transport.SocketAdapter
 	// DataDir keeps the node's TLS material (tls/) and its identity
 	// (keys/: node.key, node.pub and the trusted peer keys in trusted/).
 	// Empty keeps everything in memory: a fresh identity at every Start.
@@ -46,81 +40,101 @@ type Config struct {
 	// proves it knows it during the identity handshake, on top of its
 	// signature. Empty means none.
 	ClusterSecret []byte
-	// MaxPendingHandshakes caps inbound connections still in the QUIC or
-	// identity handshake (transport default 64); more are refused.
-	MaxPendingHandshakes int
-	// Peers is the static discovery map: node name → UDP address.
-	Peers map[string]string
-	// DiscoveryDir is a directory of endpoint files; the node writes its
-	// own there at Start and removes it at Stop.
-	DiscoveryDir string
-	// DisableDNS turns off DNS discovery (the last backend of the chain).
-	DisableDNS bool
-	// DiscoveryPort is the port DNS discovery assumes without SRV records.
-	DiscoveryPort int
-	// IdleTimeout: a peer silent this long is lost. Default 5 s.
-	IdleTimeout time.Duration
-	// KeepAlivePeriod: default 1 s; must be below IdleTimeout.
-	KeepAlivePeriod time.Duration
-	// HandshakeTimeout bounds the QUIC and identity handshakes (transport
-	// default when zero).
-	HandshakeTimeout time.Duration
-	// ConnectTimeout bounds discovery, dial and dist handshake (dist
-	// default 5 s).
-	ConnectTimeout time.Duration
-	// MaxMessageSize caps one encoded message (dist default 16 MiB).
-	MaxMessageSize int
-	// DataStreams is the data stream pool per connection (dist default 16).
-	DataStreams int
-	// PendingLimit caps messages queued per peer while connecting.
-	PendingLimit int
-	// ReapIdleAfter and ReapMinAge tune idle-channel reaping (dist
-	// defaults 60 s each); a negative ReapIdleAfter disables it.
-	ReapIdleAfter time.Duration
-	ReapMinAge    time.Duration
-	// ShutdownGrace bounds the goodbye exchange at Stop (dist default 1 s).
-	ShutdownGrace time.Duration
-	// DisableMigration tells peers not to migrate their connections to
-	// this node.
+	// DisableMigration forbids migrating this node's connections: its own
+	// Migrate requests fail, and peers are told in the dist handshake not
+	// to migrate theirs.
 	DisableMigration bool
-	// Membership configures the HyParView membership actor (contact
-	// nodes, view sizes, shuffle period); zero fields mean the
-	// membership package defaults. Its Logger defaults to the node's.
-	Membership membership.Config
 	// Incarnation overrides the random incarnation (tests only).
 	Incarnation uint64
-	// Logger receives structured logs; nil means slog.Default().
+	// Logger receives structured logs of every layer; nil means
+	// slog.Default().
 	Logger *slog.Logger
+
+	// Transport configures the QUIC transport: ListenAddr or Adapter,
+	// IdleTimeout, KeepAlivePeriod, HandshakeTimeout, stream and
+	// handshake limits.
+	Transport transport.Config
+	// Dist configures the dist layer: discovery (Peers, DiscoveryDir,
+	// DisableDNS, DiscoveryPort), connect and message limits, data
+	// streams, write buffering, user streams, reaping and shutdown.
+	Dist dist.Config
+	// Membership configures the HyParView membership actor (contact
+	// nodes, view sizes, shuffle period).
+	Membership membership.Config
 }
 
-func (c Config) withDefaults() Config {
-	if c.ListenAddr == "" {
-		c.ListenAddr = DefaultListenAddr
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.KeepAlivePeriod == 0 {
-		c.KeepAlivePeriod = DefaultKeepAlivePeriod
-		if c.KeepAlivePeriod >= c.IdleTimeout {
-			c.KeepAlivePeriod = c.IdleTimeout / 3
-		}
-	}
+// WithDefaults returns c with the node-wide fields copied into the
+// sections that need them and every zero field set to its default. The
+// defaults themselves belong to the sections' packages.
+func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	nodeLog := c.Logger.With("node", c.Name)
+
+	t := c.Transport
+	if t.DataDir == "" {
+		t.DataDir = c.DataDir
+	}
+	t.DisableMigration = t.DisableMigration || c.DisableMigration
+	if t.Logger == nil {
+		t.Logger = nodeLog
+	}
+	c.Transport = t.WithDefaults()
+
+	d := c.Dist
+	if d.Name == "" {
+		d.Name = c.Name
+	}
+	if d.Incarnation == 0 {
+		d.Incarnation = c.Incarnation
+	}
+	d.DisableMigration = d.DisableMigration || c.DisableMigration
+	if d.Logger == nil {
+		d.Logger = c.Logger // dist adds node=<name> itself
+	}
+	c.Dist = d.WithDefaults()
+
+	m := c.Membership
+	if m.Logger == nil {
+		m.Logger = nodeLog
+	}
+	c.Membership = m.WithDefaults()
 	return c
 }
 
-func (c Config) validate() error {
+// Validate reports whether c, with its defaults filled in, is usable:
+// the node name, that the sections agree with the node-wide fields, and
+// each section. Every problem names its field by path, e.g.
+// "actors: Config.Transport.KeepAlivePeriod 5s must be below IdleTimeout
+// 5s".
+func (c Config) Validate() error {
 	if err := dist.ValidateNodeName(c.Name); err != nil {
-		return fmt.Errorf("actors: Config.Name: %w", err)
+		return fmt.Errorf("actors: %w", fielderr.Wrap("Config.Name", err))
 	}
-	if c.IdleTimeout < 0 || c.KeepAlivePeriod < 0 {
-		return fmt.Errorf("actors: IdleTimeout and KeepAlivePeriod must not be negative")
+	c = c.WithDefaults()
+	var errs []error
+	nodeWide := func(path string, ok bool, top string) {
+		if !ok {
+			errs = append(errs, fielderr.New(path, "differs from %s; set %s only", top, top))
+		}
 	}
-	if c.KeepAlivePeriod >= c.IdleTimeout {
-		return fmt.Errorf("actors: KeepAlivePeriod %v must be below IdleTimeout %v", c.KeepAlivePeriod, c.IdleTimeout)
+	nodeWide("Config.Transport.DataDir", c.Transport.DataDir == c.DataDir, "Config.DataDir")
+	nodeWide("Config.Transport.DisableMigration", c.Transport.DisableMigration == c.DisableMigration, "Config.DisableMigration")
+	nodeWide("Config.Dist.Name", c.Dist.Name == c.Name, "Config.Name")
+	nodeWide("Config.Dist.Incarnation", c.Dist.Incarnation == c.Incarnation, "Config.Incarnation")
+	nodeWide("Config.Dist.DisableMigration", c.Dist.DisableMigration == c.DisableMigration, "Config.DisableMigration")
+	if c.Transport.Authenticator != nil {
+		errs = append(errs, fielderr.New("Config.Transport.Authenticator",
+			"is set by actors.Start from Config.TrustMode and Config.ClusterSecret; leave it nil"))
+	}
+	errs = append(errs,
+		fielderr.Under("Config.Transport", c.Transport.Validate()),
+		fielderr.Under("Config.Dist", c.Dist.Validate()),
+		fielderr.Under("Config.Membership", c.Membership.Validate()),
+	)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("actors: %w", err)
 	}
 	return nil
 }

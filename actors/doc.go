@@ -8,8 +8,12 @@
 //	res, err := node.Root().RequestFuture(pid, msg, time.Second).Result()
 //
 // A PID's Address is the node's name, never an IP:port, so PIDs stay
-// valid when paths change. Config is a plain struct: Name is the only
-// required field and every zero field means the documented default.
+// valid when paths change. Config is one plain struct tree: node-wide
+// fields (Name, DataDir, identity, Logger) at the top and a section per
+// layer (Transport, Dist, Membership) below. Name is the only required
+// field and every zero field means the default its section's package
+// documents; Start fills them in and rejects a bad value with an error
+// naming its path (Config.Transport.IdleTimeout).
 // Stop is idempotent and waits for every goroutine the node started.
 //
 // The blocking methods (Connect, SpawnRemote) are thin wrappers over

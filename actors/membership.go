@@ -9,14 +9,11 @@ import (
 	"github.com/cask-p2p/cask/membership"
 )
 
-// startMembership starts the node's membership actor. The node logger is
-// used unless Config.Membership sets one.
+// startMembership starts the node's membership actor with
+// Config.Membership, whose Logger Config.WithDefaults set to the node's
+// unless the section sets one.
 func (n *Node) startMembership() error {
-	cfg := n.cfg.Membership
-	if cfg.Logger == nil {
-		cfg.Logger = n.log
-	}
-	m, err := membership.Start(n.system, n.dist, cfg)
+	m, err := membership.Start(n.system, n.dist, n.cfg.Membership)
 	if err != nil {
 		return fmt.Errorf("actors: start membership: %w", err)
 	}

@@ -31,12 +31,13 @@ type Node struct {
 	stopErr  error
 }
 
-// Start starts a node: it opens the UDP socket, starts the actor system
-// and the dist layer, and writes the node's endpoint file when
-// DiscoveryDir is set. ctx bounds start-up only.
+// Start starts a node: it fills cfg's defaults and validates it, opens
+// the UDP socket, starts the actor system, the dist layer and the
+// membership actor, and writes the node's endpoint file when
+// Dist.DiscoveryDir is set. ctx bounds start-up only.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -47,18 +48,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("actors: %w", err)
 	}
-	tcfg := transport.Config{
-		Authenticator:    auth,
-		ListenAddr:       cfg.ListenAddr,
-		Adapter:          cfg.Adapter,
-		DataDir:          cfg.DataDir,
-		IdleTimeout:      cfg.IdleTimeout,
-		KeepAlivePeriod:  cfg.KeepAlivePeriod,
-		HandshakeTimeout: cfg.HandshakeTimeout,
-		DisableMigration: cfg.DisableMigration,
-		Logger:           logger,
-	}
-	tcfg.MaxPendingHandshakes = cfg.MaxPendingHandshakes
+	tcfg := cfg.Transport
+	tcfg.Authenticator = auth
 	tr, err := transport.New(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("actors: %w", err)
@@ -67,23 +58,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return logger.With("lib", "protoactor")
 	}))
 	system.ProcessRegistry.Address = cfg.Name
-	dm, err := dist.New(system, tr, dist.Config{
-		Name:             cfg.Name,
-		Incarnation:      cfg.Incarnation,
-		Peers:            cfg.Peers,
-		DiscoveryDir:     cfg.DiscoveryDir,
-		DisableDNS:       cfg.DisableDNS,
-		DiscoveryPort:    cfg.DiscoveryPort,
-		DataStreams:      cfg.DataStreams,
-		MaxMessageSize:   cfg.MaxMessageSize,
-		PendingLimit:     cfg.PendingLimit,
-		ConnectTimeout:   cfg.ConnectTimeout,
-		ReapIdleAfter:    cfg.ReapIdleAfter,
-		ReapMinAge:       cfg.ReapMinAge,
-		ShutdownGrace:    cfg.ShutdownGrace,
-		DisableMigration: cfg.DisableMigration,
-		Logger:           cfg.Logger,
-	})
+	dm, err := dist.New(system, tr, cfg.Dist)
 	if err != nil {
 		system.Shutdown()
 		return nil, fmt.Errorf("actors: %w", err)
@@ -106,8 +81,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.Stop()
 		return nil, err
 	}
-	if cfg.DiscoveryDir != "" {
-		if err := dist.WriteEndpointFile(cfg.DiscoveryDir, cfg.Name, tr.Addr()); err != nil {
+	if cfg.Dist.DiscoveryDir != "" {
+		if err := dist.WriteEndpointFile(cfg.Dist.DiscoveryDir, cfg.Name, tr.Addr()); err != nil {
 			n.Stop()
 			return nil, fmt.Errorf("actors: write endpoint file: %w", err)
 		}
@@ -121,8 +96,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 // safe to call more than once.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
-		if n.cfg.DiscoveryDir != "" {
-			dist.RemoveEndpointFile(n.cfg.DiscoveryDir, n.cfg.Name, n.tr.Addr())
+		if n.cfg.Dist.DiscoveryDir != "" {
+			dist.RemoveEndpointFile(n.cfg.Dist.DiscoveryDir, n.cfg.Name, n.tr.Addr())
 		}
 		err0 := n.stopMembership()
 		err1 := n.dist.Stop()

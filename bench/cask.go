@@ -9,6 +9,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/transport"
 )
 
 // caskSystem is Cask: one QUIC connection per peer, node names as PID
@@ -21,21 +23,25 @@ func (caskSystem) Name() string { return ColCask }
 
 func (caskSystem) Start(ctx context.Context, id string, peers ...Node) (Node, error) {
 	cfg := actors.Config{
-		Name:       "bench-" + id + "@localhost",
-		ListenAddr: "127.0.0.1:0",
-		Peers:      map[string]string{},
-		// Every peer is in the static map; never fall through to DNS.
-		DisableDNS: true,
+		Name: "bench-" + id + "@localhost",
 		// Silenced like protoactor's logger (see quietLogger); everything
 		// else is Cask's default configuration.
 		Logger: quietLogger(nil),
+		Transport: transport.Config{
+			ListenAddr: "127.0.0.1:0",
+		},
+		Dist: dist.Config{
+			Peers: map[string]string{},
+			// Every peer is in the static map; never fall through to DNS.
+			DisableDNS: true,
+		},
 	}
 	for _, p := range peers {
 		cn, ok := p.(*caskNode)
 		if !ok {
 			return nil, fmt.Errorf("cask: peer %T is not a cask node", p)
 		}
-		cfg.Peers[cn.n.Name()] = cn.n.Addr().String()
+		cfg.Dist.Peers[cn.n.Name()] = cn.n.Addr().String()
 	}
 	n, err := actors.Start(ctx, cfg)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/transport"
 )
 
@@ -56,7 +57,12 @@ func benchLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func startBenchNode(b *testing.B, name string, peers map[string]string) *actors.Node {
 	b.Helper()
 	n, err := actors.Start(context.Background(), actors.Config{
-		Name: name, DisableDNS: true, Peers: peers, Logger: benchLogger(),
+		Name:   name,
+		Logger: benchLogger(),
+		Dist: dist.Config{
+			DisableDNS: true,
+			Peers:      peers,
+		},
 	})
 	if err != nil {
 		b.Fatal(err)

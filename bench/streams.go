@@ -48,7 +48,7 @@ func runStream(ctx context.Context, o *Options) []Row {
 // answer, like RawBulk.
 func CaskStream(ctx context.Context, total int64, chunk int) (time.Duration, error) {
 	start := func(name string, peers map[string]string) (*actors.Node, error) {
-		return actors.Start(ctx, actors.Config{Name: name, Peers: peers, DisableDNS: true, Logger: quietLogger(nil)})
+		return actors.Start(ctx, actors.Config{Name: name, Logger: quietLogger(nil), Dist: dist.Config{Peers: peers, DisableDNS: true}})
 	}
 	b, err := start("stream-b@localhost", nil)
 	if err != nil {

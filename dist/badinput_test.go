@@ -31,12 +31,12 @@ import (
 // probe on a for b, so a test can prove the session never went down.
 func echoPair(t *testing.T, acfg, bcfg actors.Config) (a, b *actors.Node, echo *actor.PID, mon *probe) {
 	t.Helper()
-	bcfg.DisableDNS = true
+	bcfg.Dist.DisableDNS = true
 	b = startNode(t, "b@localhost", bcfg)
 	spawnEcho(t, b, "echo")
-	acfg.DisableDNS = true
-	if acfg.Peers == nil {
-		acfg.Peers = peersOf(b)
+	acfg.Dist.DisableDNS = true
+	if acfg.Dist.Peers == nil {
+		acfg.Dist.Peers = peersOf(b)
 	}
 	a = startNode(t, "a@localhost", acfg)
 	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
@@ -94,9 +94,9 @@ func TestSendNonProtobuf(t *testing.T) {
 // TestSendNonProtobufNoSession: the message is refused before any session
 // is opened for it.
 func TestSendNonProtobufNoSession(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	spawnEcho(t, b, "echo")
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	dl := collectDeadLetters(t, a)
 	echo := actor.NewPID(b.Name(), "echo")
 	a.Root().Send(echo, "a string is not protobuf")
@@ -184,7 +184,7 @@ func TestUnknownMessageType(t *testing.T) {
 }
 
 func TestMessageTooLarge(t *testing.T) {
-	a, _, echo, mon := echoPair(t, actors.Config{MaxMessageSize: 1024}, actors.Config{})
+	a, _, echo, mon := echoPair(t, actors.Config{Dist: dist.Config{MaxMessageSize: 1024}}, actors.Config{})
 	dl := collectDeadLetters(t, a)
 	big := wrapperspb.String(strings.Repeat("x", 2000))
 
@@ -210,9 +210,9 @@ func TestMessageTooLarge(t *testing.T) {
 // TestMessageTooLargeNoSession: the limit applies on the queued path too
 // (no session open yet).
 func TestMessageTooLargeNoSession(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	spawnEcho(t, b, "echo")
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b), MaxMessageSize: 1024})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b), MaxMessageSize: 1024}})
 	dl := collectDeadLetters(t, a)
 	echo := actor.NewPID(b.Name(), "echo")
 	a.Root().Send(echo, wrapperspb.String(strings.Repeat("x", 2000)))
@@ -224,7 +224,7 @@ func TestMessageTooLargeNoSession(t *testing.T) {
 // receiver's. The design says an oversize message gets a dead letter and
 // the connection stays up; the sender cannot know the receiver's limit.
 func TestMessageTooLargeForReceiver(t *testing.T) {
-	a, _, echo, mon := echoPair(t, actors.Config{}, actors.Config{MaxMessageSize: 1024})
+	a, _, echo, mon := echoPair(t, actors.Config{}, actors.Config{Dist: dist.Config{MaxMessageSize: 1024}})
 	adl := collectDeadLetters(t, a)
 	// Over the receiver's MaxMessageSize plus its 64 KiB envelope margin.
 	a.Root().Send(echo, wrapperspb.String(strings.Repeat("x", 100<<10)))
@@ -275,7 +275,7 @@ func TestUnknownNode(t *testing.T) {
 }
 
 func TestBadNodeName(t *testing.T) {
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	for _, name := range []string{"nohost", "a@b@c", "", "@host", "name@", "has space@h", "x/y@h"} {
 		err := a.Connect(ctxTimeout(t), name)
 		if !errors.Is(err, dist.ErrBadNodeName) {
@@ -288,7 +288,7 @@ func TestBadNodeName(t *testing.T) {
 }
 
 func TestConnectSelf(t *testing.T) {
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	if err := a.Connect(ctxTimeout(t), a.Name()); !errors.Is(err, dist.ErrSelf) {
 		t.Errorf("Connect(self) = %v, want %v", err, dist.ErrSelf)
 	}
@@ -397,9 +397,9 @@ func envelopeFrame(target string, typeID uint32, typeName string, payload []byte
 }
 
 func TestMalformedFrames(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	spawnEcho(t, b, "echo")
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	echo := actor.NewPID(b.Name(), "echo")
 	mustEcho(t, a, echo, "warm-up")
 	aMon := monitorProbe(t, a, b.Name())
@@ -519,7 +519,7 @@ func TestMalformedFrames(t *testing.T) {
 // frame from it is delivered, so the malformed cases fail for the junk
 // alone.
 func TestRawPeerValidMessage(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	p := newProbe(t, b)
 	r := dialRaw(t, b, "evil@localhost")
 	payload, _ := proto.Marshal(wrapperspb.String("hello from raw"))
@@ -598,14 +598,21 @@ func TestUnsupportedSystemMessage(t *testing.T) {
 // messages wait; the rest are dead-lettered at once with ErrQueueFull, and
 // the queued ones with the connect error once it fails.
 func TestQueueFull(t *testing.T) {
-	gone := startNode(t, "gone@localhost", actors.Config{DisableDNS: true})
+	gone := startNode(t, "gone@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	addr := gone.Addr().String()
 	if err := gone.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	a := startNode(t, "a@localhost", actors.Config{
-		DisableDNS: true, Peers: map[string]string{"gone@localhost": addr}, PendingLimit: 3,
-		ConnectTimeout: time.Second, HandshakeTimeout: 500 * time.Millisecond,
+		Transport: transport.Config{
+			HandshakeTimeout: 500 * time.Millisecond,
+		},
+		Dist: dist.Config{
+			DisableDNS:     true,
+			Peers:          map[string]string{"gone@localhost": addr},
+			PendingLimit:   3,
+			ConnectTimeout: time.Second,
+		},
 	})
 	dl := collectDeadLetters(t, a)
 	pid := actor.NewPID("gone@localhost", "x")
@@ -635,7 +642,7 @@ func TestQueueFull(t *testing.T) {
 // TestHandshakeRejects: a dist hello the node refuses gets a DistWelcome
 // with the reason, not a silent close.
 func TestHandshakeRejects(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	hello := func(h *caskpb.DistHello) []byte {
 		raw, _ := proto.Marshal(h)
 		return transport.AppendFrame(nil, raw)

@@ -10,12 +10,13 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/dist"
 )
 
 // BenchmarkPingPong measures windowed ping-pong between two nodes: b.N
 // pings, each answered by a pong; at most 10,000 in flight.
 func BenchmarkPingPong(b *testing.B) {
-	cfg := actors.Config{DiscoveryDir: b.TempDir(), DisableDNS: true}
+	cfg := actors.Config{Dist: dist.Config{DiscoveryDir: b.TempDir(), DisableDNS: true}}
 	a, e := startNode(b, "a@localhost", cfg), startNode(b, "b@localhost", cfg)
 	if _, err := e.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
 		if m, ok := c.Message().(*wrapperspb.Int64Value); ok {
@@ -76,7 +77,7 @@ func processCPU() int64 {
 // BenchmarkBulk64K sends b.N 64 KiB messages one way, at most 32 in flight
 // (acknowledged every 8), and reports bytes per second.
 func BenchmarkBulk64K(b *testing.B) {
-	cfg := actors.Config{DiscoveryDir: b.TempDir(), DisableDNS: true}
+	cfg := actors.Config{Dist: dist.Config{DiscoveryDir: b.TempDir(), DisableDNS: true}}
 	a, s := startNode(b, "a@localhost", cfg), startNode(b, "b@localhost", cfg)
 	got := 0
 	if _, err := s.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {

@@ -1,10 +1,15 @@
 package dist
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/cask-p2p/cask/internal/fielderr"
 )
 
 // Defaults for Config. A zero field in Config means the default here.
@@ -14,15 +19,15 @@ const (
 	DefaultDataStreams = 16
 	// DefaultMaxMessageSize caps one encoded message.
 	DefaultMaxMessageSize = 16 << 20
-	// DefaultPendingLimit caps messages queued per peer while its channel
+	// DefaultPendingLimit caps messages queued per peer while its session
 	// opens.
 	DefaultPendingLimit = 10000
 	// DefaultConnectTimeout bounds discovery, dial and dist handshake.
 	DefaultConnectTimeout = 5 * time.Second
-	// DefaultReapIdleAfter: an on-demand channel with no traffic for this
+	// DefaultReapIdleAfter: an on-demand session with no traffic for this
 	// long may be closed.
 	DefaultReapIdleAfter = 60 * time.Second
-	// DefaultReapMinAge: a channel younger than this is never reaped.
+	// DefaultReapMinAge: a session younger than this is never reaped.
 	DefaultReapMinAge = 60 * time.Second
 	// DefaultWriteBufferLimit: senders block once this many bytes wait on
 	// one data stream (back-pressure, as Erlang's busy dist port).
@@ -33,6 +38,9 @@ const (
 	// DefaultShutdownGrace bounds how long a graceful close waits for the
 	// peer to finish its streams.
 	DefaultShutdownGrace = time.Second
+	// DefaultMaxUserStreams caps live user streams per connection and
+	// direction.
+	DefaultMaxUserStreams = 256
 )
 
 // Protocol versions this build speaks.
@@ -41,7 +49,11 @@ const (
 	MaxProtocolVersion = 1
 )
 
-// Config configures the dist layer. Zero fields mean the defaults above.
+// Config configures the dist layer. Zero fields mean the defaults above;
+// WithDefaults fills them in and Validate checks the result. Inside
+// actors.Config (the Dist section) Name, Incarnation and DisableMigration
+// are set by actors.Start from the node-wide fields; the section's
+// Logger, when nil, is the node's.
 type Config struct {
 	// Name is this node's name, name@host. Required.
 	Name string
@@ -53,28 +65,38 @@ type Config struct {
 	// DiscoveryDir is a directory of endpoint files, one per node, each
 	// node writing its own. Empty disables this backend.
 	DiscoveryDir string
-	// DNSDiscovery enables the DNS backend (SRV _cask._udp.<host>, then
-	// A/AAAA of <host> with DiscoveryPort). Default on; set DisableDNS to
-	// turn it off.
+	// DisableDNS turns off the DNS backend of discovery (SRV
+	// _cask._udp.<host>, then A/AAAA of <host> with DiscoveryPort), which
+	// is on by default.
 	DisableDNS bool
-	// DiscoveryPort is the port used with A/AAAA records.
+	// DiscoveryPort is the port used with A/AAAA records. Default
+	// DefaultDiscoveryPort.
 	DiscoveryPort int
-	// DataStreams is the data stream pool size per connection.
+	// DataStreams is the data stream pool size per connection, 1..1024.
+	// Default DefaultDataStreams.
 	DataStreams int
-	// MaxMessageSize caps one encoded message, in bytes.
+	// MaxMessageSize caps one encoded message, in bytes, up to 1 GiB.
+	// Default DefaultMaxMessageSize.
 	MaxMessageSize int
 	// PendingLimit caps messages queued per peer while connecting.
+	// Default DefaultPendingLimit.
 	PendingLimit int
-	// ConnectTimeout bounds one connect attempt.
+	// ConnectTimeout bounds one connect attempt. Default
+	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
-	// ReapIdleAfter and ReapMinAge tune idle-channel reaping. A negative
-	// ReapIdleAfter disables reaping.
+	// ReapIdleAfter and ReapMinAge tune idle-session reaping (defaults
+	// DefaultReapIdleAfter, DefaultReapMinAge). A negative ReapIdleAfter
+	// disables reaping.
 	ReapIdleAfter time.Duration
 	ReapMinAge    time.Duration
 	// WriteBufferLimit is the per-stream byte count past which senders
-	// block until the stream drains.
+	// block until the stream drains. Default DefaultWriteBufferLimit.
 	WriteBufferLimit int
-	// ShutdownGrace bounds a graceful close.
+	// MaxUserStreams caps live user streams per connection and
+	// direction; more are refused with ErrStreamLimit. Default
+	// DefaultMaxUserStreams.
+	MaxUserStreams int
+	// ShutdownGrace bounds a graceful close. Default DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	// DisableMigration is advertised in the handshake: peers must not
 	// migrate connections to this node.
@@ -83,7 +105,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults returns a copy of c with every zero field set to its
+// default. It is the only place the defaults above are applied.
+func (c Config) WithDefaults() Config {
 	if c.DiscoveryPort == 0 {
 		c.DiscoveryPort = DefaultDiscoveryPort
 	}
@@ -108,6 +132,9 @@ func (c Config) withDefaults() Config {
 	if c.WriteBufferLimit == 0 {
 		c.WriteBufferLimit = DefaultWriteBufferLimit
 	}
+	if c.MaxUserStreams == 0 {
+		c.MaxUserStreams = DefaultMaxUserStreams
+	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
@@ -117,36 +144,53 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-func (c Config) validate() error {
+// Validate reports whether c, with its defaults filled in, is usable. It
+// names every bad field relative to Config ("DataStreams 0 out of range
+// 1..1024"); a bad Name or Peers key wraps ErrBadNodeName. New prefixes
+// "dist: invalid config".
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
 	if err := ValidateNodeName(c.Name); err != nil {
-		return err
+		errs = append(errs, fielderr.Wrap("Name", err))
 	}
-	for name, addr := range c.Peers {
+	for _, name := range slices.Sorted(maps.Keys(c.Peers)) {
+		path := fmt.Sprintf("Peers[%q]", name)
 		if err := ValidateNodeName(name); err != nil {
-			return fmt.Errorf("dist: Peers: %w", err)
-		}
-		if addr == "" {
-			return fmt.Errorf("dist: Peers: %s has an empty address", name)
+			errs = append(errs, fielderr.Wrap(path, err))
+		} else if c.Peers[name] == "" {
+			errs = append(errs, fielderr.New(path, "is an empty address"))
 		}
 	}
-	switch {
-	case c.DataStreams < 1 || c.DataStreams > 1024:
-		return fmt.Errorf("dist: DataStreams %d out of range 1..1024", c.DataStreams)
-	case c.MaxMessageSize < 1 || c.MaxMessageSize > 1<<30:
-		return fmt.Errorf("dist: MaxMessageSize %d out of range 1..1 GiB", c.MaxMessageSize)
-	case c.PendingLimit < 1:
-		return fmt.Errorf("dist: PendingLimit %d must be positive", c.PendingLimit)
-	case c.ConnectTimeout < 0:
-		return fmt.Errorf("dist: ConnectTimeout %v must not be negative", c.ConnectTimeout)
-	case c.ReapMinAge < 0:
-		return fmt.Errorf("dist: ReapMinAge %v must not be negative", c.ReapMinAge)
-	case c.WriteBufferLimit < 1:
-		return fmt.Errorf("dist: WriteBufferLimit %d must be positive", c.WriteBufferLimit)
-	case c.DiscoveryPort < 1 || c.DiscoveryPort > 65535:
-		return fmt.Errorf("dist: DiscoveryPort %d out of range", c.DiscoveryPort)
+	if c.DataStreams < 1 || c.DataStreams > 1024 {
+		errs = append(errs, fielderr.New("DataStreams", "%d out of range 1..1024", c.DataStreams))
 	}
-	return nil
+	if c.MaxMessageSize < 1 || c.MaxMessageSize > 1<<30 {
+		errs = append(errs, fielderr.New("MaxMessageSize", "%d out of range 1..1 GiB", c.MaxMessageSize))
+	}
+	if c.PendingLimit < 1 {
+		errs = append(errs, fielderr.New("PendingLimit", "%d must be positive", c.PendingLimit))
+	}
+	if c.ConnectTimeout < 0 {
+		errs = append(errs, fielderr.New("ConnectTimeout", "%v must not be negative", c.ConnectTimeout))
+	}
+	if c.ReapMinAge < 0 {
+		errs = append(errs, fielderr.New("ReapMinAge", "%v must not be negative", c.ReapMinAge))
+	}
+	if c.WriteBufferLimit < 1 {
+		errs = append(errs, fielderr.New("WriteBufferLimit", "%d must be positive", c.WriteBufferLimit))
+	}
+	if c.MaxUserStreams < 1 {
+		errs = append(errs, fielderr.New("MaxUserStreams", "%d must be positive", c.MaxUserStreams))
+	}
+	if c.DiscoveryPort < 1 || c.DiscoveryPort > 65535 {
+		errs = append(errs, fielderr.New("DiscoveryPort", "%d out of range 1..65535", c.DiscoveryPort))
+	}
+	return errors.Join(errs...)
 }
+
+// Config is the configuration m runs with, defaults filled in.
+func (m *Manager) Config() Config { return m.cfg }
 
 // ValidateNodeName checks that name has the form name@host with both parts
 // non-empty and no whitespace, '/' or second '@'.

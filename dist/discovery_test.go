@@ -12,12 +12,13 @@ import (
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/transport"
 )
 
 func TestDiscoveryStatic(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	spawnEcho(t, b, "echo")
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
@@ -33,7 +34,7 @@ func TestDiscoveryStatic(t *testing.T) {
 
 func TestDiscoveryDir(t *testing.T) {
 	dir := t.TempDir()
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true, DiscoveryDir: dir})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, DiscoveryDir: dir}})
 	spawnEcho(t, b, "echo")
 	bFile := dist.EndpointFileName(dir, b.Name())
 	content, err := os.ReadFile(bFile)
@@ -44,7 +45,7 @@ func TestDiscoveryDir(t *testing.T) {
 		t.Errorf("endpoint file of b = %q, want %q", got, b.Addr().String())
 	}
 
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, DiscoveryDir: dir})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, DiscoveryDir: dir}})
 	if _, err := os.Stat(dist.EndpointFileName(dir, a.Name())); err != nil {
 		t.Errorf("endpoint file of a after Start: %v", err)
 	}
@@ -91,9 +92,9 @@ func TestDiscoveryDNS(t *testing.T) {
 		t.Skipf("localhost does not resolve here: %v", err)
 	}
 	port := freeUDPPort(t)
-	c := startNode(t, "c@localhost", actors.Config{DisableDNS: true, ListenAddr: "127.0.0.1:" + strconv.Itoa(port)})
+	c := startNode(t, "c@localhost", actors.Config{Transport: transport.Config{ListenAddr: "127.0.0.1:" + strconv.Itoa(port)}, Dist: dist.Config{DisableDNS: true}})
 	spawnEcho(t, c, "echo")
-	d := startNode(t, "d@localhost", actors.Config{DiscoveryPort: port})
+	d := startNode(t, "d@localhost", actors.Config{Dist: dist.Config{DiscoveryPort: port}})
 	if err := d.Connect(ctxTimeout(t), c.Name()); err != nil {
 		t.Fatalf("Connect through DNS (localhost, port %d): %v", port, err)
 	}
@@ -104,15 +105,15 @@ func TestDiscoveryDNS(t *testing.T) {
 // node missing from the map is found in the directory.
 func TestDiscoveryChainOrder(t *testing.T) {
 	dir := t.TempDir()
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true, DiscoveryDir: dir})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, DiscoveryDir: dir}})
 	spawnEcho(t, b, "echo")
-	c := startNode(t, "c@localhost", actors.Config{DisableDNS: true})
+	c := startNode(t, "c@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	spawnEcho(t, c, "echo")
 	// A wrong directory entry for c, which the static map overrides.
 	if err := dist.WriteEndpointFile(dir, c.Name(), b.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, DiscoveryDir: dir, Peers: peersOf(c)})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, DiscoveryDir: dir, Peers: peersOf(c)}})
 	mustEcho(t, a, actor.NewPID(c.Name(), "echo"), "static first")
 	mustEcho(t, a, actor.NewPID(b.Name(), "echo"), "then the directory")
 	if got := a.Nodes(); len(got) != 2 {

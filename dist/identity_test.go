@@ -38,8 +38,8 @@ func rawTransportConfig(t testing.TB, name string) transport.Config {
 }
 
 func TestConnectAuthErrorsReachCaller(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true, TrustMode: actors.TrustStrict})
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+	b := startNode(t, "b@localhost", actors.Config{TrustMode: actors.TrustStrict, Dist: dist.Config{DisableDNS: true}})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 
 	err := a.Connect(ctxTimeout(t), b.Name())
 	if !errors.Is(err, dist.ErrConnectFailed) || !errors.Is(err, transport.ErrUntrustedKey) || !errors.Is(err, transport.ErrPeerRejected) {
@@ -71,8 +71,8 @@ func TestConnectAuthErrorsReachCaller(t *testing.T) {
 // fails authentication is never delivered; it becomes a dead letter whose
 // reason says why.
 func TestSendToUnauthenticatedPeerIsDeadLetter(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b), TrustMode: actors.TrustStrict})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
+	a := startNode(t, "a@localhost", actors.Config{TrustMode: actors.TrustStrict, Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	var delivered atomic.Int32
 	if _, err := b.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
 		if _, ok := c.Message().(*wrapperspb.StringValue); ok {
@@ -105,7 +105,7 @@ func TestIdentityPersistsAndRepins(t *testing.T) {
 	start := func(name, dir string) *actors.Node {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
-		n, err := actors.Start(ctx, actors.Config{Name: name, DataDir: dir, DisableDNS: true, DiscoveryDir: discovery, Logger: quietLogger()})
+		n, err := actors.Start(ctx, actors.Config{Name: name, DataDir: dir, Logger: quietLogger(), Dist: dist.Config{DisableDNS: true, DiscoveryDir: discovery}})
 		if err != nil {
 			t.Fatalf("start %s: %v", name, err)
 		}
@@ -152,7 +152,7 @@ func TestIdentityPersistsAndRepins(t *testing.T) {
 
 func TestStartRefusesMismatchedKeyPair(t *testing.T) {
 	dir := t.TempDir()
-	n := startNode(t, "a@localhost", actors.Config{DataDir: dir, DisableDNS: true})
+	n := startNode(t, "a@localhost", actors.Config{DataDir: dir, Dist: dist.Config{DisableDNS: true}})
 	_ = n.Stop()
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
 	if err := os.WriteFile(filepath.Join(dir, "keys", "node.pub"), other.Public().(ed25519.PublicKey), 0o644); err != nil {
@@ -160,7 +160,7 @@ func TestStartRefusesMismatchedKeyPair(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	n, err := actors.Start(ctx, actors.Config{Name: "a@localhost", DataDir: dir, DisableDNS: true, Logger: quietLogger()})
+	n, err := actors.Start(ctx, actors.Config{Name: "a@localhost", DataDir: dir, Logger: quietLogger(), Dist: dist.Config{DisableDNS: true}})
 	if err == nil {
 		_ = n.Stop()
 		t.Fatal("Start accepted a node.pub that is not node.key's")
@@ -172,12 +172,12 @@ func TestStartRefusesMismatchedKeyPair(t *testing.T) {
 
 func TestClusterSecret(t *testing.T) {
 	secret := []byte("correct horse battery staple")
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true, ClusterSecret: secret})
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b), ClusterSecret: secret})
+	b := startNode(t, "b@localhost", actors.Config{ClusterSecret: secret, Dist: dist.Config{DisableDNS: true}})
+	a := startNode(t, "a@localhost", actors.Config{ClusterSecret: secret, Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
 		t.Fatalf("same secret: %v", err)
 	}
-	c := startNode(t, "c@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b), ClusterSecret: []byte("guess")})
+	c := startNode(t, "c@localhost", actors.Config{ClusterSecret: []byte("guess"), Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	if err := c.Connect(ctxTimeout(t), b.Name()); !errors.Is(err, transport.ErrClusterSecret) {
 		t.Fatalf("wrong secret: %v, want ErrClusterSecret", err)
 	}
@@ -188,8 +188,8 @@ func TestClusterSecret(t *testing.T) {
 // only; an authenticated peer's requests keep being answered throughout.
 func TestBadPeersLoseOnlyTheirConnection(t *testing.T) {
 	const handshake = 500 * time.Millisecond
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true, HandshakeTimeout: handshake})
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+	b := startNode(t, "b@localhost", actors.Config{Transport: transport.Config{HandshakeTimeout: handshake}, Dist: dist.Config{DisableDNS: true}})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	echo := spawnEcho(t, b, "echo")
 	mustEcho(t, a, echo, "before")
 

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/dist"
 )
 
 // protoactorIgnores lists goroutines of protoactor-go that outlive
@@ -44,7 +45,7 @@ func TestLeakThreeNodes(t *testing.T) {
 		for _, n := range nodes {
 			peers[n.Name()] = n.Addr().String()
 		}
-		n := startNode(t, name, actors.Config{DisableDNS: true, Peers: peers})
+		n := startNode(t, name, actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peers}})
 		spawnEcho(t, n, "echo")
 		if err := n.RegisterKind("echo", echoProps()); err != nil {
 			t.Fatal(err)

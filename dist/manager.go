@@ -66,9 +66,9 @@ func New(system *actor.ActorSystem, tr *transport.Transport, cfg Config) (*Manag
 	if system == nil || tr == nil {
 		return nil, errors.New("dist: New needs an actor system and a transport")
 	}
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dist: invalid config: %w", err)
 	}
 	inc := cfg.Incarnation
 	for inc == 0 {

@@ -107,8 +107,8 @@ func TestMigrateToNewInterfaceInNetworkNamespaces(t *testing.T) {
 	ipCmd(t, "-n", nsA, "link", "set", "a0", "up")
 	ipCmd(t, "-n", nsB, "link", "set", "b0", "up")
 
-	b := startNode(t, "b@nsb", actors.Config{DisableDNS: true, Adapter: netnsAdapter{nsB, "10.77.0.2:0"}})
-	a := startNode(t, "a@nsa", actors.Config{DisableDNS: true, Adapter: netnsAdapter{nsA, "10.77.0.1:0"}, Peers: peersOf(b)})
+	b := startNode(t, "b@nsb", actors.Config{Transport: transport.Config{Adapter: netnsAdapter{nsB, "10.77.0.2:0"}}, Dist: dist.Config{DisableDNS: true}})
+	a := startNode(t, "a@nsa", actors.Config{Transport: transport.Config{Adapter: netnsAdapter{nsA, "10.77.0.1:0"}}, Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
 		t.Fatalf("connect across namespaces: %v", err)
 	}

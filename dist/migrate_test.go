@@ -159,11 +159,11 @@ func (l *sequenceLoad) stopAndCheck(t *testing.T) {
 // pair starts a and b (a dials b) and connects them.
 func migrationPair(t *testing.T, cfgA, cfgB actors.Config) (a, b *actors.Node) {
 	t.Helper()
-	cfgB.DisableDNS = true
+	cfgB.Dist.DisableDNS = true
 	b = startNode(t, "b@localhost", cfgB)
-	cfgA.DisableDNS = true
-	if cfgA.Peers == nil {
-		cfgA.Peers = peersOf(b)
+	cfgA.Dist.DisableDNS = true
+	if cfgA.Dist.Peers == nil {
+		cfgA.Dist.Peers = peersOf(b)
 	}
 	a = startNode(t, "a@localhost", cfgA)
 	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
@@ -215,7 +215,7 @@ func TestMigratePeerUnderLoadToNewAddress(t *testing.T) {
 func TestMigrationRescuesSessionWhenOldPathDies(t *testing.T) {
 	const idle = 3 * time.Second
 	fa := transport.NewFaultAdapter(transport.UDPAdapter{Addr: "127.0.0.1:0"})
-	a, b := migrationPair(t, actors.Config{Adapter: fa, IdleTimeout: idle}, actors.Config{IdleTimeout: idle})
+	a, b := migrationPair(t, actors.Config{Transport: transport.Config{Adapter: fa, IdleTimeout: idle}}, actors.Config{Transport: transport.Config{IdleTimeout: idle}})
 	downA, downB := monitorProbe(t, a, b.Name()), monitorProbe(t, b, a.Name())
 	// A light load: quic-go v0.65 cannot probe a new path while the old,
 	// dead one holds a full congestion window of unacknowledged data
@@ -319,8 +319,8 @@ func TestMigratePeerErrors(t *testing.T) {
 	}
 
 	// The peer forbids migration.
-	c := startNode(t, "c@localhost", actors.Config{DisableDNS: true, DisableMigration: true})
-	a2 := startNode(t, "a2@localhost", actors.Config{DisableDNS: true, Peers: peersOf(c)})
+	c := startNode(t, "c@localhost", actors.Config{DisableMigration: true, Dist: dist.Config{DisableDNS: true}})
+	a2 := startNode(t, "a2@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(c)}})
 	if err := a2.Connect(ctx, c.Name()); err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func TestMigrationsToOnePeerAreSerializedAndNeverBlockTheController(t *testing.T
 }
 
 func TestRelaySwapUnderLoad(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	relayA, err := transport.NewRelay("127.0.0.1:0", b.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -395,7 +395,7 @@ func TestRelaySwapUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer relayB.Close()
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	if err := a.SetConnectOptions(b.Name(), dist.ConnectOptions{Adapter: transport.RelayAdapter{Via: relayA.Addr()}}); err != nil {
 		t.Fatal(err)
 	}
@@ -435,10 +435,10 @@ func TestMigrateAllTwentyPeers(t *testing.T) {
 	const count = 20
 	peers := make([]*actors.Node, count)
 	for i := range peers {
-		peers[i] = startNode(t, fmt.Sprintf("p%d@localhost", i), actors.Config{DisableDNS: true})
+		peers[i] = startNode(t, fmt.Sprintf("p%d@localhost", i), actors.Config{Dist: dist.Config{DisableDNS: true}})
 		spawnEcho(t, peers[i], "echo")
 	}
-	hub := startNode(t, "hub@localhost", actors.Config{DisableDNS: true, Peers: peersOf(peers...)})
+	hub := startNode(t, "hub@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(peers...)}})
 	for _, p := range peers {
 		if err := hub.Connect(ctxTimeout(t), p.Name()); err != nil {
 			t.Fatal(err)

@@ -7,11 +7,12 @@ import (
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/transport"
 )
 
 func TestMonitorNodeUpAndPeerShutdown(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 
 	before := monitorProbe(t, a, b.Name())
 	before.none(t, "NodeUp before any session", func(m any) bool { _, ok := m.(*dist.NodeUp); return ok })
@@ -48,7 +49,7 @@ func TestMonitorNodeUpAndPeerShutdown(t *testing.T) {
 }
 
 func TestMonitorNodeConnectFailed(t *testing.T) {
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	p := monitorProbe(t, a, "ghost@localhost")
 	err := a.Connect(ctxTimeout(t), "ghost@localhost")
 	if err == nil {
@@ -65,14 +66,20 @@ func TestMonitorNodeConnectFailed(t *testing.T) {
 
 // TestMonitorNodeConnectFailedDial: the node is known but nobody listens.
 func TestMonitorNodeConnectFailedDial(t *testing.T) {
-	gone := startNode(t, "gone@localhost", actors.Config{DisableDNS: true})
+	gone := startNode(t, "gone@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	addr := gone.Addr().String()
 	if err := gone.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	a := startNode(t, "a@localhost", actors.Config{
-		DisableDNS: true, Peers: map[string]string{"gone@localhost": addr},
-		ConnectTimeout: 500 * time.Millisecond, HandshakeTimeout: 300 * time.Millisecond,
+		Transport: transport.Config{
+			HandshakeTimeout: 300 * time.Millisecond,
+		},
+		Dist: dist.Config{
+			DisableDNS:     true,
+			Peers:          map[string]string{"gone@localhost": addr},
+			ConnectTimeout: 500 * time.Millisecond,
+		},
 	})
 	p := monitorProbe(t, a, "gone@localhost")
 	err := a.Connect(ctxTimeout(t), "gone@localhost")
@@ -85,9 +92,9 @@ func TestMonitorNodeConnectFailedDial(t *testing.T) {
 }
 
 func TestMonitorAllNodes(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
-	c := startNode(t, "c@localhost", actors.Config{DisableDNS: true})
-	a := startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b, c)})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
+	c := startNode(t, "c@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b, c)}})
 	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
 		t.Fatal(err)
 	}

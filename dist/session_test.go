@@ -25,7 +25,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 func launch(t *testing.T, name string, cfg actors.Config) *actors.Node {
 	t.Helper()
 	cfg.Name = name
-	cfg.DisableDNS = true
+	cfg.Dist.DisableDNS = true
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
@@ -41,7 +41,7 @@ func launch(t *testing.T, name string, cfg actors.Config) *actors.Node {
 func mesh(t *testing.T, count int, cfg actors.Config) []*actors.Node {
 	t.Helper()
 	dir := t.TempDir()
-	cfg.DiscoveryDir = dir
+	cfg.Dist.DiscoveryDir = dir
 	nodes := make([]*actors.Node, count)
 	for i := range nodes {
 		nodes[i] = launch(t, fmt.Sprintf("n%d@localhost", i), cfg)
@@ -312,8 +312,8 @@ func TestWatchConnectionLost(t *testing.T) {
 	fault := transport.NewFaultAdapter(transport.UDPAdapter{Addr: "127.0.0.1:0"})
 	const idle = 800 * time.Millisecond
 	dir := t.TempDir()
-	a := launch(t, "a@localhost", actors.Config{DiscoveryDir: dir, Adapter: fault, IdleTimeout: idle})
-	b := launch(t, "b@localhost", actors.Config{DiscoveryDir: dir, IdleTimeout: idle})
+	a := launch(t, "a@localhost", actors.Config{Transport: transport.Config{Adapter: fault, IdleTimeout: idle}, Dist: dist.Config{DiscoveryDir: dir}})
+	b := launch(t, "b@localhost", actors.Config{Transport: transport.Config{IdleTimeout: idle}, Dist: dist.Config{DiscoveryDir: dir}})
 	spawnNamed(t, b, replyProps(), "far")
 	remote := actor.NewPID("b@localhost", "far")
 	ch := watchFrom(t, a, remote)
@@ -347,8 +347,8 @@ func TestSimultaneousConnect(t *testing.T) {
 	for round := 0; round < 5; round++ {
 		t.Run(fmt.Sprint(round), func(t *testing.T) {
 			dir := t.TempDir()
-			a := launch(t, "a@localhost", actors.Config{DiscoveryDir: dir})
-			b := launch(t, "b@localhost", actors.Config{DiscoveryDir: dir})
+			a := launch(t, "a@localhost", actors.Config{Dist: dist.Config{DiscoveryDir: dir}})
+			b := launch(t, "b@localhost", actors.Config{Dist: dist.Config{DiscoveryDir: dir}})
 			const n = 200
 			var gotA, gotB atomic.Int64
 			counter := func(c *atomic.Int64) *actor.Props {
@@ -387,8 +387,8 @@ func TestSimultaneousConnect(t *testing.T) {
 // monitors see NodeDown{restarted} or a loss followed by NodeUp.
 func TestRestartIsNewIncarnation(t *testing.T) {
 	dir := t.TempDir()
-	a := launch(t, "a@localhost", actors.Config{DiscoveryDir: dir})
-	b1, err := actors.Start(context.Background(), actors.Config{Name: "b@localhost", DiscoveryDir: dir, DisableDNS: true, Logger: quiet})
+	a := launch(t, "a@localhost", actors.Config{Dist: dist.Config{DiscoveryDir: dir}})
+	b1, err := actors.Start(context.Background(), actors.Config{Name: "b@localhost", Logger: quiet, Dist: dist.Config{DiscoveryDir: dir, DisableDNS: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestRestartIsNewIncarnation(t *testing.T) {
 	oldInc := b1.Incarnation()
 	b1.Stop()
 
-	b2 := launch(t, "b@localhost", actors.Config{DiscoveryDir: dir})
+	b2 := launch(t, "b@localhost", actors.Config{Dist: dist.Config{DiscoveryDir: dir}})
 	if b2.Incarnation() == oldInc {
 		t.Fatal("restart kept the incarnation")
 	}
@@ -412,7 +412,7 @@ func TestRestartIsNewIncarnation(t *testing.T) {
 }
 
 func TestIdleSessionReaped(t *testing.T) {
-	cfg := actors.Config{ReapIdleAfter: 200 * time.Millisecond, ReapMinAge: 100 * time.Millisecond}
+	cfg := actors.Config{Dist: dist.Config{ReapIdleAfter: 200 * time.Millisecond, ReapMinAge: 100 * time.Millisecond}}
 	nodes := mesh(t, 3, cfg)
 	spawnNamed(t, nodes[1], replyProps(), "echo")
 	spawnNamed(t, nodes[2], replyProps(), "echo")

@@ -14,11 +14,11 @@ import (
 // spawnPair starts b with the kind "echo" registered and a, which knows b.
 func spawnPair(t *testing.T) (a, b *actors.Node) {
 	t.Helper()
-	b = startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	b = startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	if err := b.RegisterKind("echo", echoProps()); err != nil {
 		t.Fatal(err)
 	}
-	a = startNode(t, "a@localhost", actors.Config{DisableDNS: true, Peers: peersOf(b)})
+	a = startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 	return a, b
 }
 
@@ -97,7 +97,7 @@ func TestSpawnRemoteUnknownNode(t *testing.T) {
 }
 
 func TestRegisterKindTwice(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{DisableDNS: true})
+	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	if err := b.RegisterKind("echo", echoProps()); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/dist"
 )
 
 // TestSendPathStackDepth guards the latency fix in endpoint.send:
@@ -26,8 +27,8 @@ import (
 // loop and a small Receive use), and reads the stack memory they hold.
 func TestSendPathStackDepth(t *testing.T) {
 	dir := t.TempDir()
-	a := startNode(t, "a@localhost", actors.Config{DiscoveryDir: dir, DisableDNS: true})
-	startNode(t, "b@localhost", actors.Config{DiscoveryDir: dir, DisableDNS: true})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DiscoveryDir: dir, DisableDNS: true}})
+	startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DiscoveryDir: dir, DisableDNS: true}})
 	if err := a.Connect(context.Background(), "b@localhost"); err != nil {
 		t.Fatal(err)
 	}

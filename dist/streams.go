@@ -24,9 +24,6 @@ const (
 	MaxTagLength = 128
 	// ReservedTagPrefix starts tags Cask keeps for itself.
 	ReservedTagPrefix = "cask:"
-	// DefaultMaxUserStreams caps live user streams per connection and
-	// direction; more are refused with ErrStreamLimit.
-	DefaultMaxUserStreams = 256
 	// userStreamHeaderTimeout bounds how long an inbound user stream may
 	// take to send its tag.
 	userStreamHeaderTimeout = 5 * time.Second
@@ -222,7 +219,7 @@ func (m *Manager) OpenStream(ctx context.Context, peer, tag string) (*Stream, er
 		return nil, peerErr("open stream", peer, ErrNoConn)
 	}
 	if !s.streamStart() {
-		return nil, peerErr("open stream", peer, fmt.Errorf("%w: %d open", ErrStreamLimit, DefaultMaxUserStreams))
+		return nil, peerErr("open stream", peer, fmt.Errorf("%w: %d open", ErrStreamLimit, m.cfg.MaxUserStreams))
 	}
 	st, err := s.openUser(ctx, tag)
 	if err != nil {
@@ -322,7 +319,7 @@ func (s *session) serveUser(qs *transport.Stream) {
 		return
 	}
 	if !s.streamStart() {
-		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_LIMIT, fmt.Sprintf("%d user streams open", DefaultMaxUserStreams))
+		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_LIMIT, fmt.Sprintf("%d user streams open", s.mgr.cfg.MaxUserStreams))
 		return
 	}
 	b, _ := proto.Marshal(&caskpb.StreamAccept{})
@@ -337,7 +334,7 @@ func (s *session) serveUser(qs *transport.Stream) {
 func (s *session) streamStart() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.userStreams >= DefaultMaxUserStreams {
+	if s.userStreams >= s.mgr.cfg.MaxUserStreams {
 		return false
 	}
 	s.userStreams++

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/transport"
 )
 
 // acceptorOf spawns an actor on n that handles every inbound stream with
@@ -188,7 +189,7 @@ func TestStreamAcceptorDeath(t *testing.T) {
 }
 
 func TestStreamPinsSession(t *testing.T) {
-	nodes := mesh(t, 2, actors.Config{ReapIdleAfter: 100 * time.Millisecond, ReapMinAge: 50 * time.Millisecond})
+	nodes := mesh(t, 2, actors.Config{Dist: dist.Config{ReapIdleAfter: 100 * time.Millisecond, ReapMinAge: 50 * time.Millisecond}})
 	held := make(chan *dist.Stream, 1)
 	acceptorOf(t, nodes[1], "hold", func(s *dist.Stream) { held <- s })
 	s, err := nodes[0].OpenStream(ctx10(t), "n1@localhost", "hold")
@@ -211,7 +212,7 @@ func TestStreamPinsSession(t *testing.T) {
 }
 
 func TestStreamFailsWhenConnectionLost(t *testing.T) {
-	nodes := mesh(t, 2, actors.Config{IdleTimeout: 600 * time.Millisecond})
+	nodes := mesh(t, 2, actors.Config{Transport: transport.Config{IdleTimeout: 600 * time.Millisecond}})
 	acceptorOf(t, nodes[1], "echo", echoStream)
 	s, err := nodes[0].OpenStream(ctx10(t), "n1@localhost", "echo")
 	if err != nil {

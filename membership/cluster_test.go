@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership"
 	"github.com/cask-p2p/cask/transport"
 )
@@ -67,20 +68,24 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	n, err := actors.Start(ctx, actors.Config{
-		Name:           nodeName(i),
-		Adapter:        fault,
-		DiscoveryDir:   c.dir,
-		DisableDNS:     true,
-		IdleTimeout:    testIdleTimeout,
-		ConnectTimeout: 2 * time.Second,
-		ShutdownGrace:  200 * time.Millisecond,
-		Logger:         quietLogger(),
+		Name:   nodeName(i),
+		Logger: quietLogger(),
 		Membership: membership.Config{
 			ContactNodes:  contacts,
 			ShufflePeriod: testShufflePeriod,
 			BackoffMin:    250 * time.Millisecond,
 			BackoffMax:    2 * time.Second,
 			Seed:          uint64(i + 1),
+		},
+		Transport: transport.Config{
+			Adapter:     fault,
+			IdleTimeout: testIdleTimeout,
+		},
+		Dist: dist.Config{
+			DiscoveryDir:   c.dir,
+			DisableDNS:     true,
+			ConnectTimeout: 2 * time.Second,
+			ShutdownGrace:  200 * time.Millisecond,
 		},
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/internal/fielderr"
 	"github.com/cask-p2p/cask/membership/hyparview"
 )
 
@@ -48,8 +49,10 @@ const (
 var ErrInvalidConfig = errors.New("membership: invalid config")
 
 // Config configures the membership actor of a node. It is a plain struct:
-// every zero field means the documented default, and no field is
-// required (the node's own name comes from the dist layer).
+// every zero field means the documented default (WithDefaults fills them
+// in, Validate checks the result), and no field is required (the node's
+// own name comes from the dist layer). Inside actors.Config (the
+// Membership section) a nil Logger is the node's.
 type Config struct {
 	// ContactNodes are joined at start, one at a time in order, until a
 	// Join succeeds; a failed attempt moves on to the next contact after
@@ -101,9 +104,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// withDefaults returns c with every zero field set to its default. The
-// protocol knobs take the state machine's own defaults.
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every zero field set to its default. The
+// protocol knobs take the state machine's own defaults (package
+// hyparview), so the two never disagree; this is the only place they are
+// applied to a Config.
+func (c Config) WithDefaults() Config {
 	p := c.stateConfig("", nil).WithDefaults()
 	c.ActiveSize, c.PassiveSize = p.ActiveSize, p.PassiveSize
 	c.ActiveRandomWalkLength, c.PassiveRandomWalkLength = p.ActiveRandomWalkLength, p.PassiveRandomWalkLength
@@ -121,24 +126,31 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports whether c, with defaults filled in, is usable. The
-// error wraps ErrInvalidConfig.
+// Validate reports whether c, with its defaults filled in, is usable. It
+// names every bad field relative to Config ("ShufflePeriod -1s is
+// negative"); the error wraps ErrInvalidConfig, and Start prefixes
+// "membership: invalid config".
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
+	var errs []error
 	if c.ShufflePeriod < 0 {
-		return fmt.Errorf("%w: ShufflePeriod is negative (%s)", ErrInvalidConfig, c.ShufflePeriod)
+		errs = append(errs, fielderr.New("ShufflePeriod", "%s is negative", c.ShufflePeriod).WithKind(ErrInvalidConfig))
 	}
 	for i, n := range c.ContactNodes {
 		if err := dist.ValidateNodeName(n); err != nil {
-			return fmt.Errorf("%w: ContactNodes[%d]: %w", ErrInvalidConfig, i, err)
+			errs = append(errs, fielderr.Wrap(fmt.Sprintf("ContactNodes[%d]", i), err).WithKind(ErrInvalidConfig))
 		}
 	}
-	// The protocol knobs are checked by the state machine itself.
+	// The protocol knobs are checked by the state machine itself; its
+	// error names the field.
 	if err := c.stateConfig("validate", rand.New(rand.NewPCG(0, 0))).Validate(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		errs = append(errs, fielderr.Wrap("", err).WithKind(ErrInvalidConfig))
 	}
-	return nil
+	return errors.Join(errs...)
 }
+
+// Config is the configuration m runs with, defaults filled in.
+func (m *Membership) Config() Config { return m.cfg }
 
 // stateConfig is the state machine's share of c.
 func (c Config) stateConfig(self string, rng *rand.Rand) hyparview.Config {

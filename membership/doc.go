@@ -77,7 +77,7 @@
 // An active peer whose session goes down is dropped (PeerDown{failed})
 // and replaced at once from the passive view; failed passive nodes are
 // retried with backoff and dropped after MaxFailures. How fast a silent
-// peer is noticed is the transport's IdleTimeout (actors.Config).
+// peer is noticed is the transport's IdleTimeout (actors.Config.Transport).
 //
 // # Views and Nodes
 //

@@ -36,6 +36,7 @@ const stopTimeout = 5 * time.Second
 // Membership is the handle on a node's running membership actor.
 type Membership struct {
 	system *actor.ActorSystem
+	cfg    Config // with defaults filled in
 	pid    *actor.PID
 	// views is the latest snapshot of both views, stored by the actor
 	// after every message it handles.
@@ -49,9 +50,9 @@ type Membership struct {
 // every ShufflePeriod until Stop.
 func Start(system *actor.ActorSystem, d Dist, cfg Config) (*Membership, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("membership: invalid config: %w", err)
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -62,7 +63,7 @@ func Start(system *actor.ActorSystem, d Dist, cfg Config) (*Membership, error) {
 	if _, err := hyparview.New(cfg.stateConfig(self, rand.New(rand.NewPCG(seed, 1)))); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	m := &Membership{system: system}
+	m := &Membership{system: system, cfg: cfg}
 	m.views.Store(&Views{})
 	props := actor.PropsFromProducer(func() actor.Actor {
 		// A fresh state on every (re)start: a restarted actor rejoins

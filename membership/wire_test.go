@@ -108,7 +108,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)
 		}
 	}
-	d := Config{}.withDefaults()
+	d := Config{}.WithDefaults()
 	if d.ActiveSize != 5 || d.PassiveSize != 30 || d.ActiveRandomWalkLength != 6 || d.PassiveRandomWalkLength != 3 ||
 		d.ShufflePeriod != 10*time.Second || d.MaxFailures != 5 || d.BackoffMin != time.Second ||
 		d.BackoffMax != 5*time.Minute || d.PassiveMaxAge != 5*time.Minute {

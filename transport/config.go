@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/cask-p2p/cask/internal/fielderr"
 )
 
 // ALPN is the TLS application protocol of Cask. A peer offering anything
@@ -17,9 +19,14 @@ const serverName = "cask"
 
 // Defaults for Config: a zero field means the constant below.
 const (
-	DefaultListenAddr            = "127.0.0.1:0"
-	DefaultIdleTimeout           = 5 * time.Second
-	DefaultKeepAlivePeriod       = 1 * time.Second
+	DefaultListenAddr      = "127.0.0.1:0"
+	DefaultIdleTimeout     = 5 * time.Second
+	DefaultKeepAlivePeriod = 1 * time.Second
+	// KeepAliveDivisor: when DefaultKeepAlivePeriod is not below the
+	// configured IdleTimeout, the keep-alive default is
+	// IdleTimeout/KeepAliveDivisor, so a quiet path sends more than one
+	// keep-alive per idle timeout.
+	KeepAliveDivisor             = 3
 	DefaultHandshakeTimeout      = 5 * time.Second
 	DefaultMaxIncomingStreams    = 1000
 	DefaultMaxIncomingUniStreams = 1000
@@ -36,7 +43,10 @@ const (
 )
 
 // Config configures a Transport. The zero value of every field means the
-// documented default.
+// documented default; WithDefaults fills them in and Validate checks the
+// result. Inside actors.Config (the Transport section) DataDir,
+// DisableMigration and Authenticator are set by actors.Start from the
+// node-wide fields; the section's Logger, when nil, is the node's.
 type Config struct {
 	// Adapter yields the node's socket. Nil means UDPAdapter{Addr: ListenAddr}.
 	Adapter SocketAdapter
@@ -50,8 +60,8 @@ type Config struct {
 	// connections end with ErrIdleTimeout). Default DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// KeepAlivePeriod must be below IdleTimeout. Default
-	// DefaultKeepAlivePeriod, or IdleTimeout/2 when that default is not
-	// below IdleTimeout.
+	// DefaultKeepAlivePeriod, or IdleTimeout/KeepAliveDivisor when that
+	// default is not below IdleTimeout.
 	KeepAlivePeriod time.Duration
 	// HandshakeTimeout bounds the QUIC handshake and the Authenticator
 	// together. Default DefaultHandshakeTimeout.
@@ -78,8 +88,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// withDefaults returns a copy of c with every zero field set to its default.
-func (c Config) withDefaults() Config {
+// WithDefaults returns a copy of c with every zero field set to its
+// default. It is the only place the defaults above are applied.
+func (c Config) WithDefaults() Config {
 	if c.ListenAddr == "" {
 		c.ListenAddr = DefaultListenAddr
 	}
@@ -92,7 +103,7 @@ func (c Config) withDefaults() Config {
 	if c.KeepAlivePeriod == 0 {
 		c.KeepAlivePeriod = DefaultKeepAlivePeriod
 		if c.KeepAlivePeriod >= c.IdleTimeout {
-			c.KeepAlivePeriod = c.IdleTimeout / 2
+			c.KeepAlivePeriod = c.IdleTimeout / KeepAliveDivisor
 		}
 	}
 	if c.HandshakeTimeout == 0 {
@@ -113,34 +124,34 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// validate checks a Config that went through withDefaults.
-func (c Config) validate() error {
+// Validate reports whether c, with its defaults filled in, is usable. It
+// names every bad field relative to Config ("KeepAlivePeriod 5s must be
+// below IdleTimeout 5s"); New prefixes "transport: invalid config".
+func (c Config) Validate() error {
+	c = c.WithDefaults()
 	var errs []error
 	if c.IdleTimeout < 0 {
-		errs = append(errs, fmt.Errorf("IdleTimeout %v is negative", c.IdleTimeout))
+		errs = append(errs, fielderr.New("IdleTimeout", "%v is negative", c.IdleTimeout))
 	}
 	if c.KeepAlivePeriod < 0 {
-		errs = append(errs, fmt.Errorf("KeepAlivePeriod %v is negative", c.KeepAlivePeriod))
+		errs = append(errs, fielderr.New("KeepAlivePeriod", "%v is negative", c.KeepAlivePeriod))
 	}
 	if c.KeepAlivePeriod >= c.IdleTimeout {
-		errs = append(errs, fmt.Errorf("KeepAlivePeriod %v must be below IdleTimeout %v", c.KeepAlivePeriod, c.IdleTimeout))
+		errs = append(errs, fielderr.New("KeepAlivePeriod", "%v must be below IdleTimeout %v", c.KeepAlivePeriod, c.IdleTimeout))
 	}
 	if c.HandshakeTimeout < 0 {
-		errs = append(errs, fmt.Errorf("HandshakeTimeout %v is negative", c.HandshakeTimeout))
+		errs = append(errs, fielderr.New("HandshakeTimeout", "%v is negative", c.HandshakeTimeout))
 	}
 	if c.MaxIncomingStreams < 0 {
-		errs = append(errs, fmt.Errorf("MaxIncomingStreams %d is negative", c.MaxIncomingStreams))
+		errs = append(errs, fielderr.New("MaxIncomingStreams", "%d is negative", c.MaxIncomingStreams))
 	}
 	if c.MaxIncomingUniStreams < 0 {
-		errs = append(errs, fmt.Errorf("MaxIncomingUniStreams %d is negative", c.MaxIncomingUniStreams))
+		errs = append(errs, fielderr.New("MaxIncomingUniStreams", "%d is negative", c.MaxIncomingUniStreams))
 	}
 	if c.MaxPendingHandshakes < 0 {
-		errs = append(errs, fmt.Errorf("MaxPendingHandshakes %d is negative", c.MaxPendingHandshakes))
+		errs = append(errs, fielderr.New("MaxPendingHandshakes", "%d is negative", c.MaxPendingHandshakes))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("transport: invalid config: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Role says which side of a connection this node is.

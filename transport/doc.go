@@ -90,8 +90,8 @@
 //
 // # Defaults
 //
-// ListenAddr 127.0.0.1:0, IdleTimeout 5s, KeepAlivePeriod 1s (or half a
-// shorter IdleTimeout), HandshakeTimeout 5s, 1000 incoming bidi and uni
+// ListenAddr 127.0.0.1:0, IdleTimeout 5s, KeepAlivePeriod 1s (or a third
+// of an IdleTimeout of 1s or less), HandshakeTimeout 5s, 1000 incoming bidi and uni
 // streams, MaxPendingHandshakes 64, flow-control windows 1 MiB / 16 MiB
 // per stream and 4 MiB / 64 MiB per connection, frames up to
 // DefaultMaxFrameSize.

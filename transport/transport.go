@@ -49,9 +49,9 @@ type Transport struct {
 // New validates cfg and fills its defaults. It has no side effects: no
 // socket or file is touched before Start.
 func New(cfg Config) (*Transport, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("transport: invalid config: %w", err)
 	}
 	return &Transport{
 		cfg: cfg,

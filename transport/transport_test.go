@@ -39,12 +39,12 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A short IdleTimeout pulls the KeepAlivePeriod default below it.
+	// A short IdleTimeout pulls the KeepAlivePeriod default below it, to a third.
 	tr, err = New(Config{IdleTimeout: 600 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tr.Config().KeepAlivePeriod; got != 300*time.Millisecond {
+	if got := tr.Config().KeepAlivePeriod; got != 200*time.Millisecond {
 		t.Fatalf("KeepAlivePeriod = %v", got)
 	}
 

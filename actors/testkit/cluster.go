@@ -78,9 +78,9 @@ func StartCluster(n int, cfg ClusterConfig) (*Cluster, error) {
 		c.conns = append(c.conns, lc)
 		nc := cfg.Node
 		nc.Name = cfg.Name(i)
-		nc.DiscoveryDir = dir
-		nc.DisableDNS = true
-		nc.Adapter = lc
+		nc.Dist.DiscoveryDir = dir
+		nc.Dist.DisableDNS = true
+		nc.Transport.Adapter = lc
 		node, err := actors.Start(context.Background(), nc)
 		if err != nil {
 			c.Stop()

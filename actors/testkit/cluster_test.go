@@ -11,6 +11,7 @@ import (
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/actors/testkit"
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/transport"
 )
 
 func spawnEcho(t *testing.T, n *actors.Node) {
@@ -53,7 +54,7 @@ func TestClusterTalksAndDelaysOneLink(t *testing.T) {
 }
 
 func TestClusterBlackholeLosesTheChannel(t *testing.T) {
-	c := testkit.NewCluster(t, 2, testkit.ClusterConfig{Node: actors.Config{IdleTimeout: 600 * time.Millisecond}})
+	c := testkit.NewCluster(t, 2, testkit.ClusterConfig{Node: actors.Config{Transport: transport.Config{IdleTimeout: 600 * time.Millisecond}}})
 	spawnEcho(t, c.Node(1))
 	rtt(t, c.Node(0), c.Node(1).Name())
 	probe := testkit.NewProbe(t, c.Node(0).System())

@@ -37,12 +37,12 @@ func run() error {
 	defer os.RemoveAll(dir)
 
 	// Two nodes find each other through a directory of endpoint files.
-	alice, err := actors.Start(ctx, actors.Config{Name: "alice@localhost", DiscoveryDir: dir, DisableDNS: true, Logger: quiet})
+	alice, err := actors.Start(ctx, actors.Config{Name: "alice@localhost", Logger: quiet, Dist: dist.Config{DiscoveryDir: dir, DisableDNS: true}})
 	if err != nil {
 		return err
 	}
 	defer alice.Stop()
-	bob, err := actors.Start(ctx, actors.Config{Name: "bob@localhost", DiscoveryDir: dir, DisableDNS: true, Logger: quiet})
+	bob, err := actors.Start(ctx, actors.Config{Name: "bob@localhost", Logger: quiet, Dist: dist.Config{DiscoveryDir: dir, DisableDNS: true}})
 	if err != nil {
 		return err
 	}

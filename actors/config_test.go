@@ -1,0 +1,245 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/membership"
+	"github.com/cask-p2p/cask/transport"
+)
+
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestConfigZeroGetsSectionDefaults(t *testing.T) {
+	c := Config{Name: "a@localhost"}.WithDefaults()
+	if c.Logger == nil || c.Transport.Logger == nil || c.Dist.Logger == nil || c.Membership.Logger == nil {
+		t.Fatal("a logger is nil after WithDefaults")
+	}
+	tc, dc, mc := c.Transport, c.Dist, c.Membership
+	for _, k := range []struct {
+		path      string
+		got, want any
+	}{
+		{"Transport.ListenAddr", tc.ListenAddr, transport.DefaultListenAddr},
+		{"Transport.IdleTimeout", tc.IdleTimeout, transport.DefaultIdleTimeout},
+		{"Transport.KeepAlivePeriod", tc.KeepAlivePeriod, transport.DefaultKeepAlivePeriod},
+		{"Transport.HandshakeTimeout", tc.HandshakeTimeout, transport.DefaultHandshakeTimeout},
+		{"Transport.MaxIncomingStreams", tc.MaxIncomingStreams, int64(transport.DefaultMaxIncomingStreams)},
+		{"Transport.MaxIncomingUniStreams", tc.MaxIncomingUniStreams, int64(transport.DefaultMaxIncomingUniStreams)},
+		{"Transport.MaxPendingHandshakes", tc.MaxPendingHandshakes, transport.DefaultMaxPendingHandshakes},
+		{"Dist.Name", dc.Name, "a@localhost"},
+		{"Dist.DiscoveryPort", dc.DiscoveryPort, dist.DefaultDiscoveryPort},
+		{"Dist.DataStreams", dc.DataStreams, dist.DefaultDataStreams},
+		{"Dist.MaxMessageSize", dc.MaxMessageSize, dist.DefaultMaxMessageSize},
+		{"Dist.PendingLimit", dc.PendingLimit, dist.DefaultPendingLimit},
+		{"Dist.ConnectTimeout", dc.ConnectTimeout, dist.DefaultConnectTimeout},
+		{"Dist.ReapIdleAfter", dc.ReapIdleAfter, dist.DefaultReapIdleAfter},
+		{"Dist.ReapMinAge", dc.ReapMinAge, dist.DefaultReapMinAge},
+		{"Dist.WriteBufferLimit", dc.WriteBufferLimit, dist.DefaultWriteBufferLimit},
+		{"Dist.MaxUserStreams", dc.MaxUserStreams, dist.DefaultMaxUserStreams},
+		{"Dist.ShutdownGrace", dc.ShutdownGrace, dist.DefaultShutdownGrace},
+		{"Membership.ActiveSize", mc.ActiveSize, membership.DefaultActiveSize},
+		{"Membership.PassiveSize", mc.PassiveSize, membership.DefaultPassiveSize},
+		{"Membership.ShufflePeriod", mc.ShufflePeriod, membership.DefaultShufflePeriod},
+		{"Membership.BackoffMax", mc.BackoffMax, membership.DefaultBackoffMax},
+	} {
+		if k.got != k.want {
+			t.Errorf("Config.%s = %v, want %v", k.path, k.got, k.want)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+
+	// One keep-alive rule: a third of an IdleTimeout too short for the
+	// default period.
+	short := Config{Name: "a@localhost", Transport: transport.Config{IdleTimeout: 600 * time.Millisecond}}.WithDefaults()
+	if got := short.Transport.KeepAlivePeriod; got != 200*time.Millisecond {
+		t.Fatalf("KeepAlivePeriod with IdleTimeout 600ms = %v, want 200ms", got)
+	}
+}
+
+// knobs is a node configuration with every knob of every section set to
+// a value other than its default. The node-wide copies in the sections
+// stay zero: Start fills them.
+func knobs(t *testing.T) Config {
+	return Config{
+		Name:             "a@localhost",
+		DataDir:          t.TempDir(),
+		DisableMigration: true,
+		Incarnation:      0x5eed,
+		Logger:           quietLogger,
+		Transport: transport.Config{
+			ListenAddr:            "127.0.0.1:0",
+			IdleTimeout:           3 * time.Second,
+			KeepAlivePeriod:       700 * time.Millisecond,
+			HandshakeTimeout:      2 * time.Second,
+			MaxIncomingStreams:    500,
+			MaxIncomingUniStreams: 400,
+			MaxPendingHandshakes:  7,
+		},
+		Dist: dist.Config{
+			Peers:            map[string]string{"b@localhost": "127.0.0.1:1"},
+			DiscoveryDir:     t.TempDir(),
+			DisableDNS:       true,
+			DiscoveryPort:    4999,
+			DataStreams:      3,
+			MaxMessageSize:   1 << 20,
+			PendingLimit:     99,
+			ConnectTimeout:   2 * time.Second,
+			ReapIdleAfter:    -1,
+			ReapMinAge:       5 * time.Second,
+			WriteBufferLimit: 12345,
+			MaxUserStreams:   9,
+			ShutdownGrace:    300 * time.Millisecond,
+		},
+		Membership: membership.Config{
+			ContactNodes:            []string{"b@localhost"},
+			ActiveSize:              4,
+			PassiveSize:             20,
+			ActiveRandomWalkLength:  5,
+			PassiveRandomWalkLength: 2,
+			ShuffleActive:           2,
+			ShufflePassive:          3,
+			ShuffleTTL:              4,
+			ShufflePeriod:           3 * time.Second,
+			MaxFailures:             6,
+			BackoffMin:              2 * time.Second,
+			BackoffMax:              time.Minute,
+			PassiveMaxAge:           time.Hour,
+			Seed:                    42,
+			Now:                     time.Now,
+		},
+	}
+}
+
+// nodeWide are the section fields actors.Start sets from the top of the
+// tree (or builds, for Authenticator), and the loggers.
+var nodeWide = map[string]bool{
+	"DataDir": true, "DisableMigration": true, "Authenticator": true,
+	"Name": true, "Incarnation": true, "Logger": true,
+}
+
+// TestConfigKnobsAreAllSet keeps knobs complete: a knob added to a
+// section must be added there, and so is checked by
+// TestConfigKnobsReachLayers.
+func TestConfigKnobsAreAllSet(t *testing.T) {
+	c := knobs(t)
+	for name, section := range map[string]any{"Transport": c.Transport, "Dist": c.Dist, "Membership": c.Membership} {
+		v := reflect.ValueOf(section)
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if f.Name == "Adapter" || nodeWide[f.Name] {
+				continue
+			}
+			if v.Field(i).IsZero() {
+				t.Errorf("knobs leaves Config.%s.%s zero", name, f.Name)
+			}
+		}
+	}
+}
+
+func TestConfigKnobsReachLayers(t *testing.T) {
+	in := knobs(t)
+	n, err := Start(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+
+	sameKnobs(t, "Transport", n.tr.Config(), in.Transport)
+	sameKnobs(t, "Dist", n.dist.Config(), in.Dist)
+	sameKnobs(t, "Membership", n.membership.Config(), in.Membership)
+
+	tc, dc := n.tr.Config(), n.dist.Config()
+	if tc.DataDir != in.DataDir || !tc.DisableMigration || tc.Authenticator == nil {
+		t.Errorf("transport got DataDir %q, DisableMigration %v, Authenticator %v", tc.DataDir, tc.DisableMigration, tc.Authenticator)
+	}
+	if dc.Name != in.Name || dc.Incarnation != in.Incarnation || !dc.DisableMigration {
+		t.Errorf("dist got Name %q, Incarnation %x, DisableMigration %v", dc.Name, dc.Incarnation, dc.DisableMigration)
+	}
+	if n.Incarnation() != in.Incarnation {
+		t.Errorf("Incarnation() = %x, want %x", n.Incarnation(), in.Incarnation)
+	}
+}
+
+// sameKnobs fails unless every knob of got equals the one of want.
+func sameKnobs(t *testing.T, section string, got, want any) {
+	t.Helper()
+	g, w := reflect.ValueOf(got), reflect.ValueOf(want)
+	for i := range w.NumField() {
+		f := w.Type().Field(i)
+		if nodeWide[f.Name] || f.Type.Kind() == reflect.Func || f.Type.Kind() == reflect.Interface {
+			continue
+		}
+		if !reflect.DeepEqual(g.Field(i).Interface(), w.Field(i).Interface()) {
+			t.Errorf("Config.%s.%s reached the layer as %v, want %v", section, f.Name, g.Field(i), w.Field(i))
+		}
+	}
+}
+
+func TestConfigInvalidNamesFieldPath(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string // the whole error, or the line that names the field
+		is   error
+	}{
+		{Config{Name: "no-host"}, `actors: Config.Name: dist: bad node name: "no-host" (want name@host)`, dist.ErrBadNodeName},
+		{Config{Transport: transport.Config{IdleTimeout: 5 * time.Second, KeepAlivePeriod: 5 * time.Second}},
+			"actors: Config.Transport.KeepAlivePeriod 5s must be below IdleTimeout 5s", nil},
+		{Config{Transport: transport.Config{MaxPendingHandshakes: -1}},
+			"actors: Config.Transport.MaxPendingHandshakes -1 is negative", nil},
+		{Config{Dist: dist.Config{WriteBufferLimit: -1}}, "actors: Config.Dist.WriteBufferLimit -1 must be positive", nil},
+		{Config{Dist: dist.Config{DataStreams: 2000}}, "actors: Config.Dist.DataStreams 2000 out of range 1..1024", nil},
+		{Config{Dist: dist.Config{Peers: map[string]string{"nohost": "127.0.0.1:1"}}},
+			`actors: Config.Dist.Peers["nohost"]: dist: bad node name: "nohost" (want name@host)`, dist.ErrBadNodeName},
+		{Config{Dist: dist.Config{Name: "b@localhost"}}, "actors: Config.Dist.Name differs from Config.Name; set Config.Name only", nil},
+		{Config{Transport: transport.Config{DisableMigration: true}},
+			"actors: Config.Transport.DisableMigration differs from Config.DisableMigration; set Config.DisableMigration only", nil},
+		{Config{Transport: transport.Config{Authenticator: &transport.PeerAuthenticator{}}},
+			"actors: Config.Transport.Authenticator is set by actors.Start from Config.TrustMode and Config.ClusterSecret; leave it nil", nil},
+		{Config{Membership: membership.Config{ShufflePeriod: -time.Second}},
+			"actors: Config.Membership.ShufflePeriod -1s is negative", membership.ErrInvalidConfig},
+		{Config{Membership: membership.Config{ContactNodes: []string{"b@localhost", "x"}}},
+			`actors: Config.Membership.ContactNodes[1]: dist: bad node name: "x" (want name@host)`, membership.ErrInvalidConfig},
+	} {
+		if tc.cfg.Name == "" {
+			tc.cfg.Name = "a@localhost"
+		}
+		err := tc.cfg.Validate()
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Validate() = %v\nwant %s", err, tc.want)
+			continue
+		}
+		if tc.is != nil && !errors.Is(err, tc.is) {
+			t.Errorf("%v does not match %v", err, tc.is)
+		}
+	}
+
+	// Several problems: one line each, each under its path.
+	err := Config{Name: "a@localhost",
+		Transport: transport.Config{IdleTimeout: -1},
+		Dist:      dist.Config{PendingLimit: -1},
+	}.Validate()
+	for _, want := range []string{"Config.Transport.IdleTimeout -1ns is negative", "Config.Dist.PendingLimit -1 must be positive"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want a line %q", err, want)
+		}
+	}
+
+	// Start refuses with the same error and starts nothing.
+	bad := Config{Name: "a@localhost", Logger: quietLogger, Dist: dist.Config{MaxUserStreams: -3}}
+	if n, err := Start(context.Background(), bad); err == nil {
+		n.Stop()
+		t.Fatal("Start accepted Dist.MaxUserStreams -3")
+	} else if want := "actors: Config.Dist.MaxUserStreams -3 must be positive"; err.Error() != want {
+		t.Fatalf("Start: %v, want %s", err, want)
+	}
+}
