@@ -15,6 +15,7 @@ import (
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/adapter"
 )
 
 // ClusterConfig configures NewCluster. Zero fields mean the defaults.
@@ -163,10 +164,10 @@ func (l *Link) SetLoss(rate float64) { l.mu.Lock(); l.loss = rate; l.mu.Unlock()
 func (l *Link) SetBlackhole(on bool) { l.mu.Lock(); l.blackhole = on; l.mu.Unlock() }
 
 // Faults returns the current settings.
-func (l *Link) Faults() transport.Faults {
+func (l *Link) Faults() adapter.Faults {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return transport.Faults{Delay: l.delay, Loss: l.loss, Blackhole: l.blackhole}
+	return adapter.Faults{Delay: l.delay, Loss: l.loss, Blackhole: l.blackhole}
 }
 
 // linkConn is a node's socket adapter: it opens the node's UDP socket and
