@@ -18,7 +18,7 @@ var _ pathstats.Source = (*Node)(nil)
 //
 // Options: dist.MigrationTimeout (default 5 s), dist.MigrationLocalAddr
 // (e.g. a new interface's IP; default: the current IP, new port) or
-// dist.MigrationAdapter (e.g. a transport.RelayAdapter). Errors match
+// dist.MigrationAdapter (e.g. an adapter.Relayed). Errors match
 // dist.ErrNotConnected, dist.ErrNoConn, dist.ErrPeerDisableMigration
 // (terminal for this connection), dist.ErrTimeout (the old path keeps
 // working), dist.ErrMigrationNotAllowed (the peer dialed this connection:
@@ -63,7 +63,7 @@ func (n *Node) PathStats(peer string) (pathstats.Summary, error) {
 
 // SetConnectOptions sets how this node connects to peer from now on (the
 // next connect and any reconnect): opts.Adapter opens the socket the
-// connection is dialed from, e.g. a transport.RelayAdapter to go through
+// connection is dialed from, e.g. an adapter.Relayed to go through
 // a relay. A live session is not touched; migrate it with MigratePeer.
 // Zero options remove the setting.
 func (n *Node) SetConnectOptions(peer string, opts dist.ConnectOptions) error {

@@ -82,7 +82,7 @@
 //
 // MigratePeer, sent to the dist manager, moves the QUIC connection to a
 // peer onto a new local path (fresh socket, given LocalAddr, or a socket
-// adapter such as transport.RelayAdapter). The manager forwards it to the
+// adapter such as adapter.Relayed). The manager forwards it to the
 // peer's controller, which runs the migration on a goroutine counted by
 // the Manager and keeps serving its mailbox; the requester gets
 // *MigrateResult once the path is validated and in use, or the attempt

@@ -193,7 +193,7 @@ func (m *Manager) dial(ctx context.Context, node string) *dialResult {
 // one peer (Manager.SetConnectOptions).
 type ConnectOptions struct {
 	// Adapter opens the socket the connection is dialed from instead of
-	// the node's shared socket, e.g. transport.RelayAdapter to reach the
+	// the node's shared socket, e.g. adapter.Relayed to reach the
 	// peer through a relay. Nil means the shared socket.
 	Adapter transport.SocketAdapter
 }

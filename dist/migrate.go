@@ -78,7 +78,7 @@ type MigratePeer struct {
 	// LocalAddr is the local address of the new path, "ip" or "ip:port"
 	// (port 0 or none: any free port), e.g. a new interface's address.
 	LocalAddr string
-	// Adapter opens the new path's socket, e.g. transport.RelayAdapter.
+	// Adapter opens the new path's socket, e.g. adapter.Relayed.
 	Adapter transport.SocketAdapter
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/adapter"
 )
 
 // sequenceLoad keeps several sender/receiver pairs busy from one node to
@@ -214,7 +215,7 @@ func TestMigratePeerUnderLoadToNewAddress(t *testing.T) {
 
 func TestMigrationRescuesSessionWhenOldPathDies(t *testing.T) {
 	const idle = 3 * time.Second
-	fa := transport.NewFaultAdapter(transport.UDPAdapter{Addr: "127.0.0.1:0"})
+	fa := adapter.NewFaulty(transport.UDPAdapter{Addr: "127.0.0.1:0"})
 	a, b := migrationPair(t, actors.Config{Transport: transport.Config{Adapter: fa, IdleTimeout: idle}}, actors.Config{Transport: transport.Config{IdleTimeout: idle}})
 	downA, downB := monitorProbe(t, a, b.Name()), monitorProbe(t, b, a.Name())
 	// A light load: quic-go v0.65 cannot probe a new path while the old,
@@ -249,7 +250,7 @@ func TestMigrationTimeoutKeepsOldPath(t *testing.T) {
 	load := startSequenceLoad(t, a, b, 2, 128)
 	load.waitProgress(t, 500, "before the migration")
 
-	dead := transport.NewFaultAdapter(nil)
+	dead := adapter.NewFaulty(nil)
 	dead.SetBlackhole(true)
 	const timeout = 500 * time.Millisecond
 	start := time.Now()
@@ -348,7 +349,7 @@ func TestMigrationLimit(t *testing.T) {
 
 func TestMigrationsToOnePeerAreSerializedAndNeverBlockTheController(t *testing.T) {
 	a, b := migrationPair(t, actors.Config{}, actors.Config{})
-	dead := transport.NewFaultAdapter(nil)
+	dead := adapter.NewFaulty(nil)
 	dead.SetBlackhole(true)
 
 	// A migration that will time out, then three good ones queued behind
@@ -385,18 +386,18 @@ func TestMigrationsToOnePeerAreSerializedAndNeverBlockTheController(t *testing.T
 
 func TestRelaySwapUnderLoad(t *testing.T) {
 	b := startNode(t, "b@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
-	relayA, err := transport.NewRelay("127.0.0.1:0", b.Addr())
+	relayA, err := adapter.NewRelay("127.0.0.1:0", b.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer relayA.Close()
-	relayB, err := transport.NewRelay("127.0.0.1:0", b.Addr())
+	relayB, err := adapter.NewRelay("127.0.0.1:0", b.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer relayB.Close()
 	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
-	if err := a.SetConnectOptions(b.Name(), dist.ConnectOptions{Adapter: transport.RelayAdapter{Via: relayA.Addr()}}); err != nil {
+	if err := a.SetConnectOptions(b.Name(), dist.ConnectOptions{Adapter: adapter.Relayed{Via: relayA.Addr()}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
@@ -414,7 +415,7 @@ func TestRelaySwapUnderLoad(t *testing.T) {
 
 	load := startSequenceLoad(t, a, b, 4, 256)
 	load.waitProgress(t, 1000, "through relay A")
-	err = a.MigratePeer(ctxTimeout(t), b.Name(), dist.MigrationAdapter(transport.RelayAdapter{Via: relayB.Addr()}))
+	err = a.MigratePeer(ctxTimeout(t), b.Name(), dist.MigrationAdapter(adapter.Relayed{Via: relayB.Addr()}))
 	if err != nil {
 		t.Fatalf("MigratePeer to relay B: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/adapter"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -309,7 +310,7 @@ func TestWatchNeverExisted(t *testing.T) {
 }
 
 func TestWatchConnectionLost(t *testing.T) {
-	fault := transport.NewFaultAdapter(transport.UDPAdapter{Addr: "127.0.0.1:0"})
+	fault := adapter.NewFaulty(transport.UDPAdapter{Addr: "127.0.0.1:0"})
 	const idle = 800 * time.Millisecond
 	dir := t.TempDir()
 	a := launch(t, "a@localhost", actors.Config{Transport: transport.Config{Adapter: fault, IdleTimeout: idle}, Dist: dist.Config{DiscoveryDir: dir}})

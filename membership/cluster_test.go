@@ -17,6 +17,7 @@ import (
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/adapter"
 )
 
 // protoactor's dead-letter throttle goroutine outlives ActorSystem.Shutdown
@@ -43,7 +44,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // event recorder subscribed to its membership actor.
 type testNode struct {
 	*actors.Node
-	fault *transport.FaultAdapter
+	fault *adapter.Faulty
 	rec   *recorder
 }
 
@@ -64,7 +65,7 @@ func nodeName(i int) string { return fmt.Sprintf("n%02d@localhost", i) }
 // subscribed from the start. The node is stopped at the end of the test.
 func (c *cluster) start(i int, contacts ...string) *testNode {
 	c.tb.Helper()
-	fault := transport.NewFaultAdapter(transport.UDPAdapter{Addr: "127.0.0.1:0"})
+	fault := adapter.NewFaulty(transport.UDPAdapter{Addr: "127.0.0.1:0"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	n, err := actors.Start(ctx, actors.Config{

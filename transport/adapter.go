@@ -6,9 +6,9 @@ import (
 )
 
 // SocketAdapter yields the packet socket a QUIC transport runs on. It is
-// the seam for tests (FaultAdapter), relays and custom paths: the node's
-// listening socket comes from Config.Adapter, and each Conn.Migrate call
-// may use its own adapter for the new path.
+// the seam for fault injection and relays (package transport/adapter) and
+// for custom paths: the node's listening socket comes from Config.Adapter,
+// and each Conn.Migrate call may use its own adapter for the new path.
 type SocketAdapter interface {
 	// Open returns a new packet conn; the caller owns and closes it.
 	Open() (net.PacketConn, error)

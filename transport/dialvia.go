@@ -10,7 +10,7 @@ import (
 )
 
 // DialVia connects to addr like Dial, but from a socket opened by adapter
-// instead of the node's shared socket: a relay (RelayAdapter), a socket on
+// instead of the node's shared socket: a relay (adapter.Relayed), a socket on
 // a chosen local address (UDPAdapter), or a test adapter. The QUIC
 // handshake and the Authenticator run exactly as in Dial, within
 // Config.HandshakeTimeout. The connection owns the socket and closes it

@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/cask-p2p/cask/transport/adapter"
 )
 
 // acceptOne accepts one conn on b in the background.
@@ -23,9 +25,9 @@ func acceptOne(t *testing.T, b *Transport) <-chan *Conn {
 	return ch
 }
 
-func startRelay(t *testing.T, target net.Addr) *Relay {
+func startRelay(t *testing.T, target net.Addr) *adapter.Relay {
 	t.Helper()
-	r, err := NewRelay("127.0.0.1:0", target)
+	r, err := adapter.NewRelay("127.0.0.1:0", target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestDialViaRelayRunsAuthenticatorAndMigratesToAnotherRelay(t *testing.T) {
 
 	ctx := testContext(t, 5*time.Second)
 	accepted := acceptOne(t, b)
-	dialed, err := a.DialVia(ctx, b.Addr(), RelayAdapter{Via: relayA.Addr()})
+	dialed, err := a.DialVia(ctx, b.Addr(), adapter.Relayed{Via: relayA.Addr()})
 	if err != nil {
 		t.Fatalf("DialVia: %v", err)
 	}
@@ -68,7 +70,7 @@ func TestDialViaRelayRunsAuthenticatorAndMigratesToAnotherRelay(t *testing.T) {
 
 	mctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := dialed.Migrate(mctx, RelayAdapter{Via: relayB.Addr()}); err != nil {
+	if err := dialed.Migrate(mctx, adapter.Relayed{Via: relayB.Addr()}); err != nil {
 		t.Fatalf("Migrate to relay B: %v", err)
 	}
 	// Relay A is gone: only relay B can carry the traffic now.
@@ -88,9 +90,6 @@ func TestDialViaErrors(t *testing.T) {
 	ctx := testContext(t, 5*time.Second)
 	if _, err := a.DialVia(ctx, nil, UDPAdapter{}); err == nil {
 		t.Fatal("DialVia with a nil address succeeded")
-	}
-	if _, err := (RelayAdapter{}).Open(); err == nil {
-		t.Fatal("RelayAdapter without Via opened")
 	}
 	// Nobody answers: the handshake times out and the socket is released
 	// (the leak check in TestMain would see its goroutine otherwise).

@@ -18,14 +18,15 @@
 // A SocketAdapter yields the packet socket QUIC runs on: Config.Adapter for
 // the node's socket, and the adapter passed to Conn.Migrate for a new path.
 // UDPAdapter opens a plain UDP socket (keeping quic-go's GSO/ECN fast
-// paths). FaultAdapter wraps another adapter and injects one-way delay,
-// loss (seeded) and blackholing, changeable while running; tests use it to
-// kill a path. Relay is a UDP forwarder to dial a peer through;
-// RelayAdapter opens sockets that talk through a relay while the QUIC
-// connection keeps addressing the peer, so Transport.DialVia can dial
-// through relay A (still running the Authenticator) and Conn.Migrate can
-// move the connection to relay B. A connection made by DialVia owns its
-// socket and closes it when it ends.
+// paths). Package transport/adapter has the others: adapter.Faulty wraps
+// another adapter and injects one-way delay, loss (seeded) and
+// blackholing, for the whole socket or per destination address,
+// changeable while running; tests use it to kill a path. adapter.Relay is
+// a UDP forwarder to dial a peer through; adapter.Relayed opens sockets
+// that talk through a relay while the QUIC connection keeps addressing the
+// peer, so Transport.DialVia can dial through relay A (still running the
+// Authenticator) and Conn.Migrate can move the connection to relay B. A
+// connection made by DialVia owns its socket and closes it when it ends.
 //
 // # Authenticator
 //

@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/cask-p2p/cask/transport/adapter"
 )
 
 // roundTrip sends msg on a new stream and checks the echo.
@@ -28,7 +30,7 @@ func roundTrip(t *testing.T, c *Conn, msg []byte) {
 }
 
 func TestMigrateSavesSessionWhenOldPathDies(t *testing.T) {
-	fa := NewFaultAdapter(nil)
+	fa := adapter.NewFaulty(nil)
 	a := startTransport(t, Config{Adapter: fa, IdleTimeout: 3 * time.Second})
 	b := startTransport(t, Config{IdleTimeout: 3 * time.Second})
 	dialed, accepted := connect(t, a, b)
@@ -104,7 +106,7 @@ func TestMigrateAfterDeadPathFilledCongestionWindow(t *testing.T) {
 		inFlight int
 		rescued  bool
 	}{{1 << 10, true}, {1 << 20, false}} {
-		fa := NewFaultAdapter(nil)
+		fa := adapter.NewFaulty(nil)
 		a := startTransport(t, Config{Adapter: fa, IdleTimeout: 5 * time.Second})
 		b := startTransport(t, Config{IdleTimeout: 5 * time.Second})
 		dialed, accepted := connect(t, a, b)
@@ -137,7 +139,7 @@ func TestMigrateTimeoutKeepsOldPath(t *testing.T) {
 	dialed, accepted := connect(t, a, b)
 	wait := echoStreams(t, accepted)
 
-	dead := NewFaultAdapter(nil)
+	dead := adapter.NewFaulty(nil)
 	dead.SetBlackhole(true)
 	before := dialed.LocalAddr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cask-p2p/cask/transport/adapter"
 	"github.com/quic-go/quic-go"
 )
 
@@ -283,7 +284,7 @@ func TestWrongALPNRefused(t *testing.T) {
 
 func TestIdleTimeoutBlackhole(t *testing.T) {
 	const idle = 600 * time.Millisecond
-	fa := NewFaultAdapter(UDPAdapter{})
+	fa := adapter.NewFaulty(UDPAdapter{})
 	a := startTransport(t, Config{Adapter: fa, IdleTimeout: idle, KeepAlivePeriod: 150 * time.Millisecond})
 	b := startTransport(t, Config{IdleTimeout: idle, KeepAlivePeriod: 150 * time.Millisecond})
 	dialed, accepted := connect(t, a, b)
@@ -309,10 +310,10 @@ func TestIdleTimeoutBlackhole(t *testing.T) {
 }
 
 func TestLossAndDelayStillDeliver(t *testing.T) {
-	fa := NewFaultAdapter(nil)
+	fa := adapter.NewFaulty(nil)
 	fa.SetSeed(42)
 	a := startTransport(t, Config{Adapter: fa})
-	fb := NewFaultAdapter(nil)
+	fb := adapter.NewFaulty(nil)
 	b := startTransport(t, Config{Adapter: fb})
 	dialed, accepted := connect(t, a, b)
 	wait := echoStreams(t, accepted)
@@ -465,7 +466,7 @@ func TestAuthenticatorRejectOnAccept(t *testing.T) {
 }
 
 func TestStalledAuthenticatorDoesNotBlockOthers(t *testing.T) {
-	stallers := NewFaultAdapter(nil)
+	stallers := adapter.NewFaulty(nil)
 	var stalledAddr atomic.Value
 	auth := &recordingAuth{policy: func(ctx context.Context, c *Conn, role Role) (Identity, error) {
 		if c.RemoteAddr().String() == stalledAddr.Load() {
@@ -539,7 +540,7 @@ func TestDialHandshakeTimeout(t *testing.T) {
 	close(block)
 
 	// Dialing a silent address times out too.
-	silent := NewFaultAdapter(nil)
+	silent := adapter.NewFaulty(nil)
 	silent.SetBlackhole(true)
 	c := startTransport(t, Config{Adapter: silent})
 	_, err = a.Dial(ctx, c.Addr())

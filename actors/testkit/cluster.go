@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cask-p2p/cask/actors"
-	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/adapter"
 )
 
 // ClusterConfig configures NewCluster. Zero fields mean the defaults.
@@ -31,12 +29,12 @@ type ClusterConfig struct {
 // Cluster is N Cask nodes in one process on loopback, finding each other
 // through a shared discovery directory, with a fault handle per link.
 type Cluster struct {
-	nodes []*actors.Node
-	conns []*linkConn
-	dir   string
-	mu    sync.Mutex
-	links map[[2]int]*Link
-	addrs map[string]int // listening address → node index
+	nodes   []*actors.Node
+	sockets []*adapter.Faulty // node i's socket adapter
+	dir     string
+	seed    uint64
+	mu      sync.Mutex
+	links   map[[2]int]*Link // guarded by mu
 }
 
 // NewCluster starts n nodes for a test and stops them when it ends.
@@ -72,24 +70,21 @@ func StartCluster(n int, cfg ClusterConfig) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, links: make(map[[2]int]*Link), addrs: make(map[string]int)}
+	c := &Cluster{dir: dir, seed: cfg.Seed, links: make(map[[2]int]*Link)}
 	for i := 0; i < n; i++ {
-		lc := &linkConn{cluster: c, self: i, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)))}
-		c.conns = append(c.conns, lc)
+		socket := adapter.NewFaulty(nil) // UDP on 127.0.0.1
+		c.sockets = append(c.sockets, socket)
 		nc := cfg.Node
 		nc.Name = cfg.Name(i)
 		nc.Dist.DiscoveryDir = dir
 		nc.Dist.DisableDNS = true
-		nc.Transport.Adapter = lc
+		nc.Transport.Adapter = socket
 		node, err := actors.Start(context.Background(), nc)
 		if err != nil {
 			c.Stop()
 			return nil, fmt.Errorf("testkit: start %s: %w", nc.Name, err)
 		}
 		c.nodes = append(c.nodes, node)
-		c.mu.Lock()
-		c.addrs[node.Addr().String()] = i
-		c.mu.Unlock()
 	}
 	return c, nil
 }
@@ -116,7 +111,8 @@ func (c *Cluster) Nodes() []*actors.Node { return append([]*actors.Node(nil), c.
 
 // Link returns the fault handle of the link between nodes a and b (the
 // same handle for (a, b) and (b, a)). Its faults apply in both
-// directions.
+// directions: the link's one adapter.Rule is installed on a's socket for
+// b's listening address and on b's socket for a's.
 func (c *Cluster) Link(a, b int) *Link {
 	if a > b {
 		a, b = b, a
@@ -125,157 +121,34 @@ func (c *Cluster) Link(a, b int) *Link {
 	defer c.mu.Unlock()
 	l, ok := c.links[[2]int{a, b}]
 	if !ok {
-		l = &Link{}
+		rule := adapter.NewRule()
+		rule.SetSeed(c.seed ^ uint64(a)<<42 ^ uint64(b)<<21)
+		if a != b {
+			c.sockets[a].SetDest(c.nodes[b].Addr(), rule)
+			c.sockets[b].SetDest(c.nodes[a].Addr(), rule)
+		}
+		l = &Link{rule: rule}
 		c.links[[2]int{a, b}] = l
 	}
 	return l
 }
 
-// linkFor returns the link between self and the node listening on addr,
-// or nil when addr is not a node's listening socket (a migrated path).
-func (c *Cluster) linkFor(self int, addr net.Addr) *Link {
-	c.mu.Lock()
-	peer, ok := c.addrs[addr.String()]
-	c.mu.Unlock()
-	if !ok || peer == self {
-		return nil
-	}
-	return c.Link(self, peer)
-}
-
-// Link is the fault state of one link. Safe for concurrent use; changes
-// apply to the next packet.
+// Link is the fault handle of one link, a view of its adapter.Rule. Safe
+// for concurrent use; changes apply to the next packet.
 type Link struct {
-	mu        sync.Mutex
-	delay     time.Duration
-	loss      float64
-	blackhole bool
+	rule *adapter.Rule
 }
 
 // SetDelay adds d to every packet in each direction (the round trip grows
-// by 2d).
-func (l *Link) SetDelay(d time.Duration) { l.mu.Lock(); l.delay = d; l.mu.Unlock() }
+// by 2d). Packets keep their order.
+func (l *Link) SetDelay(d time.Duration) { l.rule.SetDelay(d) }
 
-// SetLoss drops each packet with probability rate (0..1), each direction.
-func (l *Link) SetLoss(rate float64) { l.mu.Lock(); l.loss = rate; l.mu.Unlock() }
+// SetLoss drops each packet with probability rate (clamped to 0..1),
+// each direction. The drops are seeded by ClusterConfig.Seed.
+func (l *Link) SetLoss(rate float64) { l.rule.SetLoss(rate) }
 
 // SetBlackhole drops every packet in both directions while on.
-func (l *Link) SetBlackhole(on bool) { l.mu.Lock(); l.blackhole = on; l.mu.Unlock() }
+func (l *Link) SetBlackhole(on bool) { l.rule.SetBlackhole(on) }
 
 // Faults returns the current settings.
-func (l *Link) Faults() transport.Faults {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return transport.Faults{Delay: l.delay, Loss: l.loss, Blackhole: l.blackhole}
-}
-
-// linkConn is a node's socket adapter: it opens the node's UDP socket and
-// applies the faults of the link each packet belongs to.
-type linkConn struct {
-	cluster *Cluster
-	self    int
-	rngMu   sync.Mutex
-	rng     *rand.Rand
-}
-
-var _ transport.SocketAdapter = (*linkConn)(nil)
-
-func (lc *linkConn) Open() (net.PacketConn, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	return &faultyConn{PacketConn: pc, lc: lc, closed: make(chan struct{})}, nil
-}
-
-type faultyConn struct {
-	net.PacketConn
-	lc     *linkConn
-	mu     sync.Mutex // orders timers.Add against Close
-	done   bool
-	closed chan struct{}
-	timers sync.WaitGroup
-}
-
-func (f *faultyConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := f.PacketConn.ReadFrom(p)
-		if err != nil {
-			return n, addr, err
-		}
-		if l := f.lc.cluster.linkFor(f.lc.self, addr); l != nil && l.Faults().Blackhole {
-			continue
-		}
-		return n, addr, nil
-	}
-}
-
-func (f *faultyConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	l := f.lc.cluster.linkFor(f.lc.self, addr)
-	if l == nil {
-		return f.PacketConn.WriteTo(p, addr)
-	}
-	fs := l.Faults()
-	if fs.Blackhole {
-		return len(p), nil
-	}
-	if fs.Loss > 0 {
-		f.lc.rngMu.Lock()
-		drop := f.lc.rng.Float64() < fs.Loss
-		f.lc.rngMu.Unlock()
-		if drop {
-			return len(p), nil
-		}
-	}
-	if fs.Delay <= 0 {
-		return f.PacketConn.WriteTo(p, addr)
-	}
-	buf := append([]byte(nil), p...)
-	f.mu.Lock()
-	if f.done {
-		f.mu.Unlock()
-		return 0, net.ErrClosed
-	}
-	f.timers.Add(1)
-	f.mu.Unlock()
-	time.AfterFunc(fs.Delay, func() {
-		defer f.timers.Done()
-		select {
-		case <-f.closed:
-		default:
-			_, _ = f.PacketConn.WriteTo(buf, addr)
-		}
-	})
-	return len(p), nil
-}
-
-func (f *faultyConn) Close() error {
-	f.mu.Lock()
-	if f.done {
-		f.mu.Unlock()
-		return net.ErrClosed
-	}
-	f.done = true
-	close(f.closed)
-	f.mu.Unlock()
-	err := f.PacketConn.Close()
-	f.timers.Wait()
-	return err
-}
-
-// SetReadBuffer and SetWriteBuffer pass quic-go's buffer sizing to the
-// UDP socket.
-func (f *faultyConn) SetReadBuffer(bytes int) error {
-	if b, ok := f.PacketConn.(interface{ SetReadBuffer(int) error }); ok {
-		return b.SetReadBuffer(bytes)
-	}
-	return nil
-}
-
-// SetWriteBuffer: see SetReadBuffer.
-func (f *faultyConn) SetWriteBuffer(bytes int) error {
-	if b, ok := f.PacketConn.(interface{ SetWriteBuffer(int) error }); ok {
-		return b.SetWriteBuffer(bytes)
-	}
-	return nil
-}
+func (l *Link) Faults() adapter.Faults { return l.rule.Faults() }

@@ -12,6 +12,7 @@ import (
 	"github.com/cask-p2p/cask/actors/testkit"
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/adapter"
 )
 
 func spawnEcho(t *testing.T, n *actors.Node) {
@@ -43,7 +44,7 @@ func TestClusterTalksAndDelaysOneLink(t *testing.T) {
 	if d := rtt(t, c.Node(0), c.Node(1).Name()); d < 200*time.Millisecond {
 		t.Fatalf("round trip over the delayed link took %v, want ≥ 200ms", d)
 	}
-	rtt(t, c.Node(0), c.Node(2).Name()) // open the channel first
+	rtt(t, c.Node(0), c.Node(2).Name()) // open the connection first
 	if d := rtt(t, c.Node(0), c.Node(2).Name()); d > 100*time.Millisecond {
 		t.Fatalf("round trip over a clean link took %v", d)
 	}
@@ -53,7 +54,7 @@ func TestClusterTalksAndDelaysOneLink(t *testing.T) {
 	}
 }
 
-func TestClusterBlackholeLosesTheChannel(t *testing.T) {
+func TestClusterBlackholeLosesTheConnection(t *testing.T) {
 	c := testkit.NewCluster(t, 2, testkit.ClusterConfig{Node: actors.Config{Transport: transport.Config{IdleTimeout: 600 * time.Millisecond}}})
 	spawnEcho(t, c.Node(1))
 	rtt(t, c.Node(0), c.Node(1).Name())
@@ -70,5 +71,17 @@ func TestClusterBlackholeLosesTheChannel(t *testing.T) {
 	defer cancel()
 	if err := c.Node(0).Connect(ctx, c.Node(1).Name()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestClusterLinkIsOneHandleForBothDirections(t *testing.T) {
+	c := testkit.NewCluster(t, 2, testkit.ClusterConfig{})
+	if c.Link(0, 1) != c.Link(1, 0) {
+		t.Fatal("Link(0, 1) and Link(1, 0) are different handles")
+	}
+	c.Link(1, 0).SetLoss(7)
+	c.Link(1, 0).SetDelay(time.Second)
+	if got, want := c.Link(0, 1).Faults(), (adapter.Faults{Loss: 1, Delay: time.Second}); got != want {
+		t.Fatalf("Faults() = %+v, want %+v (loss clamped to 1)", got, want)
 	}
 }

@@ -36,7 +36,10 @@
 // running), for testing distributed actors: start a cluster, spawn actors
 // on its nodes, degrade a link and watch what your actors do. Faults
 // apply to the packets between two nodes' own sockets, so a connection
-// that migrates to a fresh socket leaves them behind.
+// that migrates to a fresh socket leaves them behind. Each node's socket
+// comes from an adapter.Faulty (package transport/adapter), and a Link is
+// a view of one adapter.Rule installed on both of its nodes' sockets for
+// the other's address: the same fault model as every other test's.
 //
 // # Example
 //

@@ -1,4 +1,4 @@
-package transport
+package adapter
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// RelayAdapter opens sockets whose packets travel through a UDP relay (a
+// Relayed opens sockets whose packets travel through a UDP relay (a
 // Relay, or any forwarder that gives each client its own upstream
 // address): every packet is sent to Via whatever its destination, and
 // packets from Via are reported as coming from the destination last
@@ -18,7 +18,7 @@ import (
 // Use it to dial through a relay (Transport.DialVia with the peer's
 // address) and to migrate a connection onto a relay, or from one relay to
 // another (Conn.Migrate). One socket serves one peer.
-type RelayAdapter struct {
+type Relayed struct {
 	// Via is the relay's address. Required.
 	Via net.Addr
 	// Local is the local address to bind. Empty means 127.0.0.1:0 when
@@ -27,16 +27,14 @@ type RelayAdapter struct {
 	Local string
 }
 
-var _ SocketAdapter = RelayAdapter{}
-
 // Open binds a UDP socket and wraps it so it talks through the relay.
-func (a RelayAdapter) Open() (net.PacketConn, error) {
+func (a Relayed) Open() (net.PacketConn, error) {
 	if a.Via == nil {
-		return nil, errors.New("transport: RelayAdapter needs the relay's address (Via)")
+		return nil, errors.New("adapter: Relayed needs the relay's address (Via)")
 	}
 	via, err := net.ResolveUDPAddr("udp", a.Via.String())
 	if err != nil {
-		return nil, fmt.Errorf("transport: relay address %s: %w", a.Via, err)
+		return nil, fmt.Errorf("adapter: relay address %s: %w", a.Via, err)
 	}
 	local := a.Local
 	if local == "" {
@@ -49,11 +47,11 @@ func (a RelayAdapter) Open() (net.PacketConn, error) {
 			local = "[::]:0"
 		}
 	}
-	pc, err := UDPAdapter{Addr: local}.Open()
+	conn, err := listenUDP(local)
 	if err != nil {
 		return nil, err
 	}
-	return &relayConn{inner: pc.(*net.UDPConn), via: via}, nil
+	return &relayConn{inner: conn, via: via}, nil
 }
 
 // relayConn sends everything to the relay and attributes the relay's
@@ -62,8 +60,11 @@ func (a RelayAdapter) Open() (net.PacketConn, error) {
 type relayConn struct {
 	inner *net.UDPConn
 	via   *net.UDPAddr
-	peer  atomic.Pointer[addrBox] // last destination written to
+	peer  atomic.Pointer[peerAddr] // last destination written to
 }
+
+// peerAddr boxes a net.Addr for atomic.Pointer.
+type peerAddr struct{ addr net.Addr }
 
 var _ net.PacketConn = (*relayConn)(nil)
 
@@ -88,7 +89,7 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // WriteTo sends p to the relay, remembering addr as the peer.
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if cur := c.peer.Load(); cur == nil || cur.addr != addr {
-		c.peer.Store(&addrBox{addr})
+		c.peer.Store(&peerAddr{addr})
 	}
 	return c.inner.WriteToUDP(p, c.via)
 }

@@ -1,4 +1,4 @@
-package transport
+package adapter
 
 import (
 	"errors"
@@ -41,18 +41,18 @@ type relaySession struct {
 // forwards to target. The relay runs until Close.
 func NewRelay(listenAddr string, target net.Addr) (*Relay, error) {
 	if target == nil {
-		return nil, errors.New("transport: relay needs a target address")
+		return nil, errors.New("adapter: relay needs a target address")
 	}
 	targetUDP, err := net.ResolveUDPAddr("udp", target.String())
 	if err != nil {
-		return nil, fmt.Errorf("transport: relay target %s: %w", target, err)
+		return nil, fmt.Errorf("adapter: relay target %s: %w", target, err)
 	}
-	pc, err := UDPAdapter{Addr: listenAddr}.Open()
+	conn, err := listenUDP(listenAddr)
 	if err != nil {
 		return nil, err
 	}
 	r := &Relay{
-		conn:     pc.(*net.UDPConn),
+		conn:     conn,
 		target:   targetUDP,
 		sessions: make(map[string]*relaySession),
 	}
