@@ -1,5 +1,3 @@
-//go:build !nocask
-
 package bench
 
 import (
