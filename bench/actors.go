@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"fmt"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -116,5 +118,60 @@ func (b *blasterActor) Receive(c actor.Context) {
 		}
 	case askProgress:
 		c.Respond(progress{sent: b.sent, received: b.acked})
+	}
+}
+
+// pipeSenderActor sends total Int64Value messages, numbered from 1, to
+// target without waiting for anything, each with replyTo as its sender,
+// so an echo passes them on to replyTo. It sends chunk messages per turn
+// and kicks itself for the next chunk, so it still answers askProgress
+// while it sends.
+type pipeSenderActor struct {
+	target, replyTo *actor.PID
+	total, chunk    int64
+	sent            int64
+}
+
+func (p *pipeSenderActor) Receive(c actor.Context) {
+	switch c.Message().(type) {
+	case kick:
+		for end := min(p.sent+p.chunk, p.total); p.sent < end; {
+			p.sent++
+			c.RequestWithCustomSender(p.target, &wrapperspb.Int64Value{Value: p.sent}, p.replyTo)
+		}
+		if p.sent < p.total {
+			c.Send(c.Self(), kick{})
+		}
+	case askProgress:
+		c.Respond(progress{sent: p.sent})
+	}
+}
+
+// countSinkActor counts the Int64Value messages it receives, expects them
+// numbered 1, 2, 3, ... in order, and closes done when total have come.
+// Its verdict, written before done is closed, is disorder: empty, or the
+// first message that came out of turn. Messages after the total are not
+// looked at.
+type countSinkActor struct {
+	total, got int64
+	disorder   string
+	done       chan struct{}
+}
+
+func (s *countSinkActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *wrapperspb.Int64Value:
+		if s.got == s.total {
+			return
+		}
+		s.got++
+		if m.Value != s.got && s.disorder == "" {
+			s.disorder = fmt.Sprintf("message %d arrived as number %d", m.Value, s.got)
+		}
+		if s.got == s.total {
+			close(s.done)
+		}
+	case askProgress:
+		c.Respond(progress{received: s.got})
 	}
 }

@@ -1,5 +1,3 @@
-//go:build !nocask
-
 package bench
 
 import (
@@ -50,7 +48,7 @@ func (caskSystem) Start(ctx context.Context, id string, peers ...Node) (Node, er
 	return &caskNode{n: n}, nil
 }
 
-// Connect opens the channel explicitly. Sending would open it on demand
+// Connect opens the connection explicitly. Sending would open it on demand
 // too; connecting first keeps the timed path the documented one.
 func (caskSystem) Connect(ctx context.Context, from, to Node) error {
 	f, ok1 := from.(*caskNode)

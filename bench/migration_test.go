@@ -1,5 +1,3 @@
-//go:build !nocask
-
 package bench
 
 import (
@@ -80,7 +78,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// caskMigrations times n MigratePeer calls, over fresh channels every
+// caskMigrations times n MigratePeer calls, over fresh connections every
 // migrationsPerConn.
 func caskMigrations(b *testing.B, n int) []time.Duration {
 	conns := (n + migrationsPerConn - 1) / migrationsPerConn

@@ -29,7 +29,16 @@ type Row struct {
 	HigherIsBetter bool               `json:"higher_is_better"`
 	Values         map[string]float64 `json:"values"`           // system -> value
 	Errors         map[string]string  `json:"errors,omitempty"` // system -> why there is no value
+	// Ratios are the ratio columns with a value, e.g. "cask/limit" ->
+	// Values["cask"]/Values["limit"].
+	Ratios map[string]float64 `json:"ratios,omitempty"`
 }
+
+// ratioColumns are the ratio columns, in table order: cask against each
+// of the other columns.
+var ratioColumns = [][2]string{{ColCask, ColProtoactor}, {ColCask, ColLimit}, {ColCask, ColRaw}}
+
+func ratioName(pair [2]string) string { return pair[0] + "/" + pair[1] }
 
 func (r *Row) set(system string, v float64) {
 	if r.Values == nil {
@@ -53,6 +62,22 @@ func (r *Row) Ratio(a, b string) (float64, bool) {
 		return 0, false
 	}
 	return va / vb, true
+}
+
+// fillRatios sets every row's Ratios from its Values.
+func (rep *Report) fillRatios() {
+	for i := range rep.Rows {
+		r := &rep.Rows[i]
+		r.Ratios = nil
+		for _, pair := range ratioColumns {
+			if x, ok := r.Ratio(pair[0], pair[1]); ok {
+				if r.Ratios == nil {
+					r.Ratios = map[string]float64{}
+				}
+				r.Ratios[ratioName(pair)] = x
+			}
+		}
+	}
 }
 
 // Machine describes where the numbers were taken.
@@ -138,20 +163,23 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	for _, s := range rep.Systems {
 		has[s] = true
 	}
-	cols := []string{}
-	for _, c := range []string{ColCask, ColProtoactor, ColRaw} {
+	var cols []string
+	for _, c := range columns {
 		if has[c] {
 			cols = append(cols, c)
+		}
+	}
+	var ratios [][2]string
+	for _, pair := range ratioColumns {
+		if has[pair[0]] && has[pair[1]] {
+			ratios = append(ratios, pair)
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"workload", "metric", "better"}
 	head = append(head, cols...)
-	if has[ColCask] && has[ColProtoactor] {
-		head = append(head, "cask/protoactor")
-	}
-	if has[ColCask] && has[ColRaw] {
-		head = append(head, "cask/raw")
+	for _, pair := range ratios {
+		head = append(head, ratioName(pair))
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	var notes []string
@@ -167,11 +195,8 @@ func (rep *Report) WriteTable(w io.Writer) error {
 				notes = append(notes, fmt.Sprintf("%s %s [%s]: %s", r.Workload, r.Metric, c, e))
 			}
 		}
-		if has[ColCask] && has[ColProtoactor] {
-			line = append(line, ratioCell(&r, ColCask, ColProtoactor))
-		}
-		if has[ColCask] && has[ColRaw] {
-			line = append(line, ratioCell(&r, ColCask, ColRaw))
+		for _, pair := range ratios {
+			line = append(line, ratioCell(&r, pair[0], pair[1]))
 		}
 		fmt.Fprintln(tw, strings.Join(line, "\t")+"\t")
 	}

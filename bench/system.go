@@ -24,7 +24,7 @@ type Node interface {
 
 // System starts nodes of one distribution layer.
 type System interface {
-	// Name is the column header: "cask" or "protoactor".
+	// Name is the column header: "cask", "protoactor" or "limit".
 	Name() string
 	// Start starts a fresh node listening on 127.0.0.1 (ephemeral port).
 	// id is unique within the run. peers are nodes this node may need to
@@ -73,19 +73,34 @@ func Registered() []string {
 const (
 	ColCask       = "cask"
 	ColProtoactor = "protoactor"
-	ColRaw        = "raw"
+	// ColLimit is the same actors in one actor system, each message
+	// encoded and decoded once on its way (see limitSystem).
+	ColLimit = "limit"
+	ColRaw   = "raw"
 )
 
+// columns lists every column in table order.
+var columns = []string{ColCask, ColProtoactor, ColLimit, ColRaw}
+
 func columnRank(name string) int {
-	switch name {
-	case ColCask:
-		return 0
-	case ColProtoactor:
-		return 1
-	case ColRaw:
-		return 2
+	for i, c := range columns {
+		if c == name {
+			return i
+		}
 	}
-	return 3
+	return len(columns)
+}
+
+// networked leaves out the systems that have no connections to measure
+// (the limit), for the workloads about connections themselves.
+func networked(systems []System) []System {
+	var out []System
+	for _, s := range systems {
+		if s.Name() != ColLimit {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // stopAll stops nodes concurrently and joins their errors.

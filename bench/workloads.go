@@ -29,15 +29,22 @@ const (
 	// PingPongPairs is the number of concurrent pairs in workload b.
 	PingPongPairs = 16
 
-	// RTTWarmup and RTTCount are workload c's sequential round trips.
+	// PipelineMessages is the number of messages sent one way in
+	// workload c, each echoed back to a sink (2,000,000 counted per run).
+	PipelineMessages = 1_000_000
+	// PipelineChunk is how many messages c's sender sends per turn of
+	// its mailbox before it kicks itself for the next chunk.
+	PipelineChunk = 1000
+
+	// RTTWarmup and RTTCount are workload d's sequential round trips.
 	RTTWarmup = 1_000
 	RTTCount  = 10_000
 	// RequestTimeout bounds every RequestFuture in the benchmark.
 	RequestTimeout = 5 * time.Second
 
-	// BulkMessageSize is workload d's message payload.
+	// BulkMessageSize is workload e's message payload.
 	BulkMessageSize = 64 << 10
-	// BulkTotalBytes is the payload moved in workload d by every system,
+	// BulkTotalBytes is the payload moved in workload e by every system,
 	// raw quic-go included: 16,384 messages of 64 KiB.
 	BulkTotalBytes = 1 << 30
 	// BulkWindow is the number of 64 KiB messages in flight (2 MiB). It
@@ -48,20 +55,23 @@ const (
 	// BulkAckEvery is how often the receiver acknowledges (512 KiB).
 	BulkAckEvery = 8
 
-	// SetupRuns is the number of fresh-node connection setups in e,
+	// SetupRuns is the number of fresh-node connection setups in f,
 	// after SetupWarmup unrecorded ones.
 	SetupRuns   = 50
 	SetupWarmup = 3
 
-	// IdlePeers is the number of peer nodes connected to one hub in f.
+	// IdlePeers is the number of peer nodes connected to one hub in g.
 	IdlePeers = 100
-	// IdleSettle is how long connections sit idle before f measures.
+	// IdleSettle is how long connections sit idle before g measures.
 	IdleSettle = time.Second
+
+	// StreamTotalBytes is the size of workload h's user-stream transfer.
+	StreamTotalBytes = 256 << 20
 )
 
 // Options control a run.
 type Options struct {
-	Systems []System // actor systems to compare, in column order
+	Systems []System // actor systems to compare (cask, protoactor, limit), in column order
 	Raw     bool     // also run the raw quic-go baselines
 	// Scale multiplies every count (1 = the stated sizes).
 	Scale float64
@@ -98,19 +108,17 @@ type Workload struct {
 
 // Workloads lists every workload in run order.
 func Workloads() []Workload {
-	return append([]Workload{
+	return []Workload{
 		{"pingpong-1", "a) ping-pong, 1 pair, 1,000,000 messages each way, window 10,000", runPingPong1},
 		{"pingpong-16", "b) ping-pong, 16 pairs, 62,500 each way per pair (1,000,000 total), window 10,000 total", runPingPong16},
-		{"request-rtt", "c) 10,000 sequential RequestFuture round trips after 1,000 warm-up", runRequestRTT},
-		{"bulk-64k", "d) 64 KiB messages one way, 1 GiB, window 32 messages", runBulk},
-		{"conn-setup", "e) fresh node Start to first round trip, 50 runs", runConnSetup},
-		{"idle-peer-mem", "f) memory per idle peer connection, hub + 100 peers", runIdlePeers},
-	}, extraWorkloads...)
+		{"pipeline-1", "c) pipeline, 1,000,000 messages sent without waiting, each echoed to a sink on the sender's node", runPipeline1},
+		{"request-rtt", "d) 10,000 sequential RequestFuture round trips after 1,000 warm-up", runRequestRTT},
+		{"bulk-64k", "e) 64 KiB messages one way, 1 GiB, window 32 messages", runBulk},
+		{"conn-setup", "f) fresh node Start to first round trip, 50 runs", runConnSetup},
+		{"idle-peer-mem", "g) memory per idle peer connection, hub + 100 peers", runIdlePeers},
+		{"stream-256m", "h) 256 MiB over one Cask user stream vs one raw quic-go stream, 64 KiB writes", runStream},
+	}
 }
-
-// extraWorkloads are workloads only one system has (user streams are
-// Cask's own); files built with that system register them in init.
-var extraWorkloads []Workload
 
 // Run runs the selected workloads (all when only is empty) and returns
 // the report. Unknown names in only are an error.
@@ -158,6 +166,7 @@ func Run(ctx context.Context, o Options, only []string) (*Report, error) {
 		rep.Rows = append(rep.Rows, rows...)
 		settle()
 	}
+	rep.fillRatios()
 	rep.Elapsed = time.Since(rep.Started).Seconds()
 	return rep, ctx.Err()
 }
@@ -169,10 +178,11 @@ func settle() {
 	runtime.GC()
 }
 
-// each runs f once per actor system under its own timeout, recovering
-// panics (protoactor's remote panics when it cannot listen).
-func each(ctx context.Context, o *Options, f func(ctx context.Context, sys System) error) {
-	for _, sys := range o.Systems {
+// each runs f once per system of systems (o.Systems, or a part of it)
+// under its own timeout, recovering panics (protoactor's remote panics
+// when it cannot listen).
+func each(ctx context.Context, o *Options, systems []System, f func(ctx context.Context, sys System) error) {
+	for _, sys := range systems {
 		if ctx.Err() != nil {
 			return
 		}
@@ -297,7 +307,7 @@ func pingPongRows(ctx context.Context, o *Options, name string, pairs int) []Row
 	perPair := o.scaled(PingPongMessages, 1000*pairs) / pairs
 	window := PingPongWindow / pairs
 	row := Row{Workload: name, Metric: fmt.Sprintf("msgs/s (2x%d)", perPair*pairs), Unit: UnitMsgPerSec, HigherIsBetter: true}
-	each(ctx, o, func(ctx context.Context, sys System) error {
+	each(ctx, o, o.Systems, func(ctx context.Context, sys System) error {
 		v, err := PingPong(ctx, sys, pairs, perPair, window)
 		if err != nil {
 			row.fail(sys.Name(), err)
@@ -361,13 +371,82 @@ func PingPong(ctx context.Context, sys System, pairs, perPair, window int) (floa
 	return float64(2*pairs*perPair) / d.Seconds(), nil
 }
 
-// ---- c: sequential request latency ----
+// ---- c: pipeline ----
+
+func runPipeline1(ctx context.Context, o *Options) []Row {
+	n := o.scaled(PipelineMessages, 1000)
+	row := Row{Workload: "pipeline-1", Metric: fmt.Sprintf("msgs/s (2x%d)", n), Unit: UnitMsgPerSec, HigherIsBetter: true}
+	each(ctx, o, o.Systems, func(ctx context.Context, sys System) error {
+		v, err := Pipeline(ctx, sys, n)
+		if err != nil {
+			row.fail(sys.Name(), err)
+			return err
+		}
+		row.set(sys.Name(), v)
+		o.logf("   %-10s %s", sys.Name(), FormatValue(v, row.Unit))
+		return nil
+	})
+	return []Row{row}
+}
+
+// Pipeline has a sender actor on node a send n messages to an echo actor
+// on node b without waiting for replies, each with a sink actor on a as
+// its sender, so the echo passes every message on to the sink: the shape
+// of an event stream. It returns messages per second counting both
+// directions (2n), timed from the first send until the sink has seen the
+// n-th message. The sink checks that the messages arrive in order. A
+// warm-up pass of a tenth of the size runs first on the same nodes.
+//
+// Nothing bounds what is in flight but the system under test: a layer
+// with back-pressure holds the sender up, one without queues everything.
+func Pipeline(ctx context.Context, sys System, n int) (float64, error) {
+	a, b, err := pair(ctx, sys, "pipe")
+	if err != nil {
+		return 0, err
+	}
+	defer stopAll(a, b)
+	if _, err := spawn(b, "echo", func() actor.Actor { return echoActor{} }); err != nil {
+		return 0, err
+	}
+	echo := b.PID("echo")
+	if err := request(a.Root(), echo, 1); err != nil {
+		return 0, fmt.Errorf("first request: %w", err)
+	}
+	run := func(n int) (time.Duration, error) {
+		sink := &countSinkActor{total: int64(n), done: make(chan struct{})}
+		sinkPID := a.Root().Spawn(actor.PropsFromProducer(func() actor.Actor { return sink }))
+		defer a.Root().Stop(sinkPID)
+		sender := &pipeSenderActor{target: echo, replyTo: sinkPID, total: int64(n), chunk: PipelineChunk}
+		senderPID := a.Root().Spawn(actor.PropsFromProducer(func() actor.Actor { return sender }))
+		defer a.Root().Stop(senderPID)
+		t0 := time.Now()
+		a.Root().Send(senderPID, kick{})
+		if err := wait(ctx, a.Root(), []chan struct{}{sink.done}, []*actor.PID{senderPID, sinkPID}); err != nil {
+			return 0, err
+		}
+		d := time.Since(t0)
+		if sink.disorder != "" {
+			return 0, fmt.Errorf("out of order: %s", sink.disorder)
+		}
+		return d, nil
+	}
+	if _, err := run(max(n/10, 1)); err != nil {
+		return 0, fmt.Errorf("warm-up: %w", err)
+	}
+	d, err := run(n)
+	if err != nil {
+		return 0, err
+	}
+	return float64(2*n) / d.Seconds(), nil
+}
+
+// ---- d: sequential request latency ----
 
 func runRequestRTT(ctx context.Context, o *Options) []Row {
 	n := o.scaled(RTTCount, 100)
 	warm := o.scaled(RTTWarmup, 10)
 	rows, record := latencyRows(o, "request-rtt", 0.10, 0.50, 0.99)
-	each(ctx, o, func(ctx context.Context, sys System) error {
+	each(ctx, o, o.Systems, func(ctx context.Context, sys System) error {
 		lat, err := RequestRTT(ctx, sys, warm, n)
 		record(sys.Name(), lat, err)
 		return err
@@ -445,14 +524,14 @@ func Percentile(ds []time.Duration, q float64) time.Duration {
 	return s[k]
 }
 
-// ---- d: 64 KiB bulk ----
+// ---- e: 64 KiB bulk ----
 
 func runBulk(ctx context.Context, o *Options) []Row {
 	msgs := o.scaled(BulkTotalBytes/BulkMessageSize, 4*BulkWindow)
 	msgs = (msgs + BulkAckEvery - 1) / BulkAckEvery * BulkAckEvery
 	total := int64(msgs) * BulkMessageSize
 	row := Row{Workload: "bulk-64k", Metric: fmt.Sprintf("bytes/s (%d MiB)", total>>20), Unit: UnitBytesPerSec, HigherIsBetter: true}
-	each(ctx, o, func(ctx context.Context, sys System) error {
+	each(ctx, o, o.Systems, func(ctx context.Context, sys System) error {
 		v, err := Bulk(ctx, sys, msgs)
 		if err != nil {
 			row.fail(sys.Name(), err)
@@ -525,12 +604,12 @@ func Bulk(ctx context.Context, sys System, msgs int) (float64, error) {
 	return float64(int64(msgs)*BulkMessageSize) / d.Seconds(), nil
 }
 
-// ---- e: connection setup ----
+// ---- f: connection setup ----
 
 func runConnSetup(ctx context.Context, o *Options) []Row {
 	n := o.scaled(SetupRuns, 5)
 	rows, record := latencyRows(o, "conn-setup", 0.50, 0.90)
-	each(ctx, o, func(ctx context.Context, sys System) error {
+	each(ctx, o, networked(o.Systems), func(ctx context.Context, sys System) error {
 		lat, err := ConnSetup(ctx, sys, n)
 		record(sys.Name(), lat, err)
 		return err
@@ -584,14 +663,14 @@ func ConnSetup(ctx context.Context, sys System, n int) ([]time.Duration, error) 
 	return out, nil
 }
 
-// ---- f: memory per idle peer ----
+// ---- g: memory per idle peer ----
 
 func runIdlePeers(ctx context.Context, o *Options) []Row {
 	peers := o.scaled(IdlePeers, 10)
 	heap := Row{Workload: "idle-peer-mem", Metric: fmt.Sprintf("live heap/peer (%d)", peers), Unit: UnitBytes}
 	stack := Row{Workload: "idle-peer-mem", Metric: "stacks/peer", Unit: UnitBytes}
 	gor := Row{Workload: "idle-peer-mem", Metric: "goroutines/peer", Unit: UnitCount}
-	each(ctx, o, func(ctx context.Context, sys System) error {
+	each(ctx, o, networked(o.Systems), func(ctx context.Context, sys System) error {
 		m, err := IdlePeerCost(ctx, sys, peers)
 		if err != nil {
 			heap.fail(sys.Name(), err)

@@ -1,14 +1,13 @@
-// Command caskbench runs Cask and protoactor-go's gRPC remote (and raw
-// quic-go where a workload has a baseline) side by side, in one process,
-// over 127.0.0.1, and prints one table.
+// Command caskbench runs Cask and protoactor-go's gRPC remote side by
+// side, in one process, over 127.0.0.1, next to the limit (the same actors
+// in one actor system, each message encoded and decoded once) and raw
+// quic-go where a workload has a baseline, and prints one table.
 //
 //	go run ./bench/cmd/caskbench                       # everything, stated sizes
 //	go run ./bench/cmd/caskbench -n 0.05               # quick check, 5% of the counts
 //	go run ./bench/cmd/caskbench -only=request-rtt,conn-setup
-//	go run ./bench/cmd/caskbench -systems=protoactor,raw
+//	go run ./bench/cmd/caskbench -systems=cask,limit -only=pipeline-1
 //	go run ./bench/cmd/caskbench -json > bench.json
-//
-// Build with -tags nocask to leave the Cask half out.
 package main
 
 import (
@@ -28,7 +27,7 @@ func main() {
 		only    = flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
 		scale   = flag.Float64("n", 1, "scale every count by this factor in (0,1] for a quick check; 1 = the stated sizes")
 		asJSON  = flag.Bool("json", false, "print the report as JSON instead of a table")
-		systems = flag.String("systems", strings.Join(append(bench.Registered(), bench.ColRaw), ","), "comma-separated systems to run: cask, protoactor, raw")
+		systems = flag.String("systems", strings.Join(append(bench.Registered(), bench.ColRaw), ","), "comma-separated systems to run: cask, protoactor, limit, raw")
 		timeout = flag.Duration("timeout", 2*time.Minute, "limit for one workload on one system")
 		quiet   = flag.Bool("q", false, "no progress lines on stderr")
 	)
@@ -45,7 +44,7 @@ func main() {
 		}
 		s, ok := bench.Lookup(name)
 		if !ok {
-			fatalf("unknown or not built system %q (built: %s, raw)", name, strings.Join(bench.Registered(), ", "))
+			fatalf("unknown system %q (have %s, raw)", name, strings.Join(bench.Registered(), ", "))
 		}
 		opts.Systems = append(opts.Systems, s)
 	}
