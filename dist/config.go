@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 // Defaults for Config. A zero field in Config means the default here.
@@ -148,16 +150,10 @@ func (c Config) validate() error {
 	return nil
 }
 
-// ValidateNodeName checks that name has the form name@host with both parts
-// non-empty and no whitespace, '/' or second '@'.
-func ValidateNodeName(name string) error {
-	at := strings.IndexByte(name, '@')
-	if at <= 0 || at == len(name)-1 || strings.Count(name, "@") != 1 ||
-		strings.ContainsAny(name, " \t\r\n/") || len(name) > 255 {
-		return fmt.Errorf("%w: %q (want name@host)", ErrBadNodeName, name)
-	}
-	return nil
-}
+// ValidateNodeName is identity.ValidateNodeName, Cask's one rule for node
+// names: name@host, at most 255 bytes of UTF-8, no whitespace, control
+// characters, '/' or '\'. A bad name fails with ErrBadNodeName.
+func ValidateNodeName(name string) error { return identity.ValidateNodeName(name) }
 
 // hostOf returns the host part of a valid node name.
 func hostOf(name string) string {
