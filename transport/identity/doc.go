@@ -11,8 +11,8 @@
 // ValidateNodeName is the one rule for node names in Cask (name@host, at
 // most 255 bytes of UTF-8, no whitespace, control characters, '/' or '\');
 // every package that takes a node name checks it with this function, and
-// a bad name is an error matching ErrBadNodeName. A valid name is always a
-// safe file name under keys/trusted/.
+// a bad name is an error matching ErrBadNodeName. No valid name can leave
+// keys/trusted/ when used as a file name there.
 //
 // # Keys and trust
 //

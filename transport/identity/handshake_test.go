@@ -667,7 +667,7 @@ func echoOnce(t *testing.T, c *transport.Conn, msg string) {
 	}
 }
 
-func TestPeerAuthConfigValidation(t *testing.T) {
+func TestConfigValidation(t *testing.T) {
 	keys := testKeys("a@host")
 	for _, cfg := range []Config{
 		{Name: "nohost", Keys: keys},

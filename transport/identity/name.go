@@ -27,9 +27,12 @@ var ErrBadNodeName = errors.New("identity: bad node name")
 //     Unicode spaces such as U+00A0 and U+2028), no control characters
 //     (unicode.IsControl: C0, DEL, C1), and no '/' or '\'.
 //
-// So a valid name is one token in logs and a safe file name under
-// DataDir/keys/trusted/. A bad name fails with an error matching
-// ErrBadNodeName.
+// So a valid name is one token in a log line, and as a file name under
+// DataDir/keys/trusted/ it can neither leave that directory nor split
+// into a path. (Names longer than about 235 bytes are valid but too long
+// to pin on disk: a file name holds at most 255 bytes, and the pin file
+// and its temp file add a suffix.) A bad name fails with an error
+// matching ErrBadNodeName.
 func ValidateNodeName(name string) error {
 	at := strings.IndexByte(name, '@')
 	bad := at <= 0 || at == len(name)-1 || strings.Count(name, "@") != 1 ||
