@@ -13,6 +13,7 @@ import (
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -203,7 +204,7 @@ func TestConfigInvalidNamesFieldPath(t *testing.T) {
 		{Config{Dist: dist.Config{Name: "b@localhost"}}, "actors: Config.Dist.Name differs from Config.Name; set Config.Name only", nil},
 		{Config{Transport: transport.Config{DisableMigration: true}},
 			"actors: Config.Transport.DisableMigration differs from Config.DisableMigration; set Config.DisableMigration only", nil},
-		{Config{Transport: transport.Config{Authenticator: &transport.PeerAuthenticator{}}},
+		{Config{Transport: transport.Config{Authenticator: &identity.Authenticator{}}},
 			"actors: Config.Transport.Authenticator is set by actors.Start from Config.TrustMode and Config.ClusterSecret; leave it nil", nil},
 		{Config{Membership: membership.Config{ShufflePeriod: -time.Second}},
 			"actors: Config.Membership.ShufflePeriod -1s is negative", membership.ErrInvalidConfig},

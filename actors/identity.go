@@ -5,31 +5,31 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 // TrustMode says what a node does with a peer key it holds no trusted key
 // for (see Config.TrustMode and docs/security.md).
-type TrustMode = transport.TrustMode
+type TrustMode = identity.TrustMode
 
 const (
 	// TrustOnFirstUse (the default) records the first key a node name
 	// presents; later connections must present the same key.
-	TrustOnFirstUse = transport.TrustOnFirstUse
+	TrustOnFirstUse = identity.TrustOnFirstUse
 	// TrustStrict rejects every peer whose key was not trusted beforehand
 	// with Node.TrustPeer or a file DataDir/keys/trusted/<name>.pub.
-	TrustStrict = transport.TrustStrict
+	TrustStrict = identity.TrustStrict
 )
 
-// newPeerAuthenticator loads (or creates) the node's identity from
+// newAuthenticator loads (or creates) the node's identity from
 // DataDir/keys/, or makes an ephemeral one, and builds the Authenticator
 // every connection of the node runs.
-func newPeerAuthenticator(cfg Config, logger *slog.Logger) (*transport.PeerAuthenticator, error) {
-	keys, err := transport.OpenKeyStore(cfg.DataDir)
+func newAuthenticator(cfg Config, logger *slog.Logger) (*identity.Authenticator, error) {
+	keys, err := identity.OpenKeyStore(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("load identity: %w", err)
 	}
-	return transport.NewPeerAuthenticator(transport.PeerAuthConfig{
+	return identity.New(identity.Config{
 		Name:          cfg.Name,
 		Keys:          keys,
 		Trust:         cfg.TrustMode,
@@ -50,7 +50,7 @@ func (n *Node) TrustPeer(peer string, key ed25519.PublicKey) error {
 	if err := n.keys.Trust(peer, key); err != nil {
 		return err
 	}
-	n.log.Info("trusted peer key", "peer", peer, "key", transport.KeyString(key))
+	n.log.Info("trusted peer key", "peer", peer, "key", identity.KeyString(key))
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 // Node is one running Cask node: a protoactor actor system whose PIDs
@@ -23,7 +24,7 @@ type Node struct {
 	tr     *transport.Transport
 	dist   *dist.Manager
 	log    *slog.Logger
-	keys   *transport.KeyStore // identity and trusted keys (identity.go)
+	keys   *identity.KeyStore // identity and trusted keys (identity.go)
 	// membership is the HyParView actor (see membership.go).
 	membership *membership.Membership
 
@@ -44,7 +45,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	logger := cfg.Logger.With("node", cfg.Name)
-	auth, err := newPeerAuthenticator(cfg, logger)
+	auth, err := newAuthenticator(cfg, logger)
 	if err != nil {
 		return nil, fmt.Errorf("actors: %w", err)
 	}

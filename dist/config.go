@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cask-p2p/cask/internal/fielderr"
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 // Defaults for Config. A zero field in Config means the default here.
@@ -192,16 +193,10 @@ func (c Config) Validate() error {
 // Config is the configuration m runs with, defaults filled in.
 func (m *Manager) Config() Config { return m.cfg }
 
-// ValidateNodeName checks that name has the form name@host with both parts
-// non-empty and no whitespace, '/' or second '@'.
-func ValidateNodeName(name string) error {
-	at := strings.IndexByte(name, '@')
-	if at <= 0 || at == len(name)-1 || strings.Count(name, "@") != 1 ||
-		strings.ContainsAny(name, " \t\r\n/") || len(name) > 255 {
-		return fmt.Errorf("%w: %q (want name@host)", ErrBadNodeName, name)
-	}
-	return nil
-}
+// ValidateNodeName is identity.ValidateNodeName, Cask's one rule for node
+// names: name@host, at most 255 bytes of UTF-8, no whitespace, control
+// characters, '/' or '\'. A bad name fails with ErrBadNodeName.
+func ValidateNodeName(name string) error { return identity.ValidateNodeName(name) }
 
 // nodeHost returns the host part of a valid node name.
 func nodeHost(name string) string {

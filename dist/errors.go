@@ -3,6 +3,8 @@ package dist
 import (
 	"errors"
 	"strings"
+
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 // Sentinel errors. Match them with errors.Is; the errors a caller sees are
@@ -15,8 +17,9 @@ var (
 	ErrNoConn = errors.New("dist: no connection")
 	// ErrUnknownNode: discovery found no address for the node name.
 	ErrUnknownNode = errors.New("dist: unknown node")
-	// ErrBadNodeName: a node name is not of the form name@host.
-	ErrBadNodeName = errors.New("dist: bad node name")
+	// ErrBadNodeName: a string is not a valid node name (see
+	// ValidateNodeName). It is identity.ErrBadNodeName.
+	ErrBadNodeName = identity.ErrBadNodeName
 	// ErrConnectFailed: dialing the node or its dist handshake failed.
 	ErrConnectFailed = errors.New("dist: connect failed")
 	// ErrQueueFull: too many messages are waiting for a session to open.

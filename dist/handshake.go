@@ -24,6 +24,7 @@ import (
 
 	"github.com/cask-p2p/cask/proto/caskpb"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/identity"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -172,7 +173,7 @@ func (m *Manager) dial(ctx context.Context, node string) *dialResult {
 	for _, addr := range addrs {
 		// The identity handshake refuses a peer that is not node before
 		// trusting any key of it.
-		conn, err = m.dialAddr(transport.WithExpectedPeer(ctx, node), node, addr)
+		conn, err = m.dialAddr(identity.WithExpectedPeer(ctx, node), node, addr)
 		if err == nil {
 			break
 		}

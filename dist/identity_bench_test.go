@@ -12,6 +12,7 @@ import (
 
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 // setupNode is a node built from the layers (actor system, transport,
@@ -22,16 +23,16 @@ type setupNode struct {
 	mgr    *dist.Manager
 }
 
-func startSetupNode(b *testing.B, name string, identity bool, peers map[string]string) *setupNode {
+func startSetupNode(b *testing.B, name string, withIdentity bool, peers map[string]string) *setupNode {
 	b.Helper()
 	log := slog.New(slog.DiscardHandler)
 	cfg := transport.Config{Logger: log}
-	if identity {
-		keys, err := transport.OpenKeyStore("")
+	if withIdentity {
+		keys, err := identity.OpenKeyStore("")
 		if err != nil {
 			b.Fatal(err)
 		}
-		auth, err := transport.NewPeerAuthenticator(transport.PeerAuthConfig{Name: name, Keys: keys, Logger: log})
+		auth, err := identity.New(identity.Config{Name: name, Keys: keys, Logger: log})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 // rawTransportConfig is the transport of a hand-driven peer called name.
@@ -28,8 +29,8 @@ import (
 func rawTransportConfig(t testing.TB, name string) transport.Config {
 	t.Helper()
 	seed := sha256.Sum256([]byte("cask dist test key " + name))
-	auth, err := transport.NewPeerAuthenticator(transport.PeerAuthConfig{
-		Name: name, Keys: transport.NewMemoryKeyStore(ed25519.NewKeyFromSeed(seed[:])), Logger: quietLogger(),
+	auth, err := identity.New(identity.Config{
+		Name: name, Keys: identity.NewMemoryKeyStore(ed25519.NewKeyFromSeed(seed[:])), Logger: quietLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +43,7 @@ func TestConnectAuthErrorsReachCaller(t *testing.T) {
 	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 
 	err := a.Connect(ctxTimeout(t), b.Name())
-	if !errors.Is(err, dist.ErrConnectFailed) || !errors.Is(err, transport.ErrUntrustedKey) || !errors.Is(err, transport.ErrPeerRejected) {
+	if !errors.Is(err, dist.ErrConnectFailed) || !errors.Is(err, identity.ErrUntrustedKey) || !errors.Is(err, identity.ErrPeerRejected) {
 		t.Fatalf("Connect to a strict node that does not know a: %v, want ErrConnectFailed and ErrUntrustedKey", err)
 	}
 
@@ -51,7 +52,7 @@ func TestConnectAuthErrorsReachCaller(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = a.Connect(ctxTimeout(t), b.Name())
-	if !errors.Is(err, dist.ErrConnectFailed) || !errors.Is(err, transport.ErrKeyMismatch) {
+	if !errors.Is(err, dist.ErrConnectFailed) || !errors.Is(err, identity.ErrKeyMismatch) {
 		t.Fatalf("Connect with a wrong key trusted for a: %v, want ErrKeyMismatch", err)
 	}
 
@@ -85,7 +86,7 @@ func TestSendToUnauthenticatedPeerIsDeadLetter(t *testing.T) {
 	target := actor.NewPID(b.Name(), "sink")
 	a.Root().Send(target, wrapperspb.String("secret"))
 
-	got := dl.waitFor(t, transport.ErrUntrustedKey)
+	got := dl.waitFor(t, identity.ErrUntrustedKey)
 	if !errors.Is(got.Reason, dist.ErrConnectFailed) || got.Node != b.Name() || !got.PID.Equal(target) {
 		t.Errorf("dead letter %+v, want the message to %v failing with ErrConnectFailed", got, target)
 	}
@@ -140,7 +141,7 @@ func TestIdentityPersistsAndRepins(t *testing.T) {
 	var err error
 	eventually(t, waitTimeout, func() bool {
 		err = a.Connect(ctxTimeout(t), b.Name())
-		return errors.Is(err, transport.ErrKeyMismatch)
+		return errors.Is(err, identity.ErrKeyMismatch)
 	}, "Connect to b with a new key fails with ErrKeyMismatch (last: %v)", err)
 	if err := a.TrustPeer(b.Name(), b.PublicKey()); err != nil {
 		t.Fatal(err)
@@ -165,7 +166,7 @@ func TestStartRefusesMismatchedKeyPair(t *testing.T) {
 		_ = n.Stop()
 		t.Fatal("Start accepted a node.pub that is not node.key's")
 	}
-	if !errors.Is(err, transport.ErrKeyPairMismatch) {
+	if !errors.Is(err, identity.ErrKeyPairMismatch) {
 		t.Fatalf("Start: %v, want ErrKeyPairMismatch", err)
 	}
 }
@@ -178,7 +179,7 @@ func TestClusterSecret(t *testing.T) {
 		t.Fatalf("same secret: %v", err)
 	}
 	c := startNode(t, "c@localhost", actors.Config{ClusterSecret: []byte("guess"), Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
-	if err := c.Connect(ctxTimeout(t), b.Name()); !errors.Is(err, transport.ErrClusterSecret) {
+	if err := c.Connect(ctxTimeout(t), b.Name()); !errors.Is(err, identity.ErrClusterSecret) {
 		t.Fatalf("wrong secret: %v, want ErrClusterSecret", err)
 	}
 }

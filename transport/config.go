@@ -191,6 +191,9 @@ type Identity struct {
 // and the connection is closed at that moment, which unblocks any stream
 // operation. A non-nil error rejects the peer: the connection is closed with
 // CodeAuthFailed, Dial returns the error wrapped, Accept never yields it.
+// When the error (or one it wraps) has a method PeerName() string that
+// returns a non-empty name, the failure is logged with that peer name.
+// transport/identity implements it: identity.Authenticator.
 type Authenticator interface {
 	Authenticate(ctx context.Context, c *Conn, role Role) (Identity, error)
 }

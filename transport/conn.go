@@ -108,6 +108,11 @@ func (c *Conn) watch() {
 // Role says whether this node dialed or accepted the connection.
 func (c *Conn) Role() Role { return c.role }
 
+// Logger is the connection's logger: the transport's, with the remote
+// address and the role. An Authenticator logs about the connection
+// through it.
+func (c *Conn) Logger() *slog.Logger { return c.logger }
+
 // Identity is the peer identity proven by the Authenticator (zero without
 // one).
 func (c *Conn) Identity() Identity { return c.identity }

@@ -42,28 +42,20 @@
 // which unblocks its stream calls. Its error closes the connection with
 // CodeAuthFailed and is returned, wrapped, by Dial; Accept never yields
 // such a connection. Conn.ExportKeyingMaterial gives the TLS exporter value
-// it should sign to bind the peer's identity to this connection. TLS itself
+// it should sign to bind the peer's identity to this connection, and
+// Conn.Logger the connection's logger to log through. TLS itself
 // proves nothing about identity: certificates are self-signed and not
 // verified; ALPN must be "cask/1".
 //
 // # Peer identity
 //
-// PeerAuthenticator is Cask's Authenticator: an Ed25519 mutual handshake
-// (HELLO, CHALLENGE, RESPONSE, RESULT frames of caskpb.AuthFrame on the
-// first bidirectional stream) whose signatures cover the TLS exporter
-// value, so a handshake relayed onto another TLS session fails. A
-// KeyStore holds the node's key pair (DataDir/keys/node.key and node.pub,
-// or in memory) and the key it trusts per node name (keys/trusted/).
-// Trust is TrustOnFirstUse (an unknown key is recorded) or TrustStrict
-// (it is rejected); a key differing from the trusted one is rejected in
-// both. A failure is an *AuthError matching ErrUntrustedKey,
-// ErrKeyMismatch, ErrBadSignature, ErrStaleHandshake, ErrChannelBinding,
-// ErrClusterSecret, ErrWrongPeer, ErrAuthVersion or ErrBadAuthMessage,
-// plus ErrPeerRejected when the peer refused this node; Dial returns it
-// and both sides log it with the peer's name. WithExpectedPeer tells the
-// dialer's handshake which node it means to reach. One PeerAuthenticator
-// serves all connections concurrently; its only shared state is the
-// KeyStore. See docs/security.md.
+// transport knows nothing of keys or node names: the Authenticator is the
+// seam. transport/identity implements it (identity.Authenticator: the
+// Ed25519 mutual handshake bound to the TLS exporter value, the key and
+// trust store, the cluster secret) and imports transport, never the other
+// way round. An Authenticator error with a PeerName method (as
+// *identity.AuthError has) is logged with that peer name. See
+// docs/security.md.
 //
 // # Errors
 //

@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cask-p2p/cask/transport/internal/atomicfile"
 )
 
 const (
@@ -74,11 +76,11 @@ func loadOrCreateCertificate(dataDir string) (tls.Certificate, error) {
 	}
 	// Key first: a crash between the two writes leaves only the key, which
 	// the next Start reports instead of pairing it with a foreign cert.
-	if err := writeFileAtomic(keyPath, keyPEM, keyFileMode); err != nil {
-		return tls.Certificate{}, err
+	if err := atomicfile.WriteFile(keyPath, keyPEM, keyFileMode); err != nil {
+		return tls.Certificate{}, fmt.Errorf("transport: %w", err)
 	}
-	if err := writeFileAtomic(certPath, certPEM, certFileMode); err != nil {
-		return tls.Certificate{}, err
+	if err := atomicfile.WriteFile(certPath, certPEM, certFileMode); err != nil {
+		return tls.Certificate{}, fmt.Errorf("transport: %w", err)
 	}
 	return tls.X509KeyPair(certPEM, keyPEM)
 }
@@ -116,39 +118,6 @@ func generateCertificate() (certPEM, keyPEM []byte, err error) {
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	return certPEM, keyPEM, nil
-}
-
-// writeFileAtomic writes data to a temp file in path's directory with the
-// given mode (set before any byte is written), syncs it and renames it over
-// path.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("transport: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("transport: write %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("transport: write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("transport: write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("transport: write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("transport: write %s: %w", path, err)
-	}
-	return nil
 }
 
 // serverTLSConfig accepts only ALPN "cask/1" and requires no client

@@ -308,8 +308,8 @@ func (t *Transport) authenticate(hctx context.Context, c *Conn) (Identity, error
 	if err != nil {
 		err = fmt.Errorf("transport: authenticate: %w", err)
 		logger := c.logger
-		if ae := (*AuthError)(nil); errors.As(err, &ae) && ae.Peer != "" {
-			logger = logger.With("peer", ae.Peer)
+		if pe := peerNamer(nil); errors.As(err, &pe) && pe.PeerName() != "" {
+			logger = logger.With("peer", pe.PeerName())
 		}
 		logger.Warn("transport: authentication failed", "err", err)
 		_ = c.CloseWithError(CodeAuthFailed, truncateReason(err.Error()))
@@ -317,6 +317,10 @@ func (t *Transport) authenticate(hctx context.Context, c *Conn) (Identity, error
 	}
 	return id, nil
 }
+
+// peerNamer is an Authenticator error that names the peer it is about
+// (see Authenticator).
+type peerNamer interface{ PeerName() string }
 
 // closeOnContextEnd closes c because its handshake context ended: timed out
 // (CodeHandshakeFailed) or cancelled by Close or the dialer's caller

@@ -1,4 +1,4 @@
-package transport
+package identity
 
 import (
 	"crypto/ed25519"

@@ -1,4 +1,4 @@
-package transport
+package identity
 
 import (
 	"bytes"
@@ -14,9 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/cask-p2p/cask/transport/internal/atomicfile"
 )
 
 // Key files under DataDir (docs/security.md).
@@ -31,22 +31,7 @@ const (
 	publicKeyFileMode  = 0o644
 	maxKeyFileSize     = 4 << 10
 	nodeKeyPEMType     = "PRIVATE KEY"
-	maxNodeNameLength  = 255
 	trustedTempPattern = ".tmp-"
-)
-
-var (
-	// ErrKeyPairMismatch means DataDir/keys/node.pub is not the public half
-	// of DataDir/keys/node.key. The node refuses to start: one of the files
-	// was replaced, and guessing which would change the node's identity.
-	ErrKeyPairMismatch = errors.New("transport: node.pub does not match node.key")
-	// ErrInsecureKeyFile means DataDir/keys/node.key is readable or
-	// writable by group or others; the node refuses to use it.
-	ErrInsecureKeyFile = errors.New("transport: private key file is accessible by others")
-	// ErrBadNodeName means a node name cannot be used for identity: it must
-	// be name@host, at most 255 bytes of UTF-8, without control characters,
-	// '/' or '\'.
-	ErrBadNodeName = errors.New("transport: bad node name")
 )
 
 // KeyStore holds a node's Ed25519 key pair and the public keys it trusts
@@ -81,13 +66,13 @@ func OpenKeyStore(dataDir string) (*KeyStore, error) {
 	if dataDir == "" {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
-			return nil, fmt.Errorf("transport: generate node key: %w", err)
+			return nil, fmt.Errorf("identity: generate node key: %w", err)
 		}
 		return NewMemoryKeyStore(priv), nil
 	}
 	dir := filepath.Join(dataDir, keysDirName)
 	if err := os.MkdirAll(filepath.Join(dir, trustedDirName), keysDirMode); err != nil {
-		return nil, fmt.Errorf("transport: create %s: %w", dir, err)
+		return nil, fmt.Errorf("identity: create %s: %w", dir, err)
 	}
 	keyPath := filepath.Join(dir, nodeKeyFileName)
 	pubPath := filepath.Join(dir, nodePubFileName)
@@ -100,16 +85,16 @@ func OpenKeyStore(dataDir string) (*KeyStore, error) {
 	case errors.Is(keyErr, fs.ErrNotExist) && errors.Is(pubErr, fs.ErrNotExist):
 		return createNodeKey(dir)
 	case errors.Is(keyErr, fs.ErrNotExist) && pubErr == nil:
-		return nil, fmt.Errorf("transport: %s exists but %s does not; restore the private key or remove both to create a new identity", pubPath, keyPath)
+		return nil, fmt.Errorf("identity: %s exists but %s does not; restore the private key or remove both to create a new identity", pubPath, keyPath)
 	default:
-		return nil, fmt.Errorf("transport: read %s: %w", keyPath, keyErr)
+		return nil, fmt.Errorf("identity: read %s: %w", keyPath, keyErr)
 	}
 	if err := checkKeyFileMode(keyPath); err != nil {
 		return nil, err
 	}
 	priv, err := parseNodeKey(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("transport: %s: %w", keyPath, err)
+		return nil, fmt.Errorf("identity: %s: %w", keyPath, err)
 	}
 	derived := priv.Public().(ed25519.PublicKey)
 	switch {
@@ -119,11 +104,11 @@ func OpenKeyStore(dataDir string) (*KeyStore, error) {
 				pubPath, describeKeyBytes(pubRaw), keyPath, KeyString(derived))
 		}
 	case errors.Is(pubErr, fs.ErrNotExist):
-		if err := writeFileAtomic(pubPath, derived, publicKeyFileMode); err != nil {
-			return nil, err
+		if err := atomicfile.WriteFile(pubPath, derived, publicKeyFileMode); err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("transport: read %s: %w", pubPath, pubErr)
+		return nil, fmt.Errorf("identity: read %s: %w", pubPath, pubErr)
 	}
 	ks := NewMemoryKeyStore(priv)
 	ks.dir = dir
@@ -146,20 +131,20 @@ func NewMemoryKeyStore(priv ed25519.PrivateKey) *KeyStore {
 func createNodeKey(dir string) (*KeyStore, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("transport: generate node key: %w", err)
+		return nil, fmt.Errorf("identity: generate node key: %w", err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return nil, fmt.Errorf("transport: encode node key: %w", err)
+		return nil, fmt.Errorf("identity: encode node key: %w", err)
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: nodeKeyPEMType, Bytes: der})
 	// Key first: a crash between the writes leaves node.key alone, from
 	// which the next start rewrites node.pub.
-	if err := writeFileAtomic(filepath.Join(dir, nodeKeyFileName), keyPEM, nodeKeyFileMode); err != nil {
-		return nil, err
+	if err := atomicfile.WriteFile(filepath.Join(dir, nodeKeyFileName), keyPEM, nodeKeyFileMode); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, nodePubFileName), pub, publicKeyFileMode); err != nil {
-		return nil, err
+	if err := atomicfile.WriteFile(filepath.Join(dir, nodePubFileName), pub, publicKeyFileMode); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
 	}
 	ks := NewMemoryKeyStore(priv)
 	ks.dir = dir
@@ -191,7 +176,7 @@ func checkKeyFileMode(path string) error {
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("transport: stat %s: %w", path, err)
+		return fmt.Errorf("identity: stat %s: %w", path, err)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("%w: %s has mode %04o, want 0600 (chmod 600 %s)", ErrInsecureKeyFile, path, perm, path)
@@ -250,9 +235,9 @@ func (s *KeyStore) readTrusted(node string) (ed25519.PublicKey, bool, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, false, nil
 	case err != nil:
-		return nil, false, fmt.Errorf("transport: read trusted key %s: %w", path, err)
+		return nil, false, fmt.Errorf("identity: read trusted key %s: %w", path, err)
 	case len(b) != ed25519.PublicKeySize:
-		return nil, false, fmt.Errorf("transport: trusted key %s is %d bytes, want a raw %d-byte Ed25519 key", path, len(b), ed25519.PublicKeySize)
+		return nil, false, fmt.Errorf("identity: trusted key %s is %d bytes, want a raw %d-byte Ed25519 key", path, len(b), ed25519.PublicKeySize)
 	}
 	return ed25519.PublicKey(b), true, nil
 }
@@ -265,7 +250,7 @@ func (s *KeyStore) Trust(node string, key ed25519.PublicKey) error {
 		return err
 	}
 	if len(key) != ed25519.PublicKeySize {
-		return fmt.Errorf("transport: trust %s: key is %d bytes, want %d", node, len(key), ed25519.PublicKeySize)
+		return fmt.Errorf("identity: trust %s: key is %d bytes, want %d", node, len(key), ed25519.PublicKeySize)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -273,7 +258,10 @@ func (s *KeyStore) Trust(node string, key ed25519.PublicKey) error {
 		s.trusted[node] = bytes.Clone(key)
 		return nil
 	}
-	return writeFileAtomic(s.trustedPath(node), key, publicKeyFileMode)
+	if err := atomicfile.WriteFile(s.trustedPath(node), key, publicKeyFileMode); err != nil {
+		return fmt.Errorf("identity: trust %s: %w", node, err)
+	}
+	return nil
 }
 
 // Untrust removes the trusted key for node (no error when there is none).
@@ -289,7 +277,7 @@ func (s *KeyStore) Untrust(node string) error {
 		return nil
 	}
 	if err := os.Remove(s.trustedPath(node)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("transport: untrust %s: %w", node, err)
+		return fmt.Errorf("identity: untrust %s: %w", node, err)
 	}
 	return nil
 }
@@ -311,7 +299,7 @@ func (s *KeyStore) trustFirst(node string, key ed25519.PublicKey) (ed25519.Publi
 	path := s.trustedPath(node)
 	f, err := os.CreateTemp(filepath.Dir(path), "."+node+trustedTempPattern+"*")
 	if err != nil {
-		return nil, false, fmt.Errorf("transport: trust %s: %w", node, err)
+		return nil, false, fmt.Errorf("identity: trust %s: %w", node, err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
@@ -326,16 +314,16 @@ func (s *KeyStore) trustFirst(node string, key ed25519.PublicKey) (ed25519.Publi
 		err = cerr
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("transport: trust %s: %w", node, err)
+		return nil, false, fmt.Errorf("identity: trust %s: %w", node, err)
 	}
 	// Link fails if the pin exists: the first key recorded wins.
 	if err := os.Link(tmp, path); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
-			return nil, false, fmt.Errorf("transport: trust %s: %w", node, err)
+			return nil, false, fmt.Errorf("identity: trust %s: %w", node, err)
 		}
 		k, ok, rerr := s.readTrusted(node)
 		if rerr != nil || !ok {
-			return nil, false, fmt.Errorf("transport: trust %s: pin appeared but cannot be read: %v", node, rerr)
+			return nil, false, fmt.Errorf("identity: trust %s: pin appeared but cannot be read: %v", node, rerr)
 		}
 		return k, false, nil
 	}
@@ -344,27 +332,6 @@ func (s *KeyStore) trustFirst(node string, key ed25519.PublicKey) (ed25519.Publi
 
 func (s *KeyStore) trustedPath(node string) string {
 	return filepath.Join(s.dir, trustedDirName, node+trustedKeySuffix)
-}
-
-// ValidateNodeName checks that name can serve as a peer identity and as a
-// file name under keys/trusted/: name@host with both parts non-empty, one
-// '@', at most 255 bytes of valid UTF-8, no whitespace, control
-// characters, '/' or '\'. (dist.ValidateNodeName is the same rule minus the
-// file-name characters.)
-func ValidateNodeName(name string) error {
-	at := strings.IndexByte(name, '@')
-	bad := at <= 0 || at == len(name)-1 || strings.Count(name, "@") != 1 ||
-		len(name) > maxNodeNameLength || !utf8.ValidString(name) ||
-		strings.ContainsAny(name, "/\\ ")
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
-			bad = true
-		}
-	}
-	if bad {
-		return fmt.Errorf("%w: %q (want name@host)", ErrBadNodeName, name)
-	}
-	return nil
 }
 
 // KeyString formats a public key for logs and error messages: standard

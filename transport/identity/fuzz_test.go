@@ -1,4 +1,4 @@
-package transport
+package identity
 
 import (
 	"testing"
@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cask-p2p/cask/proto/caskpb"
+	"github.com/cask-p2p/cask/transport"
 )
 
 // FuzzDecodeAuthFrame: decodeAuthFrame never panics, and a frame it
@@ -14,10 +15,10 @@ func FuzzDecodeAuthFrame(f *testing.F) {
 	keys := testKeys("a@host")
 	for _, fr := range []*caskpb.AuthFrame{
 		{Body: &caskpb.AuthFrame_Hello{Hello: &caskpb.AuthHello{Node: "a@host", PublicKey: keys.PublicKey(), MinVersion: 1, MaxVersion: 1, ToNode: "b@host"}}},
-		{Body: &caskpb.AuthFrame_Challenge{Challenge: &caskpb.AuthChallenge{Nonce: make([]byte, authNonceSize), Timestamp: 12345}}},
+		{Body: &caskpb.AuthFrame_Challenge{Challenge: &caskpb.AuthChallenge{Nonce: make([]byte, nonceSize), Timestamp: 12345}}},
 		{Body: &caskpb.AuthFrame_Response{Response: &caskpb.AuthResponse{
-			Signature: keys.sign([]byte("x")), Nonce: make([]byte, authNonceSize), Timestamp: 12345,
-			BindingDigest: bindingDigest(make([]byte, 32)), ClusterProof: clusterProof([]byte("s"), RoleDialer, make([]byte, 32), keys.PublicKey()),
+			Signature: keys.sign([]byte("x")), Nonce: make([]byte, nonceSize), Timestamp: 12345,
+			BindingDigest: bindingDigest(make([]byte, 32)), ClusterProof: clusterProof([]byte("s"), transport.RoleDialer, make([]byte, 32), keys.PublicKey()),
 		}}},
 		okFrame(),
 		{Body: &caskpb.AuthFrame_Result{Result: &caskpb.AuthResult{Reason: caskpb.AuthRejectReason_AUTH_REJECT_REASON_KEY_MISMATCH, Detail: "presented X"}}},

@@ -1,4 +1,4 @@
-package transport
+package identity
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cask-p2p/cask/proto/caskpb"
+	"github.com/cask-p2p/cask/transport"
 )
 
 // testKeys returns a deterministic in-memory KeyStore for name.
@@ -26,27 +27,27 @@ func testKeys(name string) *KeyStore {
 	return NewMemoryKeyStore(ed25519.NewKeyFromSeed(seed[:]))
 }
 
-// authNode is a transport running the PeerAuthenticator, with a log
+// authNode is a transport running the Authenticator, with a log
 // recorder.
 type authNode struct {
 	name string
-	tr   *Transport
-	auth *PeerAuthenticator
+	tr   *transport.Transport
+	auth *Authenticator
 	logs *logRecorder
 }
 
-func startAuthNode(t *testing.T, name string, mut func(*PeerAuthConfig)) *authNode {
+func startAuthNode(t *testing.T, name string, mut func(*Config)) *authNode {
 	t.Helper()
 	logs := &logRecorder{}
-	cfg := PeerAuthConfig{Name: name, Keys: testKeys(name), Logger: slog.New(logs)}
+	cfg := Config{Name: name, Keys: testKeys(name), Logger: slog.New(logs)}
 	if mut != nil {
 		mut(&cfg)
 	}
-	auth, err := NewPeerAuthenticator(cfg)
+	auth, err := New(cfg)
 	if err != nil {
-		t.Fatalf("NewPeerAuthenticator: %v", err)
+		t.Fatalf("New: %v", err)
 	}
-	tr := startTransport(t, Config{Authenticator: auth, Logger: slog.New(logs)})
+	tr := startTransport(t, transport.Config{Authenticator: auth, Logger: slog.New(logs)})
 	return &authNode{name: name, tr: tr, auth: auth, logs: logs}
 }
 
@@ -119,10 +120,10 @@ func (l *logRecorder) waitLog(t *testing.T, parts ...string) {
 
 // dialAuth dials b from a, expecting b's name, and returns the dial error
 // and (on success) both conns.
-func dialAuth(t *testing.T, a, b *authNode) (dialed, accepted *Conn, err error) {
+func dialAuth(t *testing.T, a, b *authNode) (dialed, accepted *transport.Conn, err error) {
 	t.Helper()
 	ctx := testContext(t, 5*time.Second)
-	acc := make(chan *Conn, 1)
+	acc := make(chan *transport.Conn, 1)
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -181,13 +182,13 @@ func TestIdentityMutualTOFU(t *testing.T) {
 	if got, err := io.ReadAll(s); err != nil || string(got) != "ping" {
 		t.Fatalf("echo after handshake: %q %v", got, err)
 	}
-	_ = dialed.CloseWithError(CodeNone, "")
+	_ = dialed.CloseWithError(transport.CodeNone, "")
 	wait()
 }
 
 func TestIdentityStrictUntrustedKey(t *testing.T) {
 	a := startAuthNode(t, "a@host", nil)
-	b := startAuthNode(t, "b@host", func(c *PeerAuthConfig) { c.Trust = TrustStrict })
+	b := startAuthNode(t, "b@host", func(c *Config) { c.Trust = TrustStrict })
 	_, _, err := dialAuth(t, a, b)
 	if !errors.Is(err, ErrUntrustedKey) || !errors.Is(err, ErrPeerRejected) {
 		t.Fatalf("dial: %v, want ErrUntrustedKey from the peer", err)
@@ -218,7 +219,7 @@ func TestIdentityKeyMismatchBothModes(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			// The acceptor holds a different key for the dialer.
 			a := startAuthNode(t, "a@host", nil)
-			b := startAuthNode(t, "b@host", func(c *PeerAuthConfig) { c.Trust = mode })
+			b := startAuthNode(t, "b@host", func(c *Config) { c.Trust = mode })
 			if err := b.auth.Keys().Trust("a@host", other); err != nil {
 				t.Fatal(err)
 			}
@@ -230,7 +231,7 @@ func TestIdentityKeyMismatchBothModes(t *testing.T) {
 			b.logs.waitLog(t, "authentication failed", "peer=a@host", "key mismatch")
 
 			// The dialer holds a different key for the acceptor.
-			c := startAuthNode(t, "c@host", func(c *PeerAuthConfig) { c.Trust = mode })
+			c := startAuthNode(t, "c@host", func(c *Config) { c.Trust = mode })
 			if err := c.auth.Keys().Trust("b@host", other); err != nil {
 				t.Fatal(err)
 			}
@@ -266,8 +267,8 @@ func TestIdentityWrongPeer(t *testing.T) {
 }
 
 func TestIdentityClusterSecret(t *testing.T) {
-	secret := func(s string) func(*PeerAuthConfig) {
-		return func(c *PeerAuthConfig) { c.ClusterSecret = []byte(s) }
+	secret := func(s string) func(*Config) {
+		return func(c *Config) { c.ClusterSecret = []byte(s) }
 	}
 	a := startAuthNode(t, "a@host", secret("s3cret"))
 	b := startAuthNode(t, "b@host", secret("s3cret"))
@@ -300,19 +301,19 @@ type evilDialer struct {
 	responses []*caskpb.AuthResponse
 }
 
-func (e *evilDialer) Authenticate(ctx context.Context, c *Conn, role Role) (Identity, error) {
+func (e *evilDialer) Authenticate(ctx context.Context, c *transport.Conn, role transport.Role) (transport.Identity, error) {
 	s, err := c.OpenStream(ctx)
 	if err != nil {
-		return Identity{}, err
+		return transport.Identity{}, err
 	}
 	dl, _ := ctx.Deadline()
 	_ = s.SetDeadline(dl)
-	nonce := make([]byte, authNonceSize)
+	nonce := make([]byte, nonceSize)
 	hello := &caskpb.AuthFrame{Body: &caskpb.AuthFrame_Hello{Hello: &caskpb.AuthHello{
 		Node: e.name, PublicKey: e.keys.PublicKey(), MinVersion: 1, MaxVersion: 1}}}
 	chal := &caskpb.AuthFrame{Body: &caskpb.AuthFrame_Challenge{Challenge: &caskpb.AuthChallenge{Nonce: nonce}}}
 	if err := writeAuthFrames(s, hello, chal); err != nil {
-		return Identity{}, err
+		return transport.Identity{}, err
 	}
 	br := bufio.NewReader(s)
 	var peerHello *caskpb.AuthHello
@@ -320,7 +321,7 @@ func (e *evilDialer) Authenticate(ctx context.Context, c *Conn, role Role) (Iden
 	for range 3 {
 		f, err := readAuthFrame(br)
 		if err != nil {
-			return Identity{}, err
+			return transport.Identity{}, err
 		}
 		switch {
 		case f.GetHello() != nil:
@@ -328,11 +329,11 @@ func (e *evilDialer) Authenticate(ctx context.Context, c *Conn, role Role) (Iden
 		case f.GetChallenge() != nil:
 			peerChal = f.GetChallenge()
 		case f.GetResult() != nil:
-			return Identity{}, &AuthError{Err: rejectSentinel(f.GetResult().GetReason()), Remote: true}
+			return transport.Identity{}, &AuthError{Err: rejectSentinel(f.GetResult().GetReason()), Remote: true}
 		}
 	}
 	binding, _ := c.ExportKeyingMaterial(channelBindingLabel, nil, channelBindingSize)
-	msg := signedTranscript(1, RoleDialer, peerChal.GetNonce(), peerChal.GetTimestamp(), e.name, e.keys.PublicKey(), peerHello.GetNode(), peerHello.GetPublicKey(), binding)
+	msg := signedTranscript(1, transport.RoleDialer, peerChal.GetNonce(), peerChal.GetTimestamp(), e.name, e.keys.PublicKey(), peerHello.GetNode(), peerHello.GetPublicKey(), binding)
 	resp := &caskpb.AuthResponse{Signature: e.keys.sign(msg), Nonce: peerChal.GetNonce(), Timestamp: peerChal.GetTimestamp(), BindingDigest: bindingDigest(binding)}
 	e.mu.Lock()
 	e.responses = append(e.responses, proto.Clone(resp).(*caskpb.AuthResponse))
@@ -344,33 +345,33 @@ func (e *evilDialer) Authenticate(ctx context.Context, c *Conn, role Role) (Iden
 		e.beforeResponse()
 	}
 	if err := writeAuthFrames(s, &caskpb.AuthFrame{Body: &caskpb.AuthFrame_Response{Response: resp}}, okFrame()); err != nil {
-		return Identity{}, err
+		return transport.Identity{}, err
 	}
 	f, err := readAuthFrame(br)
 	if err != nil {
-		return Identity{}, err
+		return transport.Identity{}, err
 	}
 	if r := f.GetResult(); r == nil || !r.GetOk() {
-		return Identity{}, &AuthError{Peer: peerHello.GetNode(), Err: rejectSentinel(r.GetReason()), Remote: true, Detail: r.GetDetail()}
+		return transport.Identity{}, &AuthError{Peer: peerHello.GetNode(), Err: rejectSentinel(r.GetReason()), Remote: true, Detail: r.GetDetail()}
 	}
-	return Identity{Node: peerHello.GetNode()}, nil
+	return transport.Identity{Node: peerHello.GetNode()}, nil
 }
 
-func writeAuthFrames(s *Stream, frames ...*caskpb.AuthFrame) error {
+func writeAuthFrames(s *transport.Stream, frames ...*caskpb.AuthFrame) error {
 	var out []byte
 	for _, f := range frames {
 		b, err := proto.Marshal(f)
 		if err != nil {
 			return err
 		}
-		out = AppendFrame(out, b)
+		out = transport.AppendFrame(out, b)
 	}
 	_, err := s.Write(out)
 	return err
 }
 
 func readAuthFrame(br *bufio.Reader) (*caskpb.AuthFrame, error) {
-	b, err := ReadFrame(br, nil, MaxAuthFrameSize)
+	b, err := transport.ReadFrame(br, nil, MaxFrameSize)
 	if err != nil {
 		return nil, err
 	}
@@ -378,11 +379,11 @@ func readAuthFrame(br *bufio.Reader) (*caskpb.AuthFrame, error) {
 	return &f, proto.Unmarshal(b, &f)
 }
 
-func startEvil(t *testing.T, e *evilDialer) *Transport {
+func startEvil(t *testing.T, e *evilDialer) *transport.Transport {
 	if e.keys == nil {
 		e.keys = testKeys(e.name)
 	}
-	return startTransport(t, Config{Authenticator: e})
+	return startTransport(t, transport.Config{Authenticator: e})
 }
 
 // fakeClock is a monotonic test clock the test moves by hand.
@@ -396,7 +397,7 @@ func (c *fakeClock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 func TestIdentityHandshakeTampering(t *testing.T) {
 	clock := &fakeClock{base: time.Now()}
-	b := startAuthNode(t, "b@host", func(c *PeerAuthConfig) {
+	b := startAuthNode(t, "b@host", func(c *Config) {
 		c.Now = clock.now
 		c.FreshnessWindow = time.Second
 	})
@@ -474,7 +475,7 @@ func TestIdentityRelayFailsOnChannelBinding(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := startAuthNode(t, "a@host", nil)
 			b := startAuthNode(t, "b@host", nil)
-			mitm := startTransport(t, Config{}) // no Authenticator: a plain TLS terminator
+			mitm := startTransport(t, transport.Config{}) // no Authenticator: a plain TLS terminator
 			relayDone := make(chan struct{})
 			go func() {
 				defer close(relayDone)
@@ -498,7 +499,7 @@ func TestIdentityRelayFailsOnChannelBinding(t *testing.T) {
 // runRelayMITM accepts one connection, dials target, and copies the
 // handshake stream both ways (optionally rewriting the acceptor's binding
 // digest to the one the dialer expects) until either side ends.
-func runRelayMITM(t *testing.T, m *Transport, target net.Addr, rewrite bool) {
+func runRelayMITM(t *testing.T, m *transport.Transport, target net.Addr, rewrite bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	front, err := m.Accept(ctx)
@@ -506,13 +507,13 @@ func runRelayMITM(t *testing.T, m *Transport, target net.Addr, rewrite bool) {
 		t.Errorf("mitm accept: %v", err)
 		return
 	}
-	defer front.CloseWithError(CodeNone, "")
+	defer front.CloseWithError(transport.CodeNone, "")
 	back, err := m.Dial(ctx, target)
 	if err != nil {
 		t.Errorf("mitm dial: %v", err)
 		return
 	}
-	defer back.CloseWithError(CodeNone, "")
+	defer back.CloseWithError(transport.CodeNone, "")
 	fs, err := front.AcceptStream(ctx)
 	if err != nil {
 		return
@@ -551,8 +552,8 @@ func runRelayMITM(t *testing.T, m *Transport, target net.Addr, rewrite bool) {
 	case <-back.Context().Done():
 	case <-ctx.Done():
 	}
-	front.CloseWithError(CodeNone, "")
-	back.CloseWithError(CodeNone, "")
+	front.CloseWithError(transport.CodeNone, "")
+	back.CloseWithError(transport.CodeNone, "")
 	wg.Wait()
 }
 
@@ -562,12 +563,12 @@ func runRelayMITM(t *testing.T, m *Transport, target net.Addr, rewrite bool) {
 func TestIdentityBadInputLosesOnlyThatConnection(t *testing.T) {
 	const handshake = 500 * time.Millisecond
 	logs := &logRecorder{}
-	auth, err := NewPeerAuthenticator(PeerAuthConfig{Name: "b@host", Keys: testKeys("b@host"), Logger: slog.New(logs)})
+	auth, err := New(Config{Name: "b@host", Keys: testKeys("b@host"), Logger: slog.New(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := &authNode{name: "b@host", auth: auth, logs: logs,
-		tr: startTransport(t, Config{Authenticator: auth, HandshakeTimeout: handshake, Logger: slog.New(logs)})}
+		tr: startTransport(t, transport.Config{Authenticator: auth, HandshakeTimeout: handshake, Logger: slog.New(logs)})}
 	a := startAuthNode(t, "a@host", nil)
 	dialed, accepted, err := dialAuth(t, a, b)
 	if err != nil {
@@ -575,9 +576,9 @@ func TestIdentityBadInputLosesOnlyThatConnection(t *testing.T) {
 	}
 	wait := echoStreams(t, accepted)
 	defer wait()
-	defer dialed.CloseWithError(CodeNone, "")
+	defer dialed.CloseWithError(transport.CodeNone, "")
 
-	raw := startTransport(t, Config{}) // no Authenticator
+	raw := startTransport(t, transport.Config{}) // no Authenticator
 	ctx := testContext(t, 5*time.Second)
 	staller, err := raw.Dial(ctx, b.tr.Addr())
 	if err != nil {
@@ -593,10 +594,10 @@ func TestIdentityBadInputLosesOnlyThatConnection(t *testing.T) {
 		name  string
 		bytes []byte
 	}{
-		{"oversize length", AppendFrameHeader(nil, MaxAuthFrameSize+1)},
+		{"oversize length", transport.AppendFrameHeader(nil, MaxFrameSize+1)},
 		{"malformed length", []byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}},
-		{"not a protobuf", AppendFrame(nil, []byte{0xff, 0xff, 0xff})},
-		{"dist frame first", AppendFrame(nil, []byte{0x0a, 0x06, 'e', 'v', 'i', 'l', '@', 'x', 0x10, 0x01})},
+		{"not a protobuf", transport.AppendFrame(nil, []byte{0xff, 0xff, 0xff})},
+		{"dist frame first", transport.AppendFrame(nil, []byte{0x0a, 0x06, 'e', 'v', 'i', 'l', '@', 'x', 0x10, 0x01})},
 		{"challenge first", mustAuthFrame(t, &caskpb.AuthFrame{Body: &caskpb.AuthFrame_Challenge{Challenge: &caskpb.AuthChallenge{Nonce: make([]byte, 32)}}})},
 		{"short key", mustAuthFrame(t, &caskpb.AuthFrame{Body: &caskpb.AuthFrame_Hello{Hello: &caskpb.AuthHello{Node: "g@host", PublicKey: []byte{1, 2}, MinVersion: 1, MaxVersion: 1}}})},
 		{"path in name", mustAuthFrame(t, &caskpb.AuthFrame{Body: &caskpb.AuthFrame_Hello{Hello: &caskpb.AuthHello{Node: "../../etc@passwd", PublicKey: make([]byte, 32), MinVersion: 1, MaxVersion: 1}}})},
@@ -616,11 +617,11 @@ func TestIdentityBadInputLosesOnlyThatConnection(t *testing.T) {
 		}
 		sent := time.Now()
 		cause := waitCause(t, c, 3*time.Second)
-		if el := time.Since(sent); el > AuthRejectGrace+time.Second {
+		if el := time.Since(sent); el > RejectGrace+time.Second {
 			t.Errorf("%s: dropped after %v", g.name, el)
 		}
-		var ce *CloseError
-		if !errors.As(cause, &ce) || !ce.Remote || ce.Code != CodeAuthFailed {
+		var ce *transport.CloseError
+		if !errors.As(cause, &ce) || !ce.Remote || ce.Code != transport.CodeAuthFailed {
 			t.Errorf("%s: conn ended with %v, want a CodeAuthFailed close by the peer", g.name, cause)
 		}
 		// The honest peer keeps working.
@@ -630,8 +631,8 @@ func TestIdentityBadInputLosesOnlyThatConnection(t *testing.T) {
 	if el := <-stallEnded; el > handshake+time.Second {
 		t.Errorf("staller dropped after %v, HandshakeTimeout is %v", el, handshake)
 	}
-	var ce *CloseError
-	if !errors.As(cause, &ce) || ce.Code != CodeHandshakeFailed {
+	var ce *transport.CloseError
+	if !errors.As(cause, &ce) || ce.Code != transport.CodeHandshakeFailed {
 		t.Errorf("staller ended with %v, want CodeHandshakeFailed", cause)
 	}
 	echoOnce(t, dialed, "after the staller")
@@ -646,10 +647,10 @@ func mustAuthFrame(t *testing.T, f *caskpb.AuthFrame) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return AppendFrame(nil, b)
+	return transport.AppendFrame(nil, b)
 }
 
-func echoOnce(t *testing.T, c *Conn, msg string) {
+func echoOnce(t *testing.T, c *transport.Conn, msg string) {
 	t.Helper()
 	s, err := c.OpenStream(testContext(t, 5*time.Second))
 	if err != nil {
@@ -666,17 +667,17 @@ func echoOnce(t *testing.T, c *Conn, msg string) {
 	}
 }
 
-func TestPeerAuthConfigValidation(t *testing.T) {
+func TestConfigValidation(t *testing.T) {
 	keys := testKeys("a@host")
-	for _, cfg := range []PeerAuthConfig{
+	for _, cfg := range []Config{
 		{Name: "nohost", Keys: keys},
 		{Name: "a@host"},
 		{Name: "a@host", Keys: keys, Trust: TrustMode(9)},
 		{Name: "a@host", Keys: keys, FreshnessWindow: -time.Second},
 		{Name: "a/b@host", Keys: keys},
 	} {
-		if _, err := NewPeerAuthenticator(cfg); err == nil {
-			t.Errorf("NewPeerAuthenticator(%+v) accepted", cfg)
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
 		}
 	}
 }
