@@ -192,7 +192,7 @@ func TestConfigInvalidNamesFieldPath(t *testing.T) {
 		want string // the whole error, or the line that names the field
 		is   error
 	}{
-		{Config{Name: "no-host"}, `actors: Config.Name: dist: bad node name: "no-host" (want name@host)`, dist.ErrBadNodeName},
+		{Config{Name: "no-host"}, `actors: Config.Name: identity: bad node name: "no-host" (want name@host)`, dist.ErrBadNodeName},
 		{Config{Transport: transport.Config{IdleTimeout: 5 * time.Second, KeepAlivePeriod: 5 * time.Second}},
 			"actors: Config.Transport.KeepAlivePeriod 5s must be below IdleTimeout 5s", nil},
 		{Config{Transport: transport.Config{MaxPendingHandshakes: -1}},
@@ -200,7 +200,7 @@ func TestConfigInvalidNamesFieldPath(t *testing.T) {
 		{Config{Dist: dist.Config{WriteBufferLimit: -1}}, "actors: Config.Dist.WriteBufferLimit -1 must be positive", nil},
 		{Config{Dist: dist.Config{DataStreams: 2000}}, "actors: Config.Dist.DataStreams 2000 out of range 1..1024", nil},
 		{Config{Dist: dist.Config{Peers: map[string]string{"nohost": "127.0.0.1:1"}}},
-			`actors: Config.Dist.Peers["nohost"]: dist: bad node name: "nohost" (want name@host)`, dist.ErrBadNodeName},
+			`actors: Config.Dist.Peers["nohost"]: identity: bad node name: "nohost" (want name@host)`, dist.ErrBadNodeName},
 		{Config{Dist: dist.Config{Name: "b@localhost"}}, "actors: Config.Dist.Name differs from Config.Name; set Config.Name only", nil},
 		{Config{Transport: transport.Config{DisableMigration: true}},
 			"actors: Config.Transport.DisableMigration differs from Config.DisableMigration; set Config.DisableMigration only", nil},
@@ -209,7 +209,7 @@ func TestConfigInvalidNamesFieldPath(t *testing.T) {
 		{Config{Membership: membership.Config{ShufflePeriod: -time.Second}},
 			"actors: Config.Membership.ShufflePeriod -1s is negative", membership.ErrInvalidConfig},
 		{Config{Membership: membership.Config{ContactNodes: []string{"b@localhost", "x"}}},
-			`actors: Config.Membership.ContactNodes[1]: dist: bad node name: "x" (want name@host)`, membership.ErrInvalidConfig},
+			`actors: Config.Membership.ContactNodes[1]: identity: bad node name: "x" (want name@host)`, membership.ErrInvalidConfig},
 	} {
 		if tc.cfg.Name == "" {
 			tc.cfg.Name = "a@localhost"
