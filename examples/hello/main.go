@@ -69,47 +69,34 @@ func run() error {
 	fmt.Printf("request  %s → %q (first call, session opened on demand, %v)\n",
 		pidString(remote), reply.(*wrapperspb.StringValue).Value, time.Since(start).Round(time.Microsecond))
 
-	// An actor on alice watches the greeter and monitors bob.
+	// An actor on alice watches the greeter and monitors bob. The watch
+	// and a request after it travel on the greeter's stream, in order, so
+	// the reply proves the watch arrived before anything below stops the
+	// greeter.
 	events := make(chan string, 8)
-	watcher := alice.Root().Spawn(actor.PropsFromFunc(func(c actor.Context) {
-		switch m := c.Message().(type) {
-		case *actor.Started:
-			c.Watch(remote)
-		case *actor.Terminated:
-			events <- fmt.Sprintf("Terminated{Who: %s, Why: %s}", pidString(m.Who), m.Why)
-		case *dist.NodeDown:
-			events <- fmt.Sprintf("NodeDown{Node: %s, Reason: %s}", m.Node, m.Reason)
-		}
-	}))
-	alice.MonitorNode("bob@localhost", watcher)
-	// The watch travels on the greeter's stream, so a round trip after it
-	// proves it arrived.
-	if _, err := alice.Root().RequestFuture(remote, wrapperspb.String("again"), 5*time.Second).Result(); err != nil {
+	watcher, err := watchRemote(alice, remote, wrapperspb.String("again"), events)
+	if err != nil {
 		return err
 	}
-
+	alice.MonitorNode("bob@localhost", watcher)
 	fmt.Println("watch    stopping the greeter on bob")
 	bob.Root().Stop(greeter)
-	if err := expectAll(events, "Terminated"); err != nil {
+	if err := expectAll(events, "Terminated{Who: bob@localhost/greeter, Why: Stopped}"); err != nil {
 		return err
 	}
 
 	// Watch another actor, then take the whole node away: the watcher
 	// hears about both the actor and the node.
-	if _, err := bob.Root().SpawnNamed(actor.PropsFromFunc(func(actor.Context) {}), "other"); err != nil {
+	if _, err := bob.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*wrapperspb.StringValue); ok {
+			c.Respond(wrapperspb.String("here"))
+		}
+	}), "other"); err != nil {
 		return err
 	}
-	otherRemote := actor.NewPID("bob@localhost", "other")
-	alice.Root().Spawn(actor.PropsFromFunc(func(c actor.Context) {
-		switch m := c.Message().(type) {
-		case *actor.Started:
-			c.Watch(otherRemote)
-		case *actor.Terminated:
-			events <- fmt.Sprintf("Terminated{Who: %s, Why: %s}", pidString(m.Who), m.Why)
-		}
-	}))
-	// Give the watch a moment to cross before the node goes.
-	time.Sleep(50 * time.Millisecond)
+	if _, err := watchRemote(alice, actor.NewPID("bob@localhost", "other"), wrapperspb.String("ping"), events); err != nil {
+		return err
+	}
 	fmt.Println("node     stopping bob")
 	bob.Stop()
 	if err := expectAll(events, "NodeDown", "Terminated"); err != nil {
@@ -117,6 +104,33 @@ func run() error {
 	}
 	fmt.Printf("nodes    alice now has sessions to %v\n", alice.Nodes())
 	return nil
+}
+
+// watchRemote spawns an actor on node that watches target and reports
+// Terminated and NodeDown to events. It returns once the watch is in
+// place: the actor sends ask to target right after Watch, and the reply,
+// which comes back on the same stream, cannot overtake the watch.
+func watchRemote(node *actors.Node, target *actor.PID, ask any, events chan<- string) (*actor.PID, error) {
+	ready := make(chan error, 1)
+	pid := node.Root().Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *actor.Started:
+			c.Watch(target)
+			c.Request(target, ask)
+		case *wrapperspb.StringValue:
+			ready <- nil
+		case *actor.Terminated:
+			events <- fmt.Sprintf("Terminated{Who: %s, Why: %s}", pidString(m.Who), m.Why)
+		case *dist.NodeDown:
+			events <- fmt.Sprintf("NodeDown{Node: %s, Reason: %s}", m.Node, m.Reason)
+		}
+	}))
+	select {
+	case err := <-ready:
+		return pid, err
+	case <-time.After(5 * time.Second):
+		return nil, fmt.Errorf("watch of %s not confirmed within 5s", pidString(target))
+	}
 }
 
 // expectAll prints events until one starting with each prefix arrived.
