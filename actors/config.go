@@ -45,7 +45,7 @@ type Config struct {
 	// to migrate theirs.
 	DisableMigration bool
 	// Incarnation overrides the random incarnation (tests only).
-	Incarnation uint64
+	Incarnation dist.Incarnation
 	// Logger receives structured logs of every layer; nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -164,10 +164,10 @@ func TestConfigKnobsReachLayers(t *testing.T) {
 		t.Errorf("transport got DataDir %q, DisableMigration %v, Authenticator %v", tc.DataDir, tc.DisableMigration, tc.Authenticator)
 	}
 	if dc.Name != in.Name || dc.Incarnation != in.Incarnation || !dc.DisableMigration {
-		t.Errorf("dist got Name %q, Incarnation %x, DisableMigration %v", dc.Name, dc.Incarnation, dc.DisableMigration)
+		t.Errorf("dist got Name %q, Incarnation %v, DisableMigration %v", dc.Name, dc.Incarnation, dc.DisableMigration)
 	}
 	if n.Incarnation() != in.Incarnation {
-		t.Errorf("Incarnation() = %x, want %x", n.Incarnation(), in.Incarnation)
+		t.Errorf("Incarnation() = %v, want %v", n.Incarnation(), in.Incarnation)
 	}
 }
 

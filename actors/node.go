@@ -67,7 +67,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// Anonymous PIDs of a restarted node must not collide with those of
 	// its earlier incarnation: start the id sequence at a value derived
 	// from the incarnation, so old PIDs resolve to nothing (dead letters).
-	system.ProcessRegistry.SequenceID = (dm.Incarnation() & 0xffffffff) << 24
+	system.ProcessRegistry.SequenceID = (uint64(dm.Incarnation()) & 0xffffffff) << 24
 	if err := tr.Start(); err != nil {
 		system.Shutdown()
 		return nil, fmt.Errorf("actors: start transport: %w", err)
@@ -88,7 +88,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("actors: write endpoint file: %w", err)
 		}
 	}
-	logger.Info("node started", "addr", tr.Addr().String(), "incarnation", fmt.Sprintf("%x", dm.Incarnation()))
+	logger.Info("node started", "addr", tr.Addr().String(), "incarnation", dm.Incarnation())
 	return n, nil
 }
 
@@ -117,7 +117,7 @@ func (n *Node) Name() string { return n.cfg.Name }
 func (n *Node) Addr() net.Addr { return n.tr.Addr() }
 
 // Incarnation is this run's incarnation number.
-func (n *Node) Incarnation() uint64 { return n.dist.Incarnation() }
+func (n *Node) Incarnation() dist.Incarnation { return n.dist.Incarnation() }
 
 // System is the node's protoactor actor system.
 func (n *Node) System() *actor.ActorSystem { return n.system }

@@ -60,7 +60,7 @@ type Config struct {
 	Name string
 	// Incarnation distinguishes this run of the node from earlier ones.
 	// Zero means a random value.
-	Incarnation uint64
+	Incarnation Incarnation
 	// Peers is the static discovery map: node name → UDP address.
 	Peers map[string]string
 	// DiscoveryDir is a directory of endpoint files, one per node, each

@@ -83,7 +83,7 @@ type controller struct {
 	dialSeq    uint64
 	dialCancel context.CancelFunc
 	dupRedials int
-	knownInc   uint64
+	knownInc   Incarnation
 
 	waiters   []*actor.PID // Connect requests waiting for the session
 	spawnSeq  uint64
@@ -287,8 +287,8 @@ func (c *controller) onInbound(in *inboundHello) {
 	case stateConnected:
 		old := c.sess
 		switch {
-		case h.GetIncarnation() != old.inc:
-			c.retire(ReasonRestarted, fmt.Errorf("peer restarted (incarnation %x → %x)", old.inc, h.GetIncarnation()))
+		case Incarnation(h.GetIncarnation()) != old.inc:
+			c.retire(ReasonRestarted, fmt.Errorf("peer restarted (incarnation %v → %v)", old.inc, Incarnation(h.GetIncarnation())))
 			old.closeWith(errors.New("peer restarted"), ReasonRestarted, transport.CodeDuplicate)
 		case old.role == transport.RoleAcceptor:
 			// The peer dialed again: it gave up on the old connection.

@@ -142,7 +142,7 @@ func (m *Manager) reject(conn *transport.Conn, ctrl *transport.Stream, reason ca
 func (m *Manager) writeWelcome(s *session, h *caskpb.DistHello) {
 	version, _ := negotiateVersion(h.GetMinVersion(), h.GetMaxVersion())
 	welcome, _ := proto.Marshal(&caskpb.DistWelcome{
-		Accepted: true, Node: m.name, Incarnation: m.inc, Version: version, Capabilities: m.capabilities(),
+		Accepted: true, Node: m.name, Incarnation: uint64(m.inc), Version: version, Capabilities: m.capabilities(),
 		MaxMessageSize: uint32(m.cfg.MaxMessageSize),
 	})
 	w := s.controlWriter
@@ -237,7 +237,7 @@ func (m *Manager) handshakeOutbound(ctx context.Context, conn *transport.Conn, n
 	deadline, _ := ctx.Deadline()
 	ctrl.SetDeadline(deadline)
 	b, _ := proto.Marshal(&caskpb.DistHello{
-		Node: m.name, Incarnation: m.inc, MinVersion: MinProtocolVersion, MaxVersion: MaxProtocolVersion,
+		Node: m.name, Incarnation: uint64(m.inc), MinVersion: MinProtocolVersion, MaxVersion: MaxProtocolVersion,
 		Capabilities: m.capabilities(), ToNode: node, MaxMessageSize: uint32(m.cfg.MaxMessageSize),
 	})
 	if _, err := ctrl.Write(transport.AppendFrame(nil, b)); err != nil {

@@ -33,7 +33,7 @@ import (
 type Manager struct {
 	cfg      Config
 	name     string
-	inc      uint64
+	inc      Incarnation
 	system   *actor.ActorSystem
 	tr       *transport.Transport
 	resolver Resolver
@@ -74,7 +74,7 @@ func New(system *actor.ActorSystem, tr *transport.Transport, cfg Config) (*Manag
 	for inc == 0 {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
-		inc = binary.LittleEndian.Uint64(b[:])
+		inc = Incarnation(binary.LittleEndian.Uint64(b[:]))
 	}
 	chain := ChainResolver{}
 	if len(cfg.Peers) > 0 {
@@ -98,7 +98,7 @@ func New(system *actor.ActorSystem, tr *transport.Transport, cfg Config) (*Manag
 func (m *Manager) Name() string { return m.name }
 
 // Incarnation is this run's incarnation number.
-func (m *Manager) Incarnation() uint64 { return m.inc }
+func (m *Manager) Incarnation() Incarnation { return m.inc }
 
 // PID is the dist manager actor. It takes Connect, Spawn, MonitorNode,
 // DemonitorNode, Pin and Unpin messages.

@@ -1,6 +1,8 @@
 package dist
 
 import (
+	"fmt"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cask-p2p/cask/proto/caskpb"
@@ -33,7 +35,7 @@ const (
 // NodeUp is sent to node monitors when a session to Node comes up.
 type NodeUp struct {
 	Node        string
-	Incarnation uint64
+	Incarnation Incarnation
 }
 
 // NodeDown is sent to node monitors when the session to Node goes down,
@@ -122,3 +124,16 @@ type MembershipReceived struct {
 	From string
 	Msg  *caskpb.Membership
 }
+
+// Incarnation numbers one run of a node: a random value chosen at Start
+// (Config.Incarnation overrides it in tests). A peer whose incarnation
+// changed has restarted. It prints, in logs, errors and %v, as 16
+// hexadecimal digits, the one format Cask uses for it.
+type Incarnation uint64
+
+// String formats the incarnation as 16 hexadecimal digits.
+func (i Incarnation) String() string { return fmt.Sprintf("%016x", uint64(i)) }
+
+// MarshalText makes structured logs (slog's JSON and text handlers) use
+// the same form as String.
+func (i Incarnation) MarshalText() ([]byte, error) { return []byte(i.String()), nil }

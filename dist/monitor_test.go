@@ -21,7 +21,7 @@ func TestMonitorNodeUpAndPeerShutdown(t *testing.T) {
 	}
 	up := before.nodeUp(t, b.Name())
 	if up.Incarnation != b.Incarnation() {
-		t.Errorf("NodeUp.Incarnation = %x, want b's %x", up.Incarnation, b.Incarnation())
+		t.Errorf("NodeUp.Incarnation = %v, want b's %v", up.Incarnation, b.Incarnation())
 	}
 
 	// Registered while the session is up: NodeUp at once.
@@ -31,7 +31,7 @@ func TestMonitorNodeUpAndPeerShutdown(t *testing.T) {
 	// The acceptor side reports the session too.
 	onB := monitorProbe(t, b, a.Name())
 	if u := onB.nodeUp(t, a.Name()); u.Incarnation != a.Incarnation() {
-		t.Errorf("b's NodeUp.Incarnation = %x, want a's %x", u.Incarnation, a.Incarnation())
+		t.Errorf("b's NodeUp.Incarnation = %v, want a's %v", u.Incarnation, a.Incarnation())
 	}
 
 	if err := b.Stop(); err != nil {

@@ -43,8 +43,8 @@ type session struct {
 
 	controlReader *bufio.Reader // may hold bytes read past the handshake
 	role          transport.Role
-	inc           uint64 // peer incarnation
-	caps          uint64 // peer capabilities
+	inc           Incarnation // peer incarnation
+	caps          uint64      // peer capabilities
 	// maxSend is the largest message this session sends: the smaller of
 	// this node's MaxMessageSize and the one the peer announced.
 	maxSend int
@@ -76,7 +76,7 @@ func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		mgr: m, ep: ep, peer: ep.name, conn: conn, controlReader: br, role: conn.Role(),
-		inc: inc, caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
+		inc: Incarnation(inc), caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
 		inboundDone: make(chan struct{}),
 		maxSend:     m.cfg.MaxMessageSize,
 	}

@@ -3,6 +3,8 @@ package dist
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -257,5 +259,25 @@ func TestStreamIndexStable(t *testing.T) {
 	}
 	if streamIndex("anything", 1) != 0 {
 		t.Errorf("a pool of one stream must always pick 0")
+	}
+}
+
+func TestIncarnationFormat(t *testing.T) {
+	inc := Incarnation(0x5eed)
+	if got := inc.String(); got != "0000000000005eed" {
+		t.Errorf("String() = %q", got)
+	}
+	if got := fmt.Sprintf("%v", inc); got != "0000000000005eed" {
+		t.Errorf("%%v = %q", got)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "incarnation", inc)
+	if !strings.Contains(buf.String(), `"incarnation":"0000000000005eed"`) {
+		t.Errorf("JSON log: %s", buf.String())
+	}
+	buf.Reset()
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "incarnation", inc)
+	if !strings.Contains(buf.String(), `incarnation=0000000000005eed`) {
+		t.Errorf("text log: %s", buf.String())
 	}
 }
