@@ -56,7 +56,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("actors: %w", err)
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return logger.With("lib", "protoactor")
+		return slog.New(atLeast{Handler: logger.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
 	}))
 	system.ProcessRegistry.Address = cfg.Name
 	dm, err := dist.New(system, tr, cfg.Dist)

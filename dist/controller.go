@@ -163,7 +163,7 @@ func (c *controller) Receive(ctx actor.Context) {
 		}
 	case *peerGoodbye:
 		if msg.s == c.sess {
-			c.m.log.Info("peer said goodbye", "peer", c.peer, "reason", msg.reason)
+			c.m.log.Debug("peer said goodbye", "peer", c.peer, "reason", msg.reason)
 			c.retire(msg.reason, nil)
 			c.closeGracefully(msg.s, caskpb.GoodbyeReason_GOODBYE_REASON_UNSPECIFIED, false)
 			if c.ep.hasPending() {
@@ -360,7 +360,11 @@ func (c *controller) retire(reason NodeDownReason, err error) {
 		c.m.system.Root.Send(reply, &SpawnResult{Err: peerErr("spawn", c.peer, ErrConnectionLost)})
 		delete(c.spawns, id)
 	}
-	c.m.log.Info("session down", c.log("reason", reason, "err", err)...)
+	if err != nil {
+		c.m.log.Info("session down", c.log("reason", reason, "err", err)...)
+	} else {
+		c.m.log.Info("session down", c.log("reason", reason)...)
+	}
 	c.m.system.Root.Send(c.m.pid, &nodeEvent{down: &NodeDown{Node: c.peer, Reason: reason, Err: err}})
 }
 

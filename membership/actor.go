@@ -476,7 +476,7 @@ func (a *membershipActor) onLeave(ctx actor.Context) {
 		a.join.auto = false
 		a.failJoin(ctx, err)
 	}
-	a.log.Info("left")
+	a.log.Debug("left")
 	a.publish(ctx, &Left{})
 }
 

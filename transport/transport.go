@@ -112,7 +112,7 @@ func (t *Transport) Start() error {
 	t.state = stateStarted
 	t.wg.Add(1)
 	go t.acceptLoop()
-	t.cfg.Logger.Info("transport: listening", "addr", pc.LocalAddr().String())
+	t.cfg.Logger.Debug("transport: listening", "addr", pc.LocalAddr().String())
 	return nil
 }
 
