@@ -18,10 +18,10 @@
 //
 //	go generate ./proto/...
 //
-// This needs no protoc: ./internal/protogen compiles the schema with
+// This needs no protoc: cmd/cask-protogen compiles the schema with
 // github.com/bufbuild/protocompile and runs protoc-gen-go, both at the
 // versions pinned in go.mod. Commit the regenerated files; TestGenerated
 // fails when caskpb is not what the generator produces.
 package proto
 
-//go:generate go run ./internal/protogen
+//go:generate go run ../cmd/cask-protogen

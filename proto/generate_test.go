@@ -16,7 +16,7 @@ func TestGenerated(t *testing.T) {
 		t.Skip("go command not available:", err)
 	}
 	out := t.TempDir()
-	cmd := exec.Command("go", "run", "./internal/protogen", "-out", out)
+	cmd := exec.Command("go", "run", "../cmd/cask-protogen", "-out", out)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

@@ -14,7 +14,8 @@ const module = "github.com/cask-p2p/cask"
 var rank = map[string]int{
 	"proto/caskpb":                  0,
 	"proto":                         0,
-	"proto/internal/protogen":       0,
+	"cmd/cask-protogen":             0,
+	"examples/messages/greetpb":     0,
 	"internal/ask":                  0,
 	"internal/deps":                 0,
 	"internal/fielderr":             0,
@@ -33,6 +34,7 @@ var rank = map[string]int{
 	"examples/watchdog/watchdog":    60,
 	"bench":                         70,
 	"examples/hello":                70,
+	"examples/messages":             70,
 	"examples/watchdog":             70,
 	"bench/cmd/caskbench":           80,
 }

@@ -1,12 +1,15 @@
-// Command protogen generates the Go code for Cask's protobuf schema without
-// protoc. It compiles the .proto files with github.com/bufbuild/protocompile,
-// builds a pluginpb.CodeGeneratorRequest, runs protoc-gen-go (at the version
-// pinned by go.mod, via "go run") with the request on stdin, and writes the
-// files of the CodeGeneratorResponse.
+// Command cask-protogen generates Go code from .proto files without a
+// system protoc: Cask's own wire schema (go generate ./proto/...) and the
+// messages of applications built on Cask (docs/messages.md). It compiles
+// the .proto files with github.com/bufbuild/protocompile, builds a
+// pluginpb.CodeGeneratorRequest, runs protoc-gen-go (at the version the
+// calling module's go.mod pins, via "go run") with the request on stdin,
+// and writes the files of the CodeGeneratorResponse.
 //
-// It is run by "go generate ./proto/..." from the proto directory:
+//	go run github.com/cask-p2p/cask/cmd/cask-protogen [-proto_path .] [-out .] [-module <Go import path of out>] [file.proto ...]
 //
-//	go run ./internal/protogen [-proto_path .] [-out .] [-module github.com/cask-p2p/cask/proto] [file.proto ...]
+// Each .proto file needs a go_package option naming the Go import path of
+// its package.
 //
 // With no file arguments it compiles every *.proto file directly in
 // -proto_path. Output file names are import-path based, with the -module
@@ -49,7 +52,7 @@ func main() {
 	flag.Parse()
 
 	if err := run(*protoPath, *out, *module, flag.Args()); err != nil {
-		fmt.Fprintln(os.Stderr, "protogen:", err)
+		fmt.Fprintln(os.Stderr, "cask-protogen:", err)
 		os.Exit(1)
 	}
 }
