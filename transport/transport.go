@@ -212,17 +212,30 @@ func (t *Transport) acceptLoop() {
 		if err != nil {
 			return // closed
 		}
+		// Closing waits for the connection's loop to end: do it off this
+		// goroutine, which must keep quic-go's accept queue short (when
+		// it is full quic-go refuses every new connection, honest or not).
 		evicted, ok := t.admit(c)
 		if evicted != nil {
-			_ = evicted.CloseWithError(CodeTooManyHandshakes, "evicted: too many pending handshakes")
+			t.closeInBackground(evicted, "evicted: too many pending handshakes")
 		}
 		if !ok {
-			_ = c.CloseWithError(CodeTooManyHandshakes, "too many pending handshakes")
+			t.closeInBackground(c, "too many pending handshakes")
 			continue
 		}
 		t.wg.Add(1)
 		go t.handleInbound(c)
 	}
+}
+
+// closeInBackground closes c with CodeTooManyHandshakes on a goroutine of
+// its own.
+func (t *Transport) closeInBackground(c *Conn, reason string) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		_ = c.CloseWithError(CodeTooManyHandshakes, reason)
+	}()
 }
 
 // handleInbound authenticates one inbound conn and hands it to Accept. The
