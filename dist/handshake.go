@@ -6,7 +6,9 @@
 // DistWelcome. Acceptor: acceptLoop takes authenticated connections from
 // the transport; handshakeInbound reads and checks DistHello and hands it
 // to the peer's controller as inboundHello; the controller settles
-// simultaneous connects and accepts with writeWelcome.
+// simultaneous connects and accepts with writeWelcome. The inbound
+// connection counts against transport.Config.MaxPendingHandshakes until
+// its hello is read and checked (Conn.Admitted).
 //
 // Ownership: each handshake runs on its own goroutine counted by
 // Manager.wg and owns its connection until it reports to the controller
@@ -80,6 +82,10 @@ func (m *Manager) handshakeInbound(conn *transport.Conn) {
 		m.reject(conn, ctrl, reason, detail)
 		return
 	}
+	// The transport counted the connection as a pending handshake until
+	// now (a peer that never sends its hello holds a slot only until
+	// ConnectTimeout, and can be evicted by newcomers meanwhile).
+	conn.Admitted()
 	m.system.Root.Send(m.pid, &inboundHello{conn: conn, controlStream: ctrl, controlReader: br, hello: &hello})
 }
 

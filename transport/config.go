@@ -31,6 +31,10 @@ const (
 	DefaultMaxIncomingStreams    = 1000
 	DefaultMaxIncomingUniStreams = 1000
 	DefaultMaxPendingHandshakes  = 64
+	// DefaultFirstStreamTimeout: an inbound peer opens the identity
+	// handshake's stream within a round trip of the QUIC handshake; one
+	// that has not after this long is dropped.
+	DefaultFirstStreamTimeout = 1 * time.Second
 )
 
 // Flow-control windows handed to quic-go. They are generous so one
@@ -72,10 +76,20 @@ type Config struct {
 	// MaxIncomingUniStreams caps concurrent unidirectional streams the peer
 	// may open. Default DefaultMaxIncomingUniStreams.
 	MaxIncomingUniStreams int64
-	// MaxPendingHandshakes caps inbound connections that are authenticating
-	// or waiting for Accept; further ones are closed with
-	// CodeTooManyHandshakes. Default DefaultMaxPendingHandshakes.
+	// MaxPendingHandshakes caps inbound connections in admission: from
+	// the end of the QUIC handshake until the owner calls Conn.Admitted
+	// (authenticating, waiting for Accept, and in the dist handshake).
+	// When full, a new connection evicts a silent or over-represented
+	// pending one, or is refused; the loser is closed with
+	// CodeTooManyHandshakes (docs/security.md, "Handshake floods").
+	// Default DefaultMaxPendingHandshakes.
 	MaxPendingHandshakes int
+	// FirstStreamTimeout: an inbound connection whose peer has opened no
+	// stream this long after the QUIC handshake, while the Authenticator
+	// runs, is closed with CodeHandshakeFailed. It has no effect without
+	// an Authenticator or when not below HandshakeTimeout. Default
+	// DefaultFirstStreamTimeout.
+	FirstStreamTimeout time.Duration
 	// DisableMigration forbids this node's Conn.Migrate (it returns
 	// ErrMigrationNotAllowed). quic-go v0.65 has no knob to advertise
 	// disable_active_migration to the peer, so the peer learns it through
@@ -118,6 +132,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxPendingHandshakes == 0 {
 		c.MaxPendingHandshakes = DefaultMaxPendingHandshakes
 	}
+	if c.FirstStreamTimeout == 0 {
+		c.FirstStreamTimeout = DefaultFirstStreamTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -150,6 +167,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPendingHandshakes < 0 {
 		errs = append(errs, fielderr.New("MaxPendingHandshakes", "%d is negative", c.MaxPendingHandshakes))
+	}
+	if c.FirstStreamTimeout < 0 {
+		errs = append(errs, fielderr.New("FirstStreamTimeout", "%v is negative", c.FirstStreamTimeout))
 	}
 	return errors.Join(errs...)
 }

@@ -34,6 +34,13 @@ type Conn struct {
 	migrationDisabled     bool // Config.DisableMigration on this node
 	peerMigrationDisabled atomic.Bool
 
+	// admitter is the Transport that counts this inbound conn as pending
+	// until Admitted; nil on dialed conns.
+	admitter *Transport
+	// peerOpenedStream: the peer has opened a stream we accepted; a
+	// pending conn without one is silent (admission.go).
+	peerOpenedStream atomic.Bool
+
 	// Migration state, guarded by migrationMu (also serializes Migrate).
 	// The node's shared socket is never in here: only sockets opened by
 	// Migrate, which the Conn owns. quic-go v0.65 binds every
@@ -150,6 +157,7 @@ func (c *Conn) AcceptStream(ctx context.Context) (*Stream, error) {
 	if err != nil {
 		return nil, convertErr(err)
 	}
+	c.peerOpenedStream.Store(true)
 	return &Stream{s: s}, nil
 }
 
@@ -169,7 +177,21 @@ func (c *Conn) AcceptUniStream(ctx context.Context) (*ReceiveStream, error) {
 	if err != nil {
 		return nil, convertErr(err)
 	}
+	c.peerOpenedStream.Store(true)
 	return &ReceiveStream{s: s}, nil
+}
+
+// Admitted tells the transport that the owner of this accepted connection
+// has finished its own handshake on it (the dist layer calls it once the
+// peer's dist hello is read and checked). Until then, or until the
+// connection ends, an accepted connection still counts against
+// Config.MaxPendingHandshakes and may be evicted to make room for a new
+// one during a handshake flood (docs/security.md). It does nothing on a
+// dialed connection and after the first call.
+func (c *Conn) Admitted() {
+	if c.admitter != nil {
+		c.admitter.admitted(c)
+	}
 }
 
 // CloseWithError closes the connection, sending code and reason to the peer

@@ -33,9 +33,7 @@
 // Config.Authenticator runs after the QUIC/TLS handshake and before a
 // connection is handed out, with the role of this side. For Dial it runs on
 // the caller's goroutine; for inbound connections on a goroutine per
-// connection, so a stalled peer never blocks others (at most
-// Config.MaxPendingHandshakes such connections, including those waiting
-// for Accept; more are refused with CodeTooManyHandshakes). It may block
+// connection, so a stalled peer never blocks others. It may block
 // and use streams on the connection, and must return when its ctx is done:
 // the ctx ends after Config.HandshakeTimeout (the QUIC handshake and the
 // Authenticator share that budget) and the connection is then closed,
@@ -46,6 +44,20 @@
 // Conn.Logger the connection's logger to log through. TLS itself
 // proves nothing about identity: certificates are self-signed and not
 // verified; ALPN must be "cask/1".
+//
+// # Admission
+//
+// An inbound connection is pending from the end of its QUIC handshake
+// until its owner calls Conn.Admitted (after its own handshake; the dist
+// layer calls it once the dist hello is read) or it ends: while it
+// authenticates, waits for Accept, and after. At most
+// Config.MaxPendingHandshakes are pending; when full, a newcomer evicts the
+// oldest silent connection (no stream opened by the peer) of the source
+// with the most pending, or a talking one of a source busier than its own,
+// or is refused; the loser is closed with CodeTooManyHandshakes. A peer
+// that opens no stream within Config.FirstStreamTimeout while the
+// Authenticator runs is closed with CodeHandshakeFailed (admission.go,
+// docs/security.md "Handshake floods").
 //
 // # Peer identity
 //
@@ -85,7 +97,7 @@
 //
 // ListenAddr 127.0.0.1:0, IdleTimeout 5s, KeepAlivePeriod 1s (or a third
 // of an IdleTimeout of 1s or less), HandshakeTimeout 5s, 1000 incoming bidi and uni
-// streams, MaxPendingHandshakes 64, flow-control windows 1 MiB / 16 MiB
+// streams, MaxPendingHandshakes 64, FirstStreamTimeout 1s, flow-control windows 1 MiB / 16 MiB
 // per stream and 4 MiB / 64 MiB per connection, frames up to
 // DefaultMaxFrameSize.
 //

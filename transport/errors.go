@@ -32,8 +32,9 @@ var (
 	// ALPN or a version mismatch).
 	ErrHandshake = errors.New("transport: handshake failed")
 	// ErrTooManyHandshakes means the acceptor already had
-	// Config.MaxPendingHandshakes connections waiting to be authenticated or
-	// accepted and refused this one (code CodeTooManyHandshakes).
+	// Config.MaxPendingHandshakes connections in admission and refused this
+	// one, or evicted it to make room for a newer one (code
+	// CodeTooManyHandshakes).
 	ErrTooManyHandshakes = errors.New("transport: too many pending handshakes")
 	// ErrNotStarted is returned by Dial and Accept before Start.
 	ErrNotStarted = errors.New("transport: not started")
@@ -80,7 +81,8 @@ const (
 	// CodeInternal: a bug or unexpected local failure.
 	CodeInternal ErrorCode = 7
 	// CodeTooManyHandshakes: the acceptor had Config.MaxPendingHandshakes
-	// connections pending; the dialer sees ErrTooManyHandshakes.
+	// connections pending and refused or evicted this one; the dialer sees
+	// ErrTooManyHandshakes.
 	CodeTooManyHandshakes ErrorCode = 8
 )
 

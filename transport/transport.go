@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 )
@@ -30,10 +31,11 @@ type Transport struct {
 	// accepted hands authenticated inbound conns to Accept.
 	accepted chan *Conn
 
-	mu      sync.Mutex
-	state   transportState
-	conns   map[*Conn]struct{} // live conns, dialed and accepted; guarded by mu
-	pending int                // inbound conns not yet taken by Accept; guarded by mu
+	mu    sync.Mutex
+	state transportState
+	conns map[*Conn]struct{} // live conns, dialed and accepted; guarded by mu
+	// Admission of inbound conns (admission.go); guarded by mu.
+	pending admissions
 	// Set by Start, read-only afterwards.
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -69,6 +71,7 @@ func New(cfg Config) (*Transport, error) {
 		clientTLS: clientTLSConfig(),
 		accepted:  make(chan *Conn),
 		conns:     make(map[*Conn]struct{}),
+		pending:   newAdmissions(cfg.MaxPendingHandshakes),
 		closed:    make(chan struct{}),
 	}, nil
 }
@@ -177,7 +180,8 @@ func (t *Transport) Dial(ctx context.Context, addr net.Addr) (*Conn, error) {
 var errHandshakeTimeout = fmt.Errorf("%w: handshake (QUIC + authentication) took longer than HandshakeTimeout", ErrIdleTimeout)
 
 // Accept returns the next inbound connection that passed the
-// Authenticator. It returns ErrClosed after Close and ctx's error when ctx
+// Authenticator. The connection still counts as a pending handshake until
+// the caller calls its Admitted method (or closes it). It returns ErrClosed after Close and ctx's error when ctx
 // is done first.
 func (t *Transport) Accept(ctx context.Context) (*Conn, error) {
 	if err := t.started(); err != nil {
@@ -193,8 +197,10 @@ func (t *Transport) Accept(ctx context.Context) (*Conn, error) {
 	}
 }
 
-// acceptLoop takes QUIC-handshaken conns from the listener and starts one
-// authentication goroutine per conn, up to MaxPendingHandshakes.
+// acceptLoop takes QUIC-handshaken conns from the listener, admits each
+// into the pending set (admission.go), which may evict another pending
+// conn or refuse this one, and starts one authentication goroutine per
+// admitted conn.
 func (t *Transport) acceptLoop() {
 	defer t.wg.Done()
 	for {
@@ -202,40 +208,44 @@ func (t *Transport) acceptLoop() {
 		if err != nil {
 			return // listener closed or Close called
 		}
-		t.mu.Lock()
-		if t.state == stateClosed {
-			t.mu.Unlock()
-			_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeShutdown), "transport closed")
-			return
+		c, err := t.register(qc, RoleAcceptor)
+		if err != nil {
+			return // closed
 		}
-		if t.pending >= t.cfg.MaxPendingHandshakes {
-			t.mu.Unlock()
-			t.cfg.Logger.Warn("transport: refused inbound connection: too many pending handshakes",
-				"remote", qc.RemoteAddr().String(), "max", t.cfg.MaxPendingHandshakes)
-			_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeTooManyHandshakes), "too many pending handshakes")
+		// Closing waits for the connection's loop to end: do it off this
+		// goroutine, which must keep quic-go's accept queue short (when
+		// it is full quic-go refuses every new connection, honest or not).
+		evicted, ok := t.admit(c)
+		if evicted != nil {
+			t.closeInBackground(evicted, "evicted: too many pending handshakes")
+		}
+		if !ok {
+			t.closeInBackground(c, "too many pending handshakes")
 			continue
 		}
-		t.pending++
 		t.wg.Add(1)
-		t.mu.Unlock()
-		go t.handleInbound(qc)
+		go t.handleInbound(c)
 	}
 }
 
-// handleInbound authenticates one inbound conn and hands it to Accept.
-func (t *Transport) handleInbound(qc *quic.Conn) {
-	defer t.wg.Done()
-	defer func() {
-		t.mu.Lock()
-		t.pending--
-		t.mu.Unlock()
+// closeInBackground closes c with CodeTooManyHandshakes on a goroutine of
+// its own.
+func (t *Transport) closeInBackground(c *Conn, reason string) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		_ = c.CloseWithError(CodeTooManyHandshakes, reason)
 	}()
-	c, err := t.register(qc, RoleAcceptor)
-	if err != nil {
-		return
-	}
+}
+
+// handleInbound authenticates one inbound conn and hands it to Accept. The
+// conn stays pending until its owner calls Conn.Admitted or it ends.
+func (t *Transport) handleInbound(c *Conn) {
+	defer t.wg.Done()
 	hctx, cancel := context.WithTimeoutCause(t.ctx, t.cfg.HandshakeTimeout, errHandshakeTimeout)
+	stopFirstStream := t.firstStreamDeadline(c)
 	id, err := t.authenticate(hctx, c)
+	stopFirstStream()
 	cancel()
 	if err != nil {
 		return // logged and closed by authenticate
@@ -249,10 +259,37 @@ func (t *Transport) handleInbound(qc *quic.Conn) {
 	}
 }
 
+// firstStreamDeadline closes c with CodeHandshakeFailed unless its peer
+// opens a stream (the Authenticator's) within Config.FirstStreamTimeout.
+// It applies only while an Authenticator runs and when FirstStreamTimeout
+// is shorter than HandshakeTimeout. The returned func disarms it and
+// waits for a close in progress.
+func (t *Transport) firstStreamDeadline(c *Conn) (stop func()) {
+	d := t.cfg.FirstStreamTimeout
+	if t.cfg.Authenticator == nil || d >= t.cfg.HandshakeTimeout {
+		return func() {}
+	}
+	fired := make(chan struct{})
+	timer := time.AfterFunc(d, func() {
+		defer close(fired)
+		if !c.peerOpenedStream.Load() {
+			_ = c.CloseWithError(CodeHandshakeFailed, "no identity handshake within FirstStreamTimeout")
+		}
+	})
+	return func() {
+		if !timer.Stop() {
+			<-fired
+		}
+	}
+}
+
 // register wraps qc in a Conn, records it so Close closes it, and starts
 // the goroutine that forgets it when it ends.
 func (t *Transport) register(qc *quic.Conn, role Role) (*Conn, error) {
 	c := newConn(qc, role, &t.cfg)
+	if role == RoleAcceptor {
+		c.admitter = t
+	}
 	t.mu.Lock()
 	if t.state == stateClosed {
 		t.mu.Unlock()
@@ -267,6 +304,7 @@ func (t *Transport) register(qc *quic.Conn, role Role) (*Conn, error) {
 		c.watch()
 		t.mu.Lock()
 		delete(t.conns, c)
+		t.pending.remove(c)
 		t.mu.Unlock()
 	}()
 	return c, nil

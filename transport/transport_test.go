@@ -549,56 +549,6 @@ func TestDialHandshakeTimeout(t *testing.T) {
 	}
 }
 
-func TestMaxPendingHandshakes(t *testing.T) {
-	release := make(chan struct{})
-	var entered atomic.Int32
-	b := startTransport(t, Config{MaxPendingHandshakes: 2, Authenticator: &recordingAuth{policy: func(ctx context.Context, c *Conn, role Role) (Identity, error) {
-		entered.Add(1)
-		select {
-		case <-release:
-			return Identity{}, nil
-		case <-ctx.Done():
-			return Identity{}, ctx.Err()
-		}
-	}}})
-	a := startTransport(t, Config{})
-	ctx := testContext(t, 5*time.Second)
-
-	// Two dials fill the pending slots (their QUIC handshakes succeed; the
-	// acceptor's authenticator holds them).
-	held := make([]*Conn, 0, 2)
-	for range 2 {
-		c, err := a.Dial(ctx, b.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-	}
-	for i := 0; entered.Load() < 2; i++ {
-		if i > 200 {
-			t.Fatal("authenticators not entered")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	third, err := a.Dial(ctx, b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cause := waitCause(t, third, 5*time.Second)
-	if !errors.Is(cause, ErrTooManyHandshakes) || !errors.Is(cause, ErrPeerClosed) {
-		t.Fatalf("third conn cause %v", cause)
-	}
-	close(release)
-	for range held {
-		if _, err := b.Accept(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if entered.Load() != 2 {
-		t.Fatalf("authenticator ran %d times", entered.Load())
-	}
-}
-
 func TestCloseIdempotentAndClosesEverything(t *testing.T) {
 	a := startTransport(t, Config{})
 	b := startTransport(t, Config{})
