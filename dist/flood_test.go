@@ -16,6 +16,10 @@ import (
 	"github.com/cask-p2p/cask/transport"
 )
 
+// floodRate is the attacker's dial rate in the flood tests: it runs in
+// the same process as the node under attack and shares its CPU.
+const floodRate = 100
+
 // Handshake floods (docs/security.md, "Handshake floods"): an attacker
 // completes QUIC handshakes with a node and then sends nothing, redialling
 // every connection the node drops, while honest nodes on other addresses
@@ -31,7 +35,7 @@ const (
 	// floodHonestWithin is how long an honest connect may take, retries
 	// included, to count as a success.
 	floodHonestWithin = 2 * time.Second
-	// floodRate (flood_race_test.go, flood_norace_test.go) caps the
+	// floodRate caps the
 	// attacker's dials per second: the attacker shares the test's CPU,
 	// so an unbounded one measures the machine, not the node's defence.
 	// It is well above what keeps the pending capacity full (64
@@ -294,36 +298,6 @@ func runFlood(t *testing.T, sources []string, dialsPerSource int) floodResult {
 	mustEcho(t, established, echo, "after")
 	monitor.none(t, "NodeDown", func(m any) bool { _, ok := m.(*dist.NodeDown); return ok })
 	return res
-}
-
-// checkFlood asserts the bar: at least 95% of honest first
-// connections succeed within floodHonestWithin, and every request on the
-// established session succeeds.
-func checkFlood(t *testing.T, res floodResult) {
-	t.Helper()
-	t.Log(res)
-	if res.honestOK*100 < res.honest*95 {
-		t.Errorf("only %d of %d honest nodes connected within %v during the flood", res.honestOK, res.honest, floodHonestWithin)
-	}
-	if len(res.requestErrs) > 0 || len(res.requests) == 0 {
-		t.Errorf("established session: %d of %d requests failed during the flood: %v", len(res.requestErrs), len(res.requests), res.requestErrs)
-	}
-}
-
-// TestHandshakeFloodOneSource: 128 silent connections redialled from one
-// address (127.0.1.1).
-func TestHandshakeFloodOneSource(t *testing.T) {
-	checkFlood(t, runFlood(t, []string{"127.0.1.1"}, 2*transport.DefaultMaxPendingHandshakes))
-}
-
-// TestHandshakeFloodManySources: one silent connection redialled from
-// each of 64 addresses (127.0.1.1 to 127.0.1.64).
-func TestHandshakeFloodManySources(t *testing.T) {
-	sources := make([]string, 64)
-	for i := range sources {
-		sources[i] = fmt.Sprintf("127.0.1.%d", i+1)
-	}
-	checkFlood(t, runFlood(t, sources, 1))
 }
 
 // TestMuteAuthenticatedPeersCountAsPending: a peer that passes the
