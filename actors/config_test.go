@@ -85,6 +85,8 @@ func knobs(t *testing.T) Config {
 			MaxIncomingStreams:    500,
 			MaxIncomingUniStreams: 400,
 			MaxPendingHandshakes:  7,
+			FirstStreamTimeout:    1500 * time.Millisecond,
+			QlogDir:               t.TempDir(),
 		},
 		Dist: dist.Config{
 			Peers:            map[string]string{"b@localhost": "127.0.0.1:1"},

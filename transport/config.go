@@ -84,6 +84,13 @@ type Config struct {
 	// CodeTooManyHandshakes (docs/security.md, "Handshake floods").
 	// Default DefaultMaxPendingHandshakes.
 	MaxPendingHandshakes int
+	// QlogDir, when set, makes every QUIC connection of this node write a
+	// qlog trace (JSON text sequences, RFC 7464) into this directory, one
+	// file per connection named <time>_<original destination connection
+	// ID>_<client|server>.sqlog, mode 0600. For debugging: a trace records
+	// every packet, so it grows with traffic and is never rotated. Tools
+	// such as qvis read the files. Empty (the default) writes nothing.
+	QlogDir string
 	// FirstStreamTimeout: an inbound connection whose peer has opened no
 	// stream this long after the QUIC handshake, while the Authenticator
 	// runs, is closed with CodeHandshakeFailed. It has no effect without

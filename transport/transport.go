@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -55,7 +56,7 @@ func New(cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("transport: invalid config: %w", err)
 	}
-	return &Transport{
+	t := &Transport{
 		cfg: cfg,
 		quicConf: &quic.Config{
 			HandshakeIdleTimeout:           cfg.HandshakeTimeout,
@@ -73,7 +74,11 @@ func New(cfg Config) (*Transport, error) {
 		conns:     make(map[*Conn]struct{}),
 		pending:   newAdmissions(cfg.MaxPendingHandshakes),
 		closed:    make(chan struct{}),
-	}, nil
+	}
+	if cfg.QlogDir != "" {
+		t.quicConf.Tracer = t.qlogTracer()
+	}
+	return t, nil
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -89,6 +94,11 @@ func (t *Transport) Start() error {
 		return errors.New("transport: already started")
 	case stateClosed:
 		return ErrClosed
+	}
+	if dir := t.cfg.QlogDir; dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("transport: QlogDir: %w", err)
+		}
 	}
 	cert, err := loadOrCreateCertificate(t.cfg.DataDir)
 	if err != nil {
