@@ -205,7 +205,7 @@ func TestConfigInvalidNamesFieldPath(t *testing.T) {
 		{Config{Transport: transport.Config{DisableMigration: true}},
 			"actors: Config.Transport.DisableMigration differs from Config.DisableMigration; set Config.DisableMigration only", nil},
 		{Config{Transport: transport.Config{Authenticator: &identity.Authenticator{}}},
-			"actors: Config.Transport.Authenticator is set by actors.Start from Config.TrustMode and Config.ClusterSecret; leave it nil", nil},
+			"actors: Config.Transport.Authenticator is set by actors.Start from Config.TrustMode, Config.ClusterSecret and Config.OpenCluster; leave it nil", nil},
 		{Config{Membership: membership.Config{ShufflePeriod: -time.Second}},
 			"actors: Config.Membership.ShufflePeriod -1s is negative", membership.ErrInvalidConfig},
 		{Config{Membership: membership.Config{ContactNodes: []string{"b@localhost", "x"}}},
