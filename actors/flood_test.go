@@ -73,12 +73,12 @@ func startAttacker(t *testing.T) *attacker {
 
 // floodResult is what one flood achieved.
 type floodResult struct {
-	identities    int           // identities tried
-	authenticated int           // passed the identity handshake
-	sessions      int           // dist hello accepted: a session on the victim
-	refusedSecret int           // refused with ErrClusterSecret (typed, as the attacker sees it)
-	refusedFirst  int           // refused with ErrFirstContactLimit
-	refusedPeers  int           // dist hello refused with TOO_MANY_PEERS
+	identities    int // identities tried
+	authenticated int // passed the identity handshake
+	sessions      int // dist hello accepted: a session on the victim
+	refusedSecret int // refused with ErrClusterSecret (typed, as the attacker sees it)
+	refusedFirst  int // refused with ErrFirstContactLimit
+	refusedPeers  int // dist hello refused with TOO_MANY_PEERS
 	otherErrs     map[string]int
 	elapsed       time.Duration // from the first dial to the last answer
 	conns         []*transport.Conn
@@ -367,4 +367,3 @@ func TestFloodOpenClusterUnlimited(t *testing.T) {
 		t.Fatalf("%v: with the caps lifted every identity should get a session", res)
 	}
 }
-
