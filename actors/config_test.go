@@ -45,6 +45,7 @@ func TestConfigZeroGetsSectionDefaults(t *testing.T) {
 		{"Dist.ReapMinAge", dc.ReapMinAge, dist.DefaultReapMinAge},
 		{"Dist.WriteBufferLimit", dc.WriteBufferLimit, dist.DefaultWriteBufferLimit},
 		{"Dist.MaxUserStreams", dc.MaxUserStreams, dist.DefaultMaxUserStreams},
+		{"Dist.MaxPeers", dc.MaxPeers, dist.DefaultMaxPeers},
 		{"Dist.ShutdownGrace", dc.ShutdownGrace, dist.DefaultShutdownGrace},
 		{"Membership.ActiveSize", mc.ActiveSize, membership.DefaultActiveSize},
 		{"Membership.PassiveSize", mc.PassiveSize, membership.DefaultPassiveSize},
@@ -99,6 +100,7 @@ func knobs(t *testing.T) Config {
 			ReapMinAge:       5 * time.Second,
 			WriteBufferLimit: 12345,
 			MaxUserStreams:   9,
+			MaxPeers:         77,
 			ShutdownGrace:    300 * time.Millisecond,
 		},
 		Membership: membership.Config{
