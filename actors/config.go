@@ -36,10 +36,37 @@ type Config struct {
 	// TrustStrict rejects the peer. A key that differs from the trusted
 	// one is rejected in both modes (docs/security.md).
 	TrustMode TrustMode
-	// ClusterSecret, when set, must be the same on every node: each side
-	// proves it knows it during the identity handshake, on top of its
-	// signature. Empty means none.
+	// ClusterSecret is the secret every node of the cluster shares (as
+	// Erlang's cookie): each side of a connection proves it knows it
+	// during the identity handshake, on top of its signature, and a peer
+	// that cannot is refused with identity.ErrClusterSecret. Empty means
+	// the default, resolved once at Start: the environment variable
+	// CASK_COOKIE, else the file cask/cookie under os.UserConfigDir(),
+	// created with a random value (mode 0600) on first use. So the nodes
+	// one user runs on one machine form one cluster with no
+	// configuration; give the others the same secret (docs/security.md).
 	ClusterSecret []byte
+	// OpenCluster is the explicit opt-out of admission by cluster secret:
+	// no secret is resolved, proved or checked, so every node that can
+	// reach the UDP port and passes TrustMode is admitted (trust on first
+	// use by default). Only for networks where every reachable node is
+	// trusted; it cannot be combined with ClusterSecret.
+	OpenCluster bool
+	// FirstContactRate and FirstContactBurst bound how fast names this
+	// node holds no trusted key for are admitted: a token bucket of
+	// FirstContactBurst tokens refilled at FirstContactRate per second,
+	// one per new name that passed every other check. A new name that
+	// finds it empty is refused with identity.ErrFirstContactLimit.
+	// Defaults identity.DefaultFirstContactRate (20/s) and
+	// identity.DefaultFirstContactBurst (100).
+	FirstContactRate  float64
+	FirstContactBurst int
+	// MaxTrustedKeys caps the peer keys trust on first use records (in
+	// DataDir/keys/trusted/, or in memory): once that many are held, a
+	// new name is refused with identity.ErrFirstContactLimit until an
+	// operator removes pins or trusts the key with TrustPeer. Default
+	// identity.DefaultMaxTrustedKeys (4096).
+	MaxTrustedKeys int
 	// DisableMigration forbids migrating this node's connections: its own
 	// Migrate requests fail, and peers are told in the dist handshake not
 	// to migrate theirs.
@@ -124,9 +151,25 @@ func (c Config) Validate() error {
 	nodeWide("Config.Dist.Name", c.Dist.Name == c.Name, "Config.Name")
 	nodeWide("Config.Dist.Incarnation", c.Dist.Incarnation == c.Incarnation, "Config.Incarnation")
 	nodeWide("Config.Dist.DisableMigration", c.Dist.DisableMigration == c.DisableMigration, "Config.DisableMigration")
+	if c.OpenCluster && len(c.ClusterSecret) > 0 {
+		errs = append(errs, fielderr.New("Config.OpenCluster", "is set together with Config.ClusterSecret; an open cluster has no secret"))
+	}
+	if c.FirstContactRate < 0 {
+		errs = append(errs, fielderr.New("Config.FirstContactRate", "%v must not be negative", c.FirstContactRate))
+	}
+	if c.FirstContactBurst < 0 {
+		errs = append(errs, fielderr.New("Config.FirstContactBurst", "%d must not be negative", c.FirstContactBurst))
+	}
+	if c.MaxTrustedKeys < 0 {
+		errs = append(errs, fielderr.New("Config.MaxTrustedKeys", "%d must not be negative", c.MaxTrustedKeys))
+	}
+	if c.Dist.MaxPeers <= c.Membership.ActiveSize {
+		errs = append(errs, fielderr.New("Config.Dist.MaxPeers", "%d leaves no room beyond the active view (Config.Membership.ActiveSize %d)",
+			c.Dist.MaxPeers, c.Membership.ActiveSize))
+	}
 	if c.Transport.Authenticator != nil {
 		errs = append(errs, fielderr.New("Config.Transport.Authenticator",
-			"is set by actors.Start from Config.TrustMode and Config.ClusterSecret; leave it nil"))
+			"is set by actors.Start from Config.TrustMode, Config.ClusterSecret and Config.OpenCluster; leave it nil"))
 	}
 	errs = append(errs,
 		fielderr.Under("Config.Transport", c.Transport.Validate()),

@@ -16,6 +16,13 @@
 // naming its path (Config.Transport.IdleTimeout).
 // Stop is idempotent and waits for every goroutine the node started.
 //
+// A node admits only peers that prove the cluster secret: ClusterSecret,
+// else CASK_COOKIE, else a per-user cookie file created on first use, so
+// the nodes one user runs on one machine form a cluster with no
+// configuration. OpenCluster is the explicit opt-out; MaxTrustedKeys,
+// FirstContactRate and Dist.MaxPeers bound what strangers cost
+// (docs/security.md).
+//
 // The blocking methods (Connect, SpawnRemote) are thin wrappers over
 // messages to the dist manager actor (Node.Dist), which actors can send
 // themselves: dist.Connect, dist.Spawn, dist.MonitorNode, dist.Pin.

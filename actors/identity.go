@@ -22,19 +22,39 @@ const (
 )
 
 // newAuthenticator loads (or creates) the node's identity from
-// DataDir/keys/, or makes an ephemeral one, and builds the Authenticator
-// every connection of the node runs.
+// DataDir/keys/, or makes an ephemeral one, resolves the cluster secret
+// (Config.ClusterSecret, else identity.DefaultClusterSecret, unless
+// OpenCluster), and builds the Authenticator every connection of the node
+// runs.
 func newAuthenticator(cfg Config, logger *slog.Logger) (*identity.Authenticator, error) {
+	secret := cfg.ClusterSecret
+	switch {
+	case cfg.OpenCluster:
+		logger.Warn("open cluster: admitting any node that can reach this one (Config.OpenCluster)", "trust", cfg.TrustMode)
+	case len(secret) == 0:
+		var src identity.CookieSource
+		var err error
+		secret, src, err = identity.DefaultClusterSecret()
+		if err != nil {
+			return nil, fmt.Errorf("cluster secret: %w", err)
+		}
+		if src.Created {
+			logger.Info("created the cluster cookie; give other machines' nodes its contents (file or CASK_COOKIE)", "path", src.Path)
+		}
+	}
 	keys, err := identity.OpenKeyStore(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("load identity: %w", err)
 	}
 	return identity.New(identity.Config{
-		Name:          cfg.Name,
-		Keys:          keys,
-		Trust:         cfg.TrustMode,
-		ClusterSecret: cfg.ClusterSecret,
-		Logger:        logger,
+		Name:              cfg.Name,
+		Keys:              keys,
+		Trust:             cfg.TrustMode,
+		ClusterSecret:     secret,
+		FirstContactRate:  cfg.FirstContactRate,
+		FirstContactBurst: cfg.FirstContactBurst,
+		MaxTrustedKeys:    cfg.MaxTrustedKeys,
+		Logger:            logger,
 	})
 }
 

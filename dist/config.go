@@ -42,6 +42,9 @@ const (
 	// DefaultMaxUserStreams caps live user streams per connection and
 	// direction.
 	DefaultMaxUserStreams = 256
+	// DefaultMaxPeers caps the peers a node has a session with, or is
+	// connecting to, at once.
+	DefaultMaxPeers = 1024
 )
 
 // Protocol versions this build speaks.
@@ -97,6 +100,12 @@ type Config struct {
 	// direction; more are refused with ErrStreamLimit. Default
 	// DefaultMaxUserStreams.
 	MaxUserStreams int
+	// MaxPeers caps the peers this node has a session with, or is
+	// connecting to, at once: beyond it an inbound dist hello from a new
+	// peer is refused and a connect to a new peer fails, both with
+	// ErrTooManyPeers. Peers with a session are never affected. Default
+	// DefaultMaxPeers; it must leave room for membership's active view.
+	MaxPeers int
 	// ShutdownGrace bounds a graceful close. Default DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	// DisableMigration is advertised in the handshake: peers must not
@@ -135,6 +144,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxUserStreams == 0 {
 		c.MaxUserStreams = DefaultMaxUserStreams
+	}
+	if c.MaxPeers == 0 {
+		c.MaxPeers = DefaultMaxPeers
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
@@ -183,6 +195,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxUserStreams < 1 {
 		errs = append(errs, fielderr.New("MaxUserStreams", "%d must be positive", c.MaxUserStreams))
+	}
+	if c.MaxPeers < 1 {
+		errs = append(errs, fielderr.New("MaxPeers", "%d must be positive", c.MaxPeers))
 	}
 	if c.DiscoveryPort < 1 || c.DiscoveryPort > 65535 {
 		errs = append(errs, fielderr.New("DiscoveryPort", "%d out of range 1..65535", c.DiscoveryPort))

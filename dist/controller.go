@@ -23,6 +23,7 @@ import (
 
 	"github.com/cask-p2p/cask/proto/caskpb"
 	"github.com/cask-p2p/cask/transport"
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 // Messages a controller receives from its goroutines (dial, handshake,
@@ -98,6 +99,10 @@ type controller struct {
 	lastActivity uint64
 	idleSince    time.Time
 	shutting     bool
+	// holdsSlot: this controller counts against Config.MaxPeers
+	// (Manager.peerSlots). It holds a slot exactly while it is not idle;
+	// Receive releases it at the end of any message that left it idle.
+	holdsSlot bool
 }
 
 func newController(m *Manager, ep *endpoint) *controller {
@@ -105,6 +110,13 @@ func newController(m *Manager, ep *endpoint) *controller {
 }
 
 func (c *controller) Receive(ctx actor.Context) {
+	c.receive(ctx)
+	if c.state == stateIdle {
+		c.releaseSlot()
+	}
+}
+
+func (c *controller) receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		c.self = ctx.Self()
@@ -206,7 +218,45 @@ func (c *controller) Receive(ctx actor.Context) {
 		}
 		c.failWaiting(ErrStopped)
 		c.failMigrations(ErrStopped)
+		c.releaseSlot()
 	}
+}
+
+// acquireSlot takes a MaxPeers slot for this controller unless it holds
+// one; false when all are taken.
+func (c *controller) acquireSlot() bool {
+	if c.holdsSlot {
+		return true
+	}
+	limit := int64(c.m.cfg.MaxPeers)
+	for {
+		n := c.m.peerSlots.Load()
+		if n >= limit {
+			return false
+		}
+		if c.m.peerSlots.CompareAndSwap(n, n+1) {
+			c.holdsSlot = true
+			return true
+		}
+	}
+}
+
+func (c *controller) releaseSlot() {
+	if c.holdsSlot {
+		c.holdsSlot = false
+		c.m.peerSlots.Add(-1)
+	}
+}
+
+// tooManyPeers is the error of a connect refused for MaxPeers.
+func (c *controller) tooManyPeers() error {
+	return fmt.Errorf("%w: %s", ErrTooManyPeers, tooManyPeersDetail(c.m.cfg.MaxPeers))
+}
+
+// tooManyPeersDetail explains a MaxPeers refusal, in errors and in the
+// dist handshake's reject.
+func tooManyPeersDetail(maxPeers int) string {
+	return fmt.Sprintf("%d sessions or connects, the most Config.MaxPeers allows", maxPeers)
 }
 
 func (c *controller) log(args ...any) []any { return append([]any{"peer", c.peer}, args...) }
@@ -218,6 +268,10 @@ func (c *controller) ensureDial() {
 	}
 	if c.shutting || c.m.stopping.Load() {
 		c.failWaiting(ErrStopped)
+		return
+	}
+	if !c.acquireSlot() {
+		c.connectFailed(c.tooManyPeers())
 		return
 	}
 	c.state = stateDialing
@@ -281,6 +335,10 @@ func (c *controller) onInbound(in *inboundHello) {
 	}
 	if c.shutting || c.m.stopping.Load() {
 		reject(caskpb.RejectReason_REJECT_REASON_SHUTTING_DOWN, "node is stopping")
+		return
+	}
+	if !c.acquireSlot() {
+		reject(caskpb.RejectReason_REJECT_REASON_TOO_MANY_PEERS, tooManyPeersDetail(c.m.cfg.MaxPeers))
 		return
 	}
 	switch c.state {
@@ -391,7 +449,12 @@ func (c *controller) endWatches(out, in map[string]map[string]*actor.PID) {
 // connectFailed settles everything that waited for the session.
 func (c *controller) connectFailed(err error) {
 	err = peerErr("connect", c.peer, err)
-	c.m.log.Warn("connect failed", c.log("err", err)...)
+	if ae := (*identity.AuthError)(nil); errors.As(err, &ae) {
+		// The identity layer logged it, at most once a minute per peer.
+		c.m.log.Debug("connect failed", c.log("err", err)...)
+	} else {
+		c.m.log.Warn("connect failed", c.log("err", err)...)
+	}
 	c.failWaiting(err)
 	c.m.system.Root.Send(c.m.pid, &nodeEvent{down: &NodeDown{Node: c.peer, Reason: ReasonConnectFailed, Err: err}})
 }

@@ -65,6 +65,11 @@
 //     sides. Queued messages belong to the endpoint, not to a connection,
 //     so nothing is lost.
 //   - Remote spawn of kinds registered with RegisterKind.
+//   - At most MaxPeers peers have a session or a connect attempt at once:
+//     past it a new peer's dist hello is refused (REJECT_REASON_TOO_MANY_
+//     PEERS, which its dialer sees as ErrTooManyPeers with ErrRejected)
+//     before a controller is made for it, and a connect to a new peer
+//     fails with ErrTooManyPeers. Peers with a session are unaffected.
 //   - A session idle for ReapIdleAfter, older than ReapMinAge, pinned by
 //     neither side and carrying no watch is closed with a goodbye
 //     exchange that loses nothing in flight; it reopens on demand.

@@ -56,6 +56,10 @@ var (
 	ErrProtocol = errors.New("dist: protocol violation")
 	// ErrRejected: the peer refused the dist handshake.
 	ErrRejected = errors.New("dist: handshake rejected")
+	// ErrTooManyPeers: the node already has Config.MaxPeers sessions (or
+	// connect attempts), so a connect to a new peer fails with it, and a
+	// peer refused for it sees it too (with ErrRejected).
+	ErrTooManyPeers = errors.New("dist: too many peers")
 )
 
 // PeerError wraps an error with the peer and the operation that failed.

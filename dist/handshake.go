@@ -259,7 +259,11 @@ func (m *Manager) handshakeOutbound(ctx context.Context, conn *transport.Conn, n
 		return nil, fmt.Errorf("%w: %w: welcome: %v", ErrConnectFailed, ErrProtocol, err)
 	}
 	if !w.GetAccepted() {
-		return &dialResult{conn: conn, welcome: &w, err: fmt.Errorf("%w: %s: %s", ErrRejected, w.GetReason(), w.GetDetail())}, nil
+		err := fmt.Errorf("%w: %s: %s", ErrRejected, w.GetReason(), w.GetDetail())
+		if w.GetReason() == caskpb.RejectReason_REJECT_REASON_TOO_MANY_PEERS {
+			err = fmt.Errorf("%w: %w: %s", ErrRejected, ErrTooManyPeers, w.GetDetail())
+		}
+		return &dialResult{conn: conn, welcome: &w, err: err}, nil
 	}
 	if w.GetNode() != node {
 		return nil, fmt.Errorf("%w: welcome from %q", ErrConnectFailed, w.GetNode())

@@ -25,12 +25,18 @@ import (
 // rawTransportConfig is the transport of a hand-driven peer called name.
 // Every node authenticates its peers (docs/security.md), so raw peers run
 // the same identity handshake, with a key derived from name: repeated
-// dials present the same identity, as a real node would.
+// dials present the same identity, as a real node would. They prove the
+// default cluster secret, as the nodes of these tests do.
 func rawTransportConfig(t testing.TB, name string) transport.Config {
 	t.Helper()
+	secret, _, err := identity.DefaultClusterSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
 	seed := sha256.Sum256([]byte("cask dist test key " + name))
 	auth, err := identity.New(identity.Config{
 		Name: name, Keys: identity.NewMemoryKeyStore(ed25519.NewKeyFromSeed(seed[:])), Logger: quietLogger(),
+		ClusterSecret: secret,
 	})
 	if err != nil {
 		t.Fatal(err)

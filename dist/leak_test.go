@@ -10,6 +10,7 @@ import (
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/internal/testhome"
 )
 
 // protoactorIgnores lists goroutines of protoactor-go that outlive
@@ -29,7 +30,7 @@ var protoactorIgnores = []goleak.Option{
 }
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, protoactorIgnores...)
+	goleak.VerifyTestMain(testhome.M(m), protoactorIgnores...)
 }
 
 // TestLeakThreeNodes starts three nodes in a full mesh, sends traffic in

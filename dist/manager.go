@@ -57,7 +57,10 @@ type Manager struct {
 
 	started  atomic.Bool
 	stopping atomic.Bool
-	stopOnce sync.Once
+	// peerSlots counts controllers holding a MaxPeers slot: those with a
+	// session or a connect attempt (controller.holdsSlot).
+	peerSlots atomic.Int64
+	stopOnce  sync.Once
 }
 
 // New checks cfg and prepares a Manager for system and tr. It has no side

@@ -12,6 +12,8 @@
 package dist
 
 import (
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cask-p2p/cask/proto/caskpb"
@@ -41,7 +43,15 @@ type managerActor struct {
 	// Stop waits until every controller has begun its goodbye.
 	shutdownReply   *actor.PID
 	shutdownPending map[string]bool
+	// MaxPeers refusals of new peers: logged at most once per
+	// tooManyPeersLogInterval, with the count since the last line.
+	tooManyLogged     time.Time
+	tooManySuppressed int
 }
+
+// tooManyPeersLogInterval spaces the log lines about inbound peers refused
+// for MaxPeers.
+const tooManyPeersLogInterval = time.Minute
 
 func newManagerActor(m *Manager) *managerActor {
 	return &managerActor{
@@ -96,6 +106,12 @@ func (a *managerActor) Receive(ctx actor.Context) {
 			ctx.Send(c, msg)
 		}
 	case *inboundHello:
+		if _, known := a.controllers[msg.hello.GetNode()]; !known && a.m.peerSlots.Load() >= int64(a.m.cfg.MaxPeers) {
+			// Refused before a controller exists for the new peer: a
+			// flood of new names costs no controller each.
+			a.refuseTooManyPeers(msg)
+			return
+		}
 		c := a.controller(ctx, msg.hello.GetNode())
 		if c == nil {
 			go a.m.reject(msg.conn, msg.controlStream, caskpb.RejectReason_REJECT_REASON_SHUTTING_DOWN, "node is stopping")
@@ -156,6 +172,24 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		}
 		delete(a.watched, key)
 	}
+}
+
+// refuseTooManyPeers rejects the dist hello of a new peer because
+// Config.MaxPeers slots are taken.
+func (a *managerActor) refuseTooManyPeers(msg *inboundHello) {
+	if now := time.Now(); now.Sub(a.tooManyLogged) >= tooManyPeersLogInterval {
+		a.m.log.Warn("rejected inbound connection: too many peers", "peer", msg.hello.GetNode(),
+			"max_peers", a.m.cfg.MaxPeers, "suppressed", a.tooManySuppressed)
+		a.tooManyLogged, a.tooManySuppressed = now, 0
+	} else {
+		a.tooManySuppressed++
+	}
+	m := a.m
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.reject(msg.conn, msg.controlStream, caskpb.RejectReason_REJECT_REASON_TOO_MANY_PEERS, tooManyPeersDetail(m.cfg.MaxPeers))
+	}()
 }
 
 // controller returns the controller for node, spawning it if needed; nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/internal/testhome"
 	"github.com/cask-p2p/cask/membership"
 	"github.com/cask-p2p/cask/transport"
 	"github.com/cask-p2p/cask/transport/adapter"
@@ -28,7 +29,7 @@ var protoactorIgnores = []goleak.Option{
 }
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, protoactorIgnores...)
+	goleak.VerifyTestMain(testhome.M(m), protoactorIgnores...)
 }
 
 // Test timings: failures are detected within IdleTimeout, a membership

@@ -219,7 +219,9 @@ type Identity struct {
 // operation. A non-nil error rejects the peer: the connection is closed with
 // CodeAuthFailed, Dial returns the error wrapped, Accept never yields it.
 // When the error (or one it wraps) has a method PeerName() string that
-// returns a non-empty name, the failure is logged with that peer name.
+// returns a non-empty name, the failure is logged with that peer name;
+// when it has a method Logged() bool that returns true, the Authenticator
+// logged the failure itself and the transport logs it at debug level only.
 // transport/identity implements it: identity.Authenticator.
 type Authenticator interface {
 	Authenticate(ctx context.Context, c *Conn, role Role) (Identity, error)

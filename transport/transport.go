@@ -359,7 +359,11 @@ func (t *Transport) authenticate(hctx context.Context, c *Conn) (Identity, error
 		if pe := peerNamer(nil); errors.As(err, &pe) && pe.PeerName() != "" {
 			logger = logger.With("peer", pe.PeerName())
 		}
-		logger.Warn("transport: authentication failed", "err", err)
+		if sl := selfLogger(nil); errors.As(err, &sl) && sl.Logged() {
+			logger.Debug("transport: authentication failed", "err", err)
+		} else {
+			logger.Warn("transport: authentication failed", "err", err)
+		}
 		_ = c.CloseWithError(CodeAuthFailed, truncateReason(err.Error()))
 		return Identity{}, err
 	}
@@ -369,6 +373,10 @@ func (t *Transport) authenticate(hctx context.Context, c *Conn) (Identity, error
 // peerNamer is an Authenticator error that names the peer it is about
 // (see Authenticator).
 type peerNamer interface{ PeerName() string }
+
+// selfLogger is an Authenticator error that the Authenticator logged itself
+// (see Authenticator).
+type selfLogger interface{ Logged() bool }
 
 // closeOnContextEnd closes c because its handshake context ended: timed out
 // (CodeHandshakeFailed) or cancelled by Close or the dialer's caller

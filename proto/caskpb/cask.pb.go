@@ -149,6 +149,8 @@ const (
 	RejectReason_REJECT_REASON_SHUTTING_DOWN RejectReason = 4
 	// The hello was malformed (empty or invalid node name).
 	RejectReason_REJECT_REASON_BAD_HELLO RejectReason = 5
+	// The acceptor already has as many sessions as its MaxPeers allows.
+	RejectReason_REJECT_REASON_TOO_MANY_PEERS RejectReason = 6
 )
 
 // Enum value maps for RejectReason.
@@ -160,14 +162,16 @@ var (
 		3: "REJECT_REASON_DUPLICATE",
 		4: "REJECT_REASON_SHUTTING_DOWN",
 		5: "REJECT_REASON_BAD_HELLO",
+		6: "REJECT_REASON_TOO_MANY_PEERS",
 	}
 	RejectReason_value = map[string]int32{
-		"REJECT_REASON_UNSPECIFIED":   0,
-		"REJECT_REASON_WRONG_NODE":    1,
-		"REJECT_REASON_VERSION":       2,
-		"REJECT_REASON_DUPLICATE":     3,
-		"REJECT_REASON_SHUTTING_DOWN": 4,
-		"REJECT_REASON_BAD_HELLO":     5,
+		"REJECT_REASON_UNSPECIFIED":    0,
+		"REJECT_REASON_WRONG_NODE":     1,
+		"REJECT_REASON_VERSION":        2,
+		"REJECT_REASON_DUPLICATE":      3,
+		"REJECT_REASON_SHUTTING_DOWN":  4,
+		"REJECT_REASON_BAD_HELLO":      5,
+		"REJECT_REASON_TOO_MANY_PEERS": 6,
 	}
 )
 
@@ -502,6 +506,10 @@ const (
 	AuthRejectReason_AUTH_REJECT_REASON_CLUSTER_SECRET AuthRejectReason = 9
 	// The receiver failed locally (for example, reading its key files).
 	AuthRejectReason_AUTH_REJECT_REASON_INTERNAL AuthRejectReason = 10
+	// The sender's name is new to the receiver and the receiver admits no
+	// more new names now: its first-contact rate or its cap on trusted
+	// keys is reached.
+	AuthRejectReason_AUTH_REJECT_REASON_FIRST_CONTACT_LIMIT AuthRejectReason = 11
 )
 
 // Enum value maps for AuthRejectReason.
@@ -518,19 +526,21 @@ var (
 		8:  "AUTH_REJECT_REASON_CHANNEL_BINDING",
 		9:  "AUTH_REJECT_REASON_CLUSTER_SECRET",
 		10: "AUTH_REJECT_REASON_INTERNAL",
+		11: "AUTH_REJECT_REASON_FIRST_CONTACT_LIMIT",
 	}
 	AuthRejectReason_value = map[string]int32{
-		"AUTH_REJECT_REASON_UNSPECIFIED":     0,
-		"AUTH_REJECT_REASON_BAD_MESSAGE":     1,
-		"AUTH_REJECT_REASON_VERSION":         2,
-		"AUTH_REJECT_REASON_WRONG_NODE":      3,
-		"AUTH_REJECT_REASON_UNTRUSTED_KEY":   4,
-		"AUTH_REJECT_REASON_KEY_MISMATCH":    5,
-		"AUTH_REJECT_REASON_BAD_SIGNATURE":   6,
-		"AUTH_REJECT_REASON_STALE":           7,
-		"AUTH_REJECT_REASON_CHANNEL_BINDING": 8,
-		"AUTH_REJECT_REASON_CLUSTER_SECRET":  9,
-		"AUTH_REJECT_REASON_INTERNAL":        10,
+		"AUTH_REJECT_REASON_UNSPECIFIED":         0,
+		"AUTH_REJECT_REASON_BAD_MESSAGE":         1,
+		"AUTH_REJECT_REASON_VERSION":             2,
+		"AUTH_REJECT_REASON_WRONG_NODE":          3,
+		"AUTH_REJECT_REASON_UNTRUSTED_KEY":       4,
+		"AUTH_REJECT_REASON_KEY_MISMATCH":        5,
+		"AUTH_REJECT_REASON_BAD_SIGNATURE":       6,
+		"AUTH_REJECT_REASON_STALE":               7,
+		"AUTH_REJECT_REASON_CHANNEL_BINDING":     8,
+		"AUTH_REJECT_REASON_CLUSTER_SECRET":      9,
+		"AUTH_REJECT_REASON_INTERNAL":            10,
+		"AUTH_REJECT_REASON_FIRST_CONTACT_LIMIT": 11,
 	}
 )
 
@@ -2117,14 +2127,15 @@ const file_cask_proto_rawDesc = "" +
 	"Capability\x12\x13\n" +
 	"\x0fCAPABILITY_NONE\x10\x00\x12\x18\n" +
 	"\x14CAPABILITY_MIGRATION\x10\x01\x12\x1b\n" +
-	"\x17CAPABILITY_USER_STREAMS\x10\x02*\xc1\x01\n" +
+	"\x17CAPABILITY_USER_STREAMS\x10\x02*\xe3\x01\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18REJECT_REASON_WRONG_NODE\x10\x01\x12\x19\n" +
 	"\x15REJECT_REASON_VERSION\x10\x02\x12\x1b\n" +
 	"\x17REJECT_REASON_DUPLICATE\x10\x03\x12\x1f\n" +
 	"\x1bREJECT_REASON_SHUTTING_DOWN\x10\x04\x12\x1b\n" +
-	"\x17REJECT_REASON_BAD_HELLO\x10\x05*\x92\x01\n" +
+	"\x17REJECT_REASON_BAD_HELLO\x10\x05\x12 \n" +
+	"\x1cREJECT_REASON_TOO_MANY_PEERS\x10\x06*\x92\x01\n" +
 	"\rFailureReason\x12\x1e\n" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFAILURE_REASON_UNKNOWN_TYPE\x10\x01\x12\x19\n" +
@@ -2153,7 +2164,7 @@ const file_cask_proto_rawDesc = "" +
 	"\x13STREAM_REFUSAL_NONE\x10\x00\x12\x1e\n" +
 	"\x1aSTREAM_REFUSAL_UNKNOWN_TAG\x10\x01\x12\x18\n" +
 	"\x14STREAM_REFUSAL_LIMIT\x10\x02\x12\x1a\n" +
-	"\x16STREAM_REFUSAL_BAD_TAG\x10\x03*\x9c\x03\n" +
+	"\x16STREAM_REFUSAL_BAD_TAG\x10\x03*\xc8\x03\n" +
 	"\x10AuthRejectReason\x12\"\n" +
 	"\x1eAUTH_REJECT_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eAUTH_REJECT_REASON_BAD_MESSAGE\x10\x01\x12\x1e\n" +
@@ -2166,7 +2177,8 @@ const file_cask_proto_rawDesc = "" +
 	"\"AUTH_REJECT_REASON_CHANNEL_BINDING\x10\b\x12%\n" +
 	"!AUTH_REJECT_REASON_CLUSTER_SECRET\x10\t\x12\x1f\n" +
 	"\x1bAUTH_REJECT_REASON_INTERNAL\x10\n" +
-	"B'Z%github.com/cask-p2p/cask/proto/caskpbb\x06proto3"
+	"\x12*\n" +
+	"&AUTH_REJECT_REASON_FIRST_CONTACT_LIMIT\x10\vB'Z%github.com/cask-p2p/cask/proto/caskpbb\x06proto3"
 
 var (
 	file_cask_proto_rawDescOnce sync.Once

@@ -26,6 +26,16 @@ const (
 	// peer to read the REJECT and close before it closes itself (at most
 	// half the handshake time left).
 	RejectGrace = 500 * time.Millisecond
+	// DefaultFirstContactRate is the default Config.FirstContactRate: new
+	// peer names admitted per second, on average.
+	DefaultFirstContactRate = 20
+	// DefaultFirstContactBurst is the default Config.FirstContactBurst:
+	// new peer names admitted at once.
+	DefaultFirstContactBurst = 100
+	// DefaultMaxTrustedKeys is the default Config.MaxTrustedKeys: the
+	// most trusted keys a node holds before trust on first use stops
+	// admitting new names.
+	DefaultMaxTrustedKeys = 4096
 )
 
 // TrustMode says what a node does with a key it has no trusted key for.
@@ -63,6 +73,20 @@ type Config struct {
 	// it knows it (an HMAC over the channel binding), in addition to the
 	// signature. Empty means no cluster secret.
 	ClusterSecret []byte
+	// FirstContactRate and FirstContactBurst bound how fast names this
+	// node holds no trusted key for are admitted (a token bucket: up to
+	// FirstContactBurst at once, refilled at FirstContactRate per second).
+	// Only a peer that passed every other check, the cluster secret
+	// included, takes a token; one that finds the bucket empty is refused
+	// with ErrFirstContactLimit and may try again later. Defaults
+	// DefaultFirstContactRate and DefaultFirstContactBurst.
+	FirstContactRate  float64
+	FirstContactBurst int
+	// MaxTrustedKeys caps the keys trust on first use records: once Keys
+	// holds this many trusted keys, a name it holds none for is refused
+	// with ErrFirstContactLimit. Explicit KeyStore.Trust is not limited.
+	// Default DefaultMaxTrustedKeys.
+	MaxTrustedKeys int
 	// FreshnessWindow bounds the time from issuing a challenge to receiving
 	// its response, on this node's monotonic clock. Default
 	// DefaultFreshnessWindow.
@@ -81,9 +105,11 @@ type Config struct {
 // strict trust (docs/security.md). One serves every connection of a node;
 // it is safe for concurrent use.
 type Authenticator struct {
-	cfg    Config
-	origin time.Time // origin of challenge timestamps
-	log    *slog.Logger
+	cfg          Config
+	origin       time.Time // origin of challenge timestamps
+	log          *slog.Logger
+	firstContact *tokenBucket
+	refusals     *logLimiter
 }
 
 var _ transport.Authenticator = (*Authenticator)(nil)
@@ -107,6 +133,23 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.FreshnessWindow == 0 {
 		cfg.FreshnessWindow = DefaultFreshnessWindow
 	}
+	switch {
+	case cfg.FirstContactRate < 0:
+		return nil, fmt.Errorf("identity: Config.FirstContactRate %v is negative", cfg.FirstContactRate)
+	case cfg.FirstContactBurst < 0:
+		return nil, fmt.Errorf("identity: Config.FirstContactBurst %d is negative", cfg.FirstContactBurst)
+	case cfg.MaxTrustedKeys < 0:
+		return nil, fmt.Errorf("identity: Config.MaxTrustedKeys %d is negative", cfg.MaxTrustedKeys)
+	}
+	if cfg.FirstContactRate == 0 {
+		cfg.FirstContactRate = DefaultFirstContactRate
+	}
+	if cfg.FirstContactBurst == 0 {
+		cfg.FirstContactBurst = DefaultFirstContactBurst
+	}
+	if cfg.MaxTrustedKeys == 0 {
+		cfg.MaxTrustedKeys = DefaultMaxTrustedKeys
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -117,7 +160,12 @@ func New(cfg Config) (*Authenticator, error) {
 		cfg.Logger = slog.Default()
 	}
 	cfg.ClusterSecret = bytes.Clone(cfg.ClusterSecret)
-	return &Authenticator{cfg: cfg, origin: cfg.Now(), log: cfg.Logger}, nil
+	now := cfg.Now()
+	return &Authenticator{
+		cfg: cfg, origin: now, log: cfg.Logger,
+		firstContact: newTokenBucket(cfg.FirstContactRate, cfg.FirstContactBurst, now),
+		refusals:     newLogLimiter(RefusalLogInterval, refusalLogPeers),
+	}, nil
 }
 
 // Keys is the authenticator's KeyStore.
@@ -141,7 +189,10 @@ func expectedPeer(ctx context.Context) string {
 // Authenticate runs the identity handshake on c (see
 // transport.Authenticator and the package documentation). A failure is an
 // *AuthError; unless the peer already rejected this node, the peer is sent
-// a REJECT with the reason before Authenticate returns.
+// a REJECT with the reason before Authenticate returns. Failures are
+// logged here, at most once per peer per RefusalLogInterval (the
+// AuthError says so with Logged, and the transport logs it at debug
+// level only).
 func (a *Authenticator) Authenticate(ctx context.Context, c *transport.Conn, role transport.Role) (transport.Identity, error) {
 	h := &handshake{a: a, c: c, role: role, peer: expectedPeer(ctx)}
 	if role == transport.RoleDialer {
@@ -159,5 +210,32 @@ func (a *Authenticator) Authenticate(ctx context.Context, c *transport.Conn, rol
 	if !ae.Remote && h.s != nil && c.Context().Err() == nil && ctx.Err() == nil {
 		h.reject(ctx, ae)
 	}
+	a.logFailure(c, ae)
 	return transport.Identity{}, err
+}
+
+// logFailure logs a failed handshake unless a line about the same peer
+// (by name, or by address when it gave none) was logged less than
+// RefusalLogInterval ago.
+func (a *Authenticator) logFailure(c *transport.Conn, ae *AuthError) {
+	key := ae.Peer
+	if key == "" {
+		key = "addr " + c.RemoteAddr().String()
+	}
+	ok, suppressed := a.refusals.allow(key, a.cfg.Now())
+	if !ok {
+		return
+	}
+	msg := "identity: refused peer"
+	if ae.Remote {
+		msg = "identity: peer refused this node"
+	}
+	args := []any{"remote", c.RemoteAddr().String(), "err", ae}
+	if ae.Peer != "" {
+		args = append([]any{"peer", ae.Peer}, args...)
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	a.log.Warn(msg, args...)
 }

@@ -28,6 +28,20 @@
 // operator editing keys/trusted/) change a pin. KeyString formats a key for
 // logs.
 //
+// # Admission and the cost of strangers
+//
+// A node admits only peers that prove its cluster secret (Config.
+// ClusterSecret). DefaultClusterSecret is the secret of a node configured
+// with none: CASK_COOKIE (CookieEnv), else the cookie file under
+// os.UserConfigDir() (CookiePath), created race-free with a random value
+// and mode 0600 by ReadOrCreateCookie; a cookie others may read fails
+// with ErrInsecureCookieFile. Names with no trusted key are admitted at
+// most Config.FirstContactBurst at once and Config.FirstContactRate per
+// second, and trust on first use records at most Config.MaxTrustedKeys
+// keys; past either, the peer is refused with ErrFirstContactLimit. Both
+// apply only to a peer that passed every other check. Authenticate logs
+// each failure itself, at most once per peer per RefusalLogInterval.
+//
 // # The handshake
 //
 // Authenticate runs HELLO, CHALLENGE, RESPONSE and RESULT frames

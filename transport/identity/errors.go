@@ -37,6 +37,12 @@ var (
 	// ErrBadMessage: a handshake frame was malformed, oversize or out of
 	// order.
 	ErrBadMessage = errors.New("identity: bad handshake message")
+	// ErrFirstContactLimit: the peer's name is new to the node that
+	// refused it, and that node admits no more new names now: its
+	// first-contact rate (Config.FirstContactRate) or its cap on trusted
+	// keys (Config.MaxTrustedKeys) is reached. Retry later, or have the
+	// operator trust the key explicitly.
+	ErrFirstContactLimit = errors.New("identity: first-contact limit reached")
 	// ErrPeerRejected: the peer rejected this node; the AuthError also
 	// matches the sentinel for the reason the peer gave, if it gave one.
 	ErrPeerRejected = errors.New("identity: peer rejected this node")
@@ -98,6 +104,11 @@ func (e *AuthError) Unwrap() []error {
 // transport.Authenticator).
 func (e *AuthError) PeerName() string { return e.Peer }
 
+// Logged is true: Authenticator.Authenticate logs its failures itself,
+// rate-limited per peer, so the transport and dist layers need not log
+// each attempt (see transport.Authenticator).
+func (e *AuthError) Logged() bool { return true }
+
 // rejectReasons maps the sentinels a REJECT can carry to their wire
 // reasons.
 var rejectReasons = []struct {
@@ -113,6 +124,7 @@ var rejectReasons = []struct {
 	{caskpb.AuthRejectReason_AUTH_REJECT_REASON_STALE, ErrStaleHandshake},
 	{caskpb.AuthRejectReason_AUTH_REJECT_REASON_CHANNEL_BINDING, ErrChannelBinding},
 	{caskpb.AuthRejectReason_AUTH_REJECT_REASON_CLUSTER_SECRET, ErrClusterSecret},
+	{caskpb.AuthRejectReason_AUTH_REJECT_REASON_FIRST_CONTACT_LIMIT, ErrFirstContactLimit},
 }
 
 // rejectReason is the wire reason for a local failure.

@@ -312,15 +312,29 @@ func (h *handshake) verifyResponse(r *caskpb.AuthResponse) error {
 	return nil
 }
 
-// trustPeer records the peer's proven key on first use (TOFU). A
-// concurrent handshake may have recorded another key for the same name
-// first: then this one is a mismatch.
+// trustPeer admits the peer's proven key. A key already trusted passes.
+// A name new to this node is a first contact: it takes a token from the
+// first-contact bucket and, in TOFU mode, is recorded if the store holds
+// fewer than MaxTrustedKeys keys; otherwise it is refused with
+// ErrFirstContactLimit. It runs only after every other check passed, the
+// cluster secret included, so a refused peer never costs a token or a
+// pin. A concurrent handshake may have recorded another key for the same
+// name first: then this one is a mismatch.
 func (h *handshake) trustPeer() error {
 	if h.trusted {
 		return nil
 	}
-	got, recorded, err := h.a.cfg.Keys.trustFirst(h.peer, h.peerKey)
+	if !h.a.firstContact.take(h.a.cfg.Now()) {
+		return h.fail(ErrFirstContactLimit, "more than %d new peers at once or %g per second",
+			h.a.cfg.FirstContactBurst, h.a.cfg.FirstContactRate)
+	}
+	got, recorded, err := h.a.cfg.Keys.trustFirst(h.peer, h.peerKey, h.a.cfg.MaxTrustedKeys)
+	if errors.Is(err, errTrustStoreFull) {
+		h.a.firstContact.giveBack()
+		return h.fail(ErrFirstContactLimit, "%d trusted keys held, the most trust on first use records", h.a.cfg.MaxTrustedKeys)
+	}
 	if err != nil {
+		h.a.firstContact.giveBack()
 		return &AuthError{Peer: h.peer, Err: err}
 	}
 	if !bytes.Equal(got, h.peerKey) {

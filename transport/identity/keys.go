@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/cask-p2p/cask/transport/internal/atomicfile"
@@ -282,19 +283,34 @@ func (s *KeyStore) Untrust(node string) error {
 	return nil
 }
 
+// errTrustStoreFull: trustFirst found the limit of keys trusted already.
+var errTrustStoreFull = errors.New("identity: trust store full")
+
 // trustFirst records key for node unless a key is already trusted for it
 // (create-if-absent, atomic against concurrent handshakes and other
 // processes). It returns the key now trusted for node and whether this
-// call recorded it.
-func (s *KeyStore) trustFirst(node string, key ed25519.PublicKey) (ed25519.PublicKey, bool, error) {
+// call recorded it. When the store holds limit trusted keys or more and none
+// for node, it records nothing and fails with errTrustStoreFull.
+func (s *KeyStore) trustFirst(node string, key ed25519.PublicKey, limit int) (ed25519.PublicKey, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dir == "" {
 		if k, ok := s.trusted[node]; ok {
 			return k, false, nil
 		}
+		if len(s.trusted) >= limit {
+			return nil, false, errTrustStoreFull
+		}
 		s.trusted[node] = bytes.Clone(key)
 		return key, true, nil
+	}
+	if k, ok, err := s.readTrusted(node); err != nil || ok {
+		return k, false, err
+	}
+	if n, err := s.countTrusted(); err != nil {
+		return nil, false, fmt.Errorf("identity: trust %s: %w", node, err)
+	} else if n >= limit {
+		return nil, false, errTrustStoreFull
 	}
 	path := s.trustedPath(node)
 	f, err := os.CreateTemp(filepath.Dir(path), "."+node+trustedTempPattern+"*")
@@ -328,6 +344,22 @@ func (s *KeyStore) trustFirst(node string, key ed25519.PublicKey) (ed25519.Publi
 		return k, false, nil
 	}
 	return key, true, nil
+}
+
+// countTrusted counts the trusted keys in keys/trusted/ (the *.pub files;
+// temporary files are not pins).
+func (s *KeyStore) countTrusted() (int, error) {
+	entries, err := os.ReadDir(filepath.Join(s.dir, trustedDirName))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if name := e.Name(); !strings.HasPrefix(name, ".") && strings.HasSuffix(name, trustedKeySuffix) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (s *KeyStore) trustedPath(node string) string {

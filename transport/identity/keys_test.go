@@ -137,10 +137,10 @@ func TestKeyStoreTrust(t *testing.T) {
 			if _, ok, err := ks.TrustedKey("b@host"); ok || err != nil {
 				t.Fatalf("fresh store trusts b: %v %v", ok, err)
 			}
-			if got, rec, err := ks.trustFirst("b@host", k1); err != nil || !rec || !got.Equal(k1) {
+			if got, rec, err := ks.trustFirst("b@host", k1, 10); err != nil || !rec || !got.Equal(k1) {
 				t.Fatalf("trustFirst: %v %v %v", got, rec, err)
 			}
-			if got, rec, err := ks.trustFirst("b@host", k2); err != nil || rec || !got.Equal(k1) {
+			if got, rec, err := ks.trustFirst("b@host", k2, 10); err != nil || rec || !got.Equal(k1) {
 				t.Fatalf("trustFirst over a pin: %v %v %v (the first key must stay)", got, rec, err)
 			}
 			if err := ks.Trust("b@host", k2); err != nil {
@@ -204,7 +204,7 @@ func TestKeyStoreTrustFirstRace(t *testing.T) {
 			defer wg.Done()
 			k := testKeys(string(rune('a' + i))).PublicKey()
 			var err error
-			got[i], recorded[i], err = ks.trustFirst("b@host", k)
+			got[i], recorded[i], err = ks.trustFirst("b@host", k, 10)
 			if err != nil {
 				t.Error(err)
 			}
