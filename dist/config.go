@@ -96,9 +96,10 @@ type Config struct {
 	// WriteBufferLimit is the per-stream byte count past which senders
 	// block until the stream drains. Default DefaultWriteBufferLimit.
 	WriteBufferLimit int
-	// MaxUserStreams caps live user streams per connection and
-	// direction; more are refused with ErrStreamLimit. Default
-	// DefaultMaxUserStreams.
+	// MaxUserStreams caps user streams per connection and direction
+	// (streams this node opened; separately, streams the peer opened)
+	// that hold a slot; Stream says when a slot is freed. More are
+	// refused with ErrStreamLimit. Default DefaultMaxUserStreams.
 	MaxUserStreams int
 	// MaxPeers caps the peers this node has a session with, or is
 	// connecting to, at once: beyond it an inbound dist hello from a new

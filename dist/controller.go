@@ -4,7 +4,8 @@
 // demand, settles simultaneous connects, establishes a session on the
 // endpoint, turns a lost session into Terminated and NodeDown, serves
 // migration (migrate.go), path statistics (pathstats.go) and remote spawn
-// (spawn.go), and reaps an idle session.
+// (spawn.go), reaps an idle session, and retires itself and its endpoint
+// when the peer needs neither (retireIfUnused).
 //
 // Ownership: every field of controller is touched only from Receive. Work
 // that blocks (dial, handshake, migration, graceful close) runs on
@@ -103,6 +104,10 @@ type controller struct {
 	// (Manager.peerSlots). It holds a slot exactly while it is not idle;
 	// Receive releases it at the end of any message that left it idle.
 	holdsSlot bool
+	// retired: the endpoint is retired and the manager actor was told;
+	// requests still routed here go back to the manager actor, which
+	// hands them to a fresh controller.
+	retired bool
 }
 
 func newController(m *Manager, ep *endpoint) *controller {
@@ -117,6 +122,15 @@ func (c *controller) Receive(ctx actor.Context) {
 }
 
 func (c *controller) receive(ctx actor.Context) {
+	if c.retired {
+		switch ctx.Message().(type) {
+		case *ensureConnected, *Connect, *Spawn, *SendMembership, *inboundHello, *MigratePeer, *GetPathStats:
+			// Routed here before the manager actor learnt of the
+			// retirement; it now has no controller for the peer.
+			ctx.Forward(c.m.pid)
+			return
+		}
+	}
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
 		c.self = ctx.Self()
@@ -172,6 +186,7 @@ func (c *controller) receive(ctx actor.Context) {
 			if c.ep.hasPending() || len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 {
 				c.ensureDial()
 			}
+			c.retireIfUnused()
 		}
 	case *peerGoodbye:
 		if msg.s == c.sess {
@@ -181,14 +196,21 @@ func (c *controller) receive(ctx actor.Context) {
 			if c.ep.hasPending() {
 				c.ensureDial()
 			}
+			c.retireIfUnused()
 		}
 	case *spawnRequest:
 		c.onSpawnRequest(msg)
 	case *spawnResponse:
 		c.onSpawnResponse(msg)
 	case *reapTick:
+		if c.retired {
+			return
+		}
 		c.reap()
-		c.armReaper()
+		c.retireIfUnused()
+		if !c.retired {
+			c.armReaper()
+		}
 	case *shutdown:
 		c.shutting = true
 		if c.dialCancel != nil {
@@ -312,6 +334,7 @@ func (c *controller) onDialResult(r *dialResult) {
 		}
 		c.state = stateIdle
 		c.connectFailed(r.err)
+		c.retireIfUnused()
 		return
 	}
 	w := r.welcome
@@ -473,6 +496,30 @@ func (c *controller) failWaiting(err error) {
 	}
 	c.spawnWait = nil
 	c.pendingControl = nil
+}
+
+// retireIfUnused retires the endpoint and then this controller when the
+// peer needs neither: no session or connect attempt, nobody waiting here
+// (Connect, Spawn, membership frames, migrations, spawns in flight) and,
+// checked by the endpoint under its lock, nothing queued, no watch and no
+// pin. So a name that never resolved, or a peer gone idle, costs nothing
+// until the next send, which makes a fresh endpoint and controller. The
+// manager actor is told and stops this controller after the messages
+// already routed here (forwarded back to it, see Receive).
+func (c *controller) retireIfUnused() {
+	if c.retired || c.shutting || c.state != stateIdle || c.sess != nil ||
+		len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 || len(c.spawns) > 0 ||
+		c.migrations.running || len(c.migrations.waiting) > 0 {
+		return
+	}
+	if !c.ep.tryRetire(c.self) {
+		return
+	}
+	c.retired = true
+	if c.reapTimer != nil {
+		c.reapTimer.Stop()
+	}
+	c.m.system.Root.Send(c.m.pid, &controllerRetired{node: c.peer, pid: c.self})
 }
 
 // maxPendingControl bounds control frames queued while connecting.

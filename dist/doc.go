@@ -13,8 +13,12 @@
 //
 // A Manager per node (the dist layer) registers a protoactor address
 // resolver: every PID whose Address is another node's name (name@host)
-// resolves to that peer's endpoint, which lives as long as the Manager.
-// The Manager's actor, the manager actor ("dist", Manager.PID), supervises
+// resolves to that peer's endpoint; any other address that is not this
+// node's (nonode, x@y@z) resolves to a shared Process that dead-letters
+// with ErrBadNodeName. An endpoint and its controller are freed when the
+// peer needs neither (its connect failed or its session ended, and no
+// message, watch, pin or request waits); a PID that still caches a freed
+// endpoint forwards through it to the live one. The Manager's actor, the manager actor ("dist", Manager.PID), supervises
 // one controller per peer; a controller that fails is stopped, its
 // connection closed and the peer reported down, never the node.
 //

@@ -8,8 +8,10 @@
 // the target's mailbox (inbound.go). With no session it waits, encoded, in
 // a bounded queue while the controller connects.
 //
-// Ownership: an endpoint lives as long as the Manager. sess and
-// controllerPID are atomics, written by the controller (attach, detach)
+// Ownership: an endpoint lives while its peer needs it: it is retired
+// (tryRetire) when its connect failed or its session ended and nothing
+// waits on it, and a fresh one is made on the next send. sess,
+// controllerPID and retired are atomics, written by the controller (attach, detach)
 // and the manager actor (controllerPID) and read by senders. pending,
 // requested and the two watch tables are guarded by mu: they are the
 // hand-off point between sender goroutines (which queue messages and record
@@ -31,8 +33,12 @@ import (
 )
 
 // endpoint is the actor.Process for every PID of one remote node. The
-// address resolver returns it and protoactor caches it in the PIDs, so it
-// lives as long as the Manager and survives reconnects. Sending encodes
+// address resolver returns it and protoactor caches it in the PIDs; it
+// survives reconnects. Once the peer has no session, nothing queued, no
+// watch, no pin and no controller work, its controller retires it: it
+// leaves the Manager's map (so names that never resolved cost nothing),
+// and a PID that still caches it forwards every send to the live endpoint
+// for the name, made afresh when needed. Sending encodes
 // the message on the caller's goroutine and hands the frame to the
 // current session's stream writer; with no session, the message waits in
 // a bounded queue while the controller connects.
@@ -43,6 +49,9 @@ type endpoint struct {
 	sess          atomic.Pointer[session] // current open session, nil when none
 	controllerPID atomic.Pointer[actor.PID]
 	pins          atomic.Int32
+	// retired is set, under mu, once the endpoint left the Manager's
+	// map; senders then forward to the live endpoint (live).
+	retired atomic.Bool
 
 	mu        sync.Mutex
 	pending   []*queuedMessage
@@ -101,6 +110,11 @@ func (ep *endpoint) SendSystemMessage(pid *actor.PID, message any) {
 			return
 		}
 		ep.mu.Lock()
+		if ep.retired.Load() {
+			ep.mu.Unlock()
+			ep.live().SendSystemMessage(pid, message)
+			return
+		}
 		ep.watchesOut = addWatch(ep.watchesOut, pid.Id, m.Watcher)
 		ep.mu.Unlock()
 		ep.send(pid, m, m.Watcher, nil, true)
@@ -153,12 +167,23 @@ func (ep *endpoint) send(pid *actor.PID, msg any, sender *actor.PID, header []st
 			return
 		}
 	}
+	if ep.retired.Load() {
+		ep.live().send(pid, msg, sender, header, system)
+		return
+	}
 	ep.queue(pid, msg, pm, sender, header, system)
 }
+
+// live is the endpoint now serving this one's peer: a retired endpoint
+// is still cached in PIDs resolved before it retired, and forwards.
+//
+//go:noinline
+func (ep *endpoint) live() *endpoint { return ep.mgr.endpoint(ep.name) }
 
 //go:noinline
 func (ep *endpoint) notProtobuf(pid *actor.PID, msg any, sender *actor.PID) {
 	ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %T", ErrNotProtobuf, msg))
+	ep.tryRetire(nil) // an endpoint nothing was ever queued on
 }
 
 // queue encodes msg and sends it through sendSlow: there was no session,
@@ -170,10 +195,12 @@ func (ep *endpoint) queue(pid *actor.PID, msg any, pm proto.Message, sender *act
 	payload, err := proto.Marshal(pm)
 	if err != nil {
 		ep.undeliverable(pid, msg, sender, fmt.Errorf("%w: %s: %w", ErrEncode, typeName, err))
+		ep.tryRetire(nil)
 		return
 	}
 	if len(payload) > ep.mgr.cfg.MaxMessageSize {
 		ep.undeliverable(pid, msg, sender, tooLarge(typeName, len(payload), ep.mgr.cfg.MaxMessageSize, ""))
+		ep.tryRetire(nil)
 		return
 	}
 	ep.sendSlow(&queuedMessage{target: pid, sender: sender, typeName: typeName, payload: payload,
@@ -184,6 +211,11 @@ func (ep *endpoint) queue(pid *actor.PID, msg any, pm proto.Message, sender *act
 func (ep *endpoint) sendSlow(o *queuedMessage) {
 	for {
 		ep.mu.Lock()
+		if ep.retired.Load() {
+			ep.mu.Unlock()
+			ep.live().sendSlow(o)
+			return
+		}
 		if s := ep.sess.Load(); s != nil && !s.isClosing() {
 			ep.mu.Unlock()
 			err := s.send(o)
@@ -267,6 +299,46 @@ func (ep *endpoint) failPending(err error) (watchesOut map[string]map[string]*ac
 		ep.undeliverable(o.target, o.msg, o.sender, err)
 	}
 	return watchesOut
+}
+
+// tryRetire takes the endpoint out of the Manager's map when nothing
+// needs it: no session, nothing queued or requested, no watch, no pin,
+// and no controller other than ctrl (the caller, which has checked its own
+// waiters). It reports whether the endpoint is retired. Senders check
+// retired under mu before they queue, so no message is left behind in a
+// retired endpoint: they forward to the live one instead.
+func (ep *endpoint) tryRetire(ctrl *actor.PID) bool {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.retired.Load() {
+		return true
+	}
+	if ep.sess.Load() != nil || len(ep.pending) > 0 || ep.requested ||
+		len(ep.watchesOut) > 0 || len(ep.watchesIn) > 0 || ep.pins.Load() != 0 {
+		return false
+	}
+	if c := ep.controllerPID.Load(); c != nil && (ctrl == nil || !c.Equal(ctrl)) {
+		return false
+	}
+	ep.retired.Store(true)
+	ep.mgr.endpoints.CompareAndDelete(ep.name, ep)
+	return true
+}
+
+// withLive runs f on the live endpoint for node under its mutex, so f's
+// changes (pins) cannot race with the endpoint's retirement.
+func (m *Manager) withLive(node string, f func(ep *endpoint)) {
+	for {
+		ep := m.endpoint(node)
+		ep.mu.Lock()
+		if ep.retired.Load() {
+			ep.mu.Unlock()
+			continue
+		}
+		f(ep)
+		ep.mu.Unlock()
+		return
+	}
 }
 
 func (ep *endpoint) hasPending() bool {

@@ -1,7 +1,8 @@
 // The Manager: one node's dist layer, its public API and lifetime.
 //
 // Ownership: the Manager's fields are set by New and Start and only read
-// afterwards, except the endpoint map, connect options (sync.Map), the
+// afterwards, except the endpoint map (entries leave it when their
+// controller retires them, endpoint.go), connect options (sync.Map), the
 // kinds (kindsMu), the acceptors (their own lock) and the membership
 // handler (atomic), which any goroutine of the node may use.
 
@@ -39,8 +40,9 @@ type Manager struct {
 	resolver Resolver
 	log      *slog.Logger
 
-	endpoints sync.Map // node name → *endpoint
-	pid       *actor.PID
+	endpoints  sync.Map // node name → *endpoint, while the peer needs one
+	badAddress badAddress
+	pid        *actor.PID
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -90,11 +92,13 @@ func New(system *actor.ActorSystem, tr *transport.Transport, cfg Config) (*Manag
 		chain = append(chain, DNSResolver{Port: cfg.DiscoveryPort})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{
+	m := &Manager{
 		cfg: cfg, name: cfg.Name, inc: inc, system: system, tr: tr, resolver: chain,
 		log: cfg.Logger.With("node", cfg.Name), ctx: ctx, cancel: cancel,
 		kinds: make(map[string]*actor.Props),
-	}, nil
+	}
+	m.badAddress.m = m
+	return m, nil
 }
 
 // Name is this node's name.
@@ -134,14 +138,49 @@ func (m *Manager) Start() error {
 }
 
 // resolve is the protoactor address resolver: every PID whose Address is
-// another valid node name is served by that node's endpoint.
+// another valid node name is served by that node's endpoint, and every
+// other non-empty address that is not this node's by badAddress, which
+// dead-letters with ErrBadNodeName. Protoactor serves this node's own
+// address and its local placeholder ("nonhost") itself and never asks;
+// the empty address stays protoactor's plain dead letter.
 func (m *Manager) resolve(pid *actor.PID) (actor.Process, bool) {
-	if pid.Address == m.name || ValidateNodeName(pid.Address) != nil {
+	if pid.Address == m.name || pid.Address == "" {
 		return nil, false
+	}
+	if ValidateNodeName(pid.Address) != nil {
+		return &m.badAddress, true
 	}
 	return m.endpoint(pid.Address), true
 }
 
+// badAddress is the Process for PIDs whose Address is not a node name
+// (such as "nonode" or "x@y@z"): every message to one is a dead letter
+// whose Message is an *UndeliveredMessage with a Reason matching
+// ErrBadNodeName, and a Watch is answered with Terminated at once. One
+// per Manager, shared by every such PID.
+type badAddress struct{ m *Manager }
+
+var _ actor.Process = (*badAddress)(nil)
+
+func (b *badAddress) SendUserMessage(pid *actor.PID, message any) {
+	_, msg, sender := actor.UnwrapEnvelope(message)
+	b.m.publishDeadLetter(pid, msg, sender, pid.Address, ValidateNodeName(pid.Address))
+}
+
+func (b *badAddress) SendSystemMessage(pid *actor.PID, message any) {
+	if w, ok := message.(*actor.Watch); ok && w.Watcher != nil {
+		if p, ok := b.m.system.ProcessRegistry.GetLocal(w.Watcher.Id); ok {
+			p.SendSystemMessage(w.Watcher, &actor.Terminated{Who: pid, Why: actor.TerminatedReason_AddressTerminated})
+		}
+	}
+	b.m.publishDeadLetter(pid, message, nil, pid.Address, ValidateNodeName(pid.Address))
+}
+
+func (b *badAddress) Stop(pid *actor.PID) { b.SendSystemMessage(pid, &actor.Stop{}) }
+
+// endpoint returns the live endpoint for node, making one if there is
+// none. It may be retired by the time the caller uses it; senders then
+// forward, and callers that change it use withLive.
 func (m *Manager) endpoint(node string) *endpoint {
 	if ep, ok := m.endpoints.Load(node); ok {
 		return ep.(*endpoint)
@@ -243,18 +282,26 @@ func (m *Manager) DemonitorNode(node string, watcher *actor.PID) {
 // Pin keeps the session to node open against idle reaping, by either
 // side, until Unpin. Pins are counted.
 func (m *Manager) Pin(node string) {
-	if m.endpoint(node).pins.Add(1) == 1 {
+	var n int32
+	m.withLive(node, func(ep *endpoint) { n = ep.pins.Add(1) })
+	if n == 1 {
 		m.pinChanged(node)
 	}
 }
 
 // Unpin releases one Pin.
 func (m *Manager) Unpin(node string) {
-	ep := m.endpoint(node)
+	v, ok := m.endpoints.Load(node)
+	if !ok {
+		return // never pinned: a pinned endpoint is never retired
+	}
+	ep := v.(*endpoint)
+	ep.mu.Lock()
 	n := ep.pins.Add(-1)
 	if n < 0 {
 		ep.pins.Store(0)
 	}
+	ep.mu.Unlock()
 	if n == 0 {
 		m.pinChanged(node)
 	}
@@ -262,7 +309,11 @@ func (m *Manager) Unpin(node string) {
 
 // pinChanged tells the peer, over a live session, whether it is pinned.
 func (m *Manager) pinChanged(node string) {
-	ep := m.endpoint(node)
+	v, ok := m.endpoints.Load(node)
+	if !ok {
+		return
+	}
+	ep := v.(*endpoint)
 	if s := ep.sess.Load(); s != nil {
 		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_SessionPin{
 			SessionPin: &caskpb.SessionPin{Pinned: ep.pins.Load() > 0}}})

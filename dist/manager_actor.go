@@ -27,6 +27,12 @@ type (
 	}
 	shutdown     struct{}
 	shutdownDone struct{ node string }
+	// controllerRetired: the controller retired its endpoint
+	// (controller.retireIfUnused) and waits to be stopped.
+	controllerRetired struct {
+		node string
+		pid  *actor.PID
+	}
 )
 
 // managerActor is the dist manager: it owns the controller map and the
@@ -150,6 +156,13 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		a.shutdownProgress(ctx, "")
 	case *shutdownDone:
 		a.shutdownProgress(ctx, msg.node)
+	case *controllerRetired:
+		if c := a.controllers[msg.node]; c != nil && c.Id == msg.pid.Id {
+			delete(a.controllers, msg.node)
+		}
+		// A user message: it stops the controller after whatever was
+		// routed to it before, which it forwards back here.
+		ctx.Poison(msg.pid)
 	case *actor.Terminated:
 		key := msg.Who.String()
 		if a.acceptors[key] {
@@ -158,7 +171,11 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		}
 		if node, ok := a.byPID[msg.Who.Id]; ok {
 			delete(a.byPID, msg.Who.Id)
-			a.shutdownProgress(ctx, node)
+			if cur := a.controllers[node]; cur == nil || cur.Id == msg.Who.Id {
+				// not a retired controller's end after its successor
+				// started
+				a.shutdownProgress(ctx, node)
+			}
 			if a.controllers[node] != nil && a.controllers[node].Id == msg.Who.Id {
 				delete(a.controllers, node)
 			}
@@ -201,9 +218,13 @@ func (a *managerActor) controller(ctx actor.Context, node string) *actor.PID {
 	if a.stopping || a.m.stopping.Load() {
 		return nil
 	}
-	ep := a.m.endpoint(node)
-	c := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newController(a.m, ep) }))
-	ep.controllerPID.Store(c)
+	// Under the endpoint's lock, so that it is not retired (for want of a
+	// controller) while this one starts.
+	var c *actor.PID
+	a.m.withLive(node, func(ep *endpoint) {
+		c = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newController(a.m, ep) }))
+		ep.controllerPID.Store(c)
+	})
 	ctx.Watch(c)
 	a.controllers[node] = c
 	a.byPID[c.Id] = node

@@ -69,7 +69,10 @@ type session struct {
 	finishedData int // ... of which reached their end
 	inboundDone  chan struct{}
 	goodbyeSent  bool
-	userStreams  int // live user streams, both directions
+	// user stream slots per direction (streams.go): streams this node
+	// opened, streams the peer opened
+	userStreamsOut int
+	userStreamsIn  int
 }
 
 func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, inc, caps uint64, peerMax uint32) *session {

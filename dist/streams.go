@@ -46,7 +46,9 @@ var (
 	ErrBadTag = errors.New("dist: bad stream tag")
 	// ErrUnknownTag: the peer has no acceptor for the tag.
 	ErrUnknownTag = errors.New("dist: no acceptor for stream tag")
-	// ErrStreamLimit: the connection has too many user streams.
+	// ErrStreamLimit: MaxUserStreams user streams in that direction hold
+	// their slots (see Stream for when a slot is freed); this node's own
+	// count or the peer's refusal.
 	ErrStreamLimit = errors.New("dist: too many user streams")
 )
 
@@ -59,16 +61,44 @@ type StreamOpened struct {
 
 // Stream is a tagged user stream: a QUIC stream on the peer's dist
 // connection with its own flow control, so it never stalls actor
-// messages. It rides through connection migration. While it is open it
-// pins the session against idle reaping. Reads and writes after the
-// connection is lost fail with an error matching ErrConnectionLost.
+// messages. It rides through connection migration. Reads and writes after
+// the connection is lost fail with an error matching ErrConnectionLost.
+//
+// Slots: each node allows Config.MaxUserStreams streams it opened and,
+// separately, MaxUserStreams streams the peer opened. A stream holds a
+// slot on both nodes while data may still flow from opener to acceptor:
+// the opener's slot is freed when it finishes writing (Close or
+// CloseWrite) or the acceptor stops reading (its Close); the acceptor's
+// when it has seen the opener's end (a Read returned io.EOF), when it
+// calls Close, or when a Read fails because the stream was reset. A lost
+// connection frees every slot. So after the opener's Close a new stream
+// to the same peer fits once the acceptor has read to the end or closed;
+// until then the peer refuses it with ErrStreamLimit. While a stream
+// holds a slot it pins the session against idle reaping.
 type Stream struct {
-	st   *transport.Stream
-	br   *bufio.Reader // holds bytes read past the preamble
-	sess *session
-	tag  string
+	st      *transport.Stream
+	br      *bufio.Reader // holds bytes read past the preamble
+	sess    *session
+	tag     string
+	inbound bool // the peer opened it
 
 	closeOnce sync.Once
+	slotOnce  sync.Once
+}
+
+func newStream(st *transport.Stream, br *bufio.Reader, sess *session, tag string, inbound bool) *Stream {
+	s := &Stream{st: st, br: br, sess: sess, tag: tag, inbound: inbound}
+	if !inbound {
+		// The opener's slot: free once its write side is finished, by
+		// Close or CloseWrite, or by the acceptor's Close (STOP_SENDING).
+		context.AfterFunc(st.WriteContext(), s.freeSlot)
+	}
+	return s
+}
+
+// freeSlot gives the stream's slot back, once.
+func (s *Stream) freeSlot() {
+	s.slotOnce.Do(func() { s.sess.streamDone(s.inbound) })
 }
 
 var _ io.ReadWriteCloser = (*Stream)(nil)
@@ -82,6 +112,9 @@ func (s *Stream) Tag() string { return s.tag }
 // Read implements io.Reader.
 func (s *Stream) Read(p []byte) (int, error) {
 	n, err := s.br.Read(p)
+	if err != nil && s.inbound {
+		s.freeSlot() // the opener's end (io.EOF) or a reset: nothing more comes
+	}
 	return n, s.wrap(err)
 }
 
@@ -95,14 +128,15 @@ func (s *Stream) Write(p []byte) (int, error) {
 // data written so far. Reading goes on.
 func (s *Stream) CloseWrite() error { return s.wrap(s.st.Close()) }
 
-// Close finishes the write side, stops reading and releases the stream's
-// pin on the session. It is safe to call twice.
+// Close finishes the write side and stops reading; it frees this node's
+// slot (see Stream) and so the stream's pin on the session. It is safe to
+// call twice.
 func (s *Stream) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		err = s.st.Close()
 		s.st.CancelRead(StreamCodeClosed)
-		s.sess.streamDone()
+		s.freeSlot()
 	})
 	return s.wrap(err)
 }
@@ -218,12 +252,12 @@ func (m *Manager) OpenStream(ctx context.Context, peer, tag string) (*Stream, er
 	if s == nil || s.isClosing() {
 		return nil, peerErr("open stream", peer, ErrNoConn)
 	}
-	if !s.streamStart() {
-		return nil, peerErr("open stream", peer, fmt.Errorf("%w: %d open", ErrStreamLimit, m.cfg.MaxUserStreams))
+	if !s.streamStart(false) {
+		return nil, peerErr("open stream", peer, fmt.Errorf("%w: %d opened by %s hold their slots", ErrStreamLimit, m.cfg.MaxUserStreams, m.name))
 	}
 	st, err := s.openUser(ctx, tag)
 	if err != nil {
-		s.streamDone()
+		s.streamDone(false)
 		return nil, peerErr("open stream", peer, err)
 	}
 	return st, nil
@@ -265,7 +299,7 @@ func (s *session) openUser(ctx context.Context, tag string) (*Stream, error) {
 		return fail(fmt.Errorf("%w: %q: %s", ErrBadTag, tag, acc.GetDetail()))
 	}
 	qs.SetDeadline(time.Time{})
-	return &Stream{st: qs, br: br, sess: s, tag: tag}, nil
+	return newStream(qs, br, s, tag, false), nil
 }
 
 // acceptUser takes the peer's user streams and hands each to its tag's
@@ -318,36 +352,46 @@ func (s *session) serveUser(qs *transport.Stream) {
 		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_UNKNOWN_TAG, "no acceptor on "+s.mgr.name)
 		return
 	}
-	if !s.streamStart() {
-		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_LIMIT, fmt.Sprintf("%d user streams open", s.mgr.cfg.MaxUserStreams))
+	if !s.streamStart(true) {
+		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_LIMIT, fmt.Sprintf("%d user streams opened by %s hold their slots on %s",
+			s.mgr.cfg.MaxUserStreams, s.peer, s.mgr.name))
 		return
 	}
 	b, _ := proto.Marshal(&caskpb.StreamAccept{})
 	if _, err := qs.Write(transport.AppendFrame(nil, b)); err != nil {
-		s.streamDone()
+		s.streamDone(true)
 		return
 	}
-	s.mgr.system.Root.Send(pid, &StreamOpened{Stream: &Stream{st: qs, br: br, sess: s, tag: tag}, From: s.peer})
+	s.mgr.system.Root.Send(pid, &StreamOpened{Stream: newStream(qs, br, s, tag, true), From: s.peer})
 }
 
-// streamStart counts a user stream against the limit and pins the session.
-func (s *session) streamStart() bool {
+// streamStart takes a user stream slot in one direction (inbound: opened
+// by the peer) and so pins the session; false when all are taken.
+func (s *session) streamStart(inbound bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.userStreams >= s.mgr.cfg.MaxUserStreams {
+	n := &s.userStreamsOut
+	if inbound {
+		n = &s.userStreamsIn
+	}
+	if *n >= s.mgr.cfg.MaxUserStreams {
 		return false
 	}
-	s.userStreams++
+	*n++
 	s.activity.Add(1)
 	return true
 }
 
-// streamDone releases one user stream.
-func (s *session) streamDone() {
+// streamDone frees a slot taken by streamStart.
+func (s *session) streamDone(inbound bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.userStreams > 0 {
-		s.userStreams--
+	n := &s.userStreamsOut
+	if inbound {
+		n = &s.userStreamsIn
+	}
+	if *n > 0 {
+		*n--
 	}
 	s.activity.Add(1)
 }
@@ -356,5 +400,5 @@ func (s *session) streamDone() {
 func (s *session) hasUserStreams() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.userStreams > 0
+	return s.userStreamsOut > 0 || s.userStreamsIn > 0
 }

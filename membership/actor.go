@@ -63,8 +63,9 @@ type membershipActor struct {
 	// active peers whose session is not up yet (PeerUp held back).
 	announced map[string]bool
 	awaiting  map[string]bool
-	// downErr remembers the latest NodeDown error per node, for join
-	// errors.
+	// downErr remembers the latest NodeDown error of a join contact, for
+	// the join's error; other nodes' errors are not kept (a flood of
+	// failed connects to unknown names must not grow it).
 	downErr map[string]error
 
 	subscribers map[string]*actor.PID
@@ -344,9 +345,12 @@ func (a *membershipActor) linkDown(ctx actor.Context, msg *dist.NodeDown) {
 	node := msg.Node
 	delete(a.live, node)
 	delete(a.opening, node)
-	if msg.Err != nil {
+	switch {
+	case a.join == nil || a.join.contact != node:
+		delete(a.downErr, node)
+	case msg.Err != nil:
 		a.downErr[node] = msg.Err
-	} else {
+	default:
 		a.downErr[node] = fmt.Errorf("session down: %s", msg.Reason)
 	}
 	a.apply(ctx, a.state.LinkDown(node, a.now()))

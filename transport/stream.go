@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -53,6 +54,11 @@ func (s *Stream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadli
 
 // StreamID returns the QUIC stream ID.
 func (s *Stream) StreamID() int64 { return int64(s.s.StreamID()) }
+
+// WriteContext is done once the write side is finished: by Close or
+// CancelWrite, when the peer stops reading (CancelRead on its side), or
+// when the connection closes.
+func (s *Stream) WriteContext() context.Context { return s.s.Context() }
 
 // SendStream is the sending half of a unidirectional stream.
 type SendStream struct {

@@ -1,0 +1,10 @@
+package dist
+
+import "github.com/asynkron/protoactor-go/actor"
+
+// EndpointRetired reports whether p, a Process the address resolver
+// returned, is an endpoint that has been retired.
+func EndpointRetired(p actor.Process) bool {
+	ep, ok := p.(*endpoint)
+	return ok && ep.retired.Load()
+}
