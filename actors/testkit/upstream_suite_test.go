@@ -2,6 +2,7 @@ package testkit_test
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,14 +84,26 @@ func runUpstreamSuite(t *testing.T, env upstreamEnv) {
 	t.Run("ExpectNoMessage", func(t *testing.T) { upstreamExpectNoMessage(t, env) })
 	t.Run("MailboxAndSendStats", func(t *testing.T) { upstreamMailboxAndSendStats(t, env) })
 	t.Run("ReceiveStats", func(t *testing.T) { upstreamReceiveStats(t, env) })
-	// The waits that last the default second run side by side.
 	t.Run("ZeroTimeoutIsOneSecond", func(t *testing.T) {
-		t.Run("GetNextMessage", func(t *testing.T) { t.Parallel(); upstreamZeroGetNextMessage(t, env) })
-		t.Run("GetNextMessageWaits", func(t *testing.T) { t.Parallel(); upstreamZeroGetNextMessageWaits(t, env) })
-		t.Run("ExpectNoMessage", func(t *testing.T) { t.Parallel(); upstreamZeroExpectNoMessage(t, env) })
-		t.Run("FishForMessageOf", func(t *testing.T) { t.Parallel(); upstreamZeroFishForMessageOf(t, env) })
-		t.Run("RequestFuture", func(t *testing.T) { t.Parallel(); upstreamZeroRequestFuture(t, env) })
+		runSideBySide(t, env, map[string]func(*testing.T, upstreamEnv){
+			"GetNextMessage":      upstreamZeroGetNextMessage,
+			"GetNextMessageWaits": upstreamZeroGetNextMessageWaits,
+			"ExpectNoMessage":     upstreamZeroExpectNoMessage,
+			"FishForMessageOf":    upstreamZeroFishForMessageOf,
+			"RequestFuture":       upstreamZeroRequestFuture,
+		})
 	})
+}
+
+// runSideBySide runs each test as a subtest of t, all at once: they spend
+// their time waiting a second, not working, so they need not queue for
+// the -parallel slots that t.Parallel would take.
+func runSideBySide(t *testing.T, env upstreamEnv, tests map[string]func(*testing.T, upstreamEnv)) {
+	var wg sync.WaitGroup
+	for name, test := range tests {
+		wg.Go(func() { t.Run(name, func(t *testing.T) { test(t, env) }) })
+	}
+	wg.Wait()
 }
 
 // subject is the actor under test. It speaks wrapperspb messages, so that
