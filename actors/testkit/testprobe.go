@@ -87,9 +87,9 @@ func (tp *TestProbe) Receive(ctx actor.Context) {
 // [DefaultTimeout] for it to start, and panics if it has not (the probe was
 // never spawned), as upstream panics.
 //
-// Upstream's Send, Request and RequestFuture go through this context; use
-// them rather than the context's own methods, which protoactor means for
-// the actor's goroutine.
+// From the test, send with the probe's Send, Request and [RequestFuture]
+// rather than with the context's own methods: protoactor means those for
+// the actor's goroutine, and upstream's probe calls them from the test's.
 func (tp *TestProbe) Context() actor.Context {
 	timer := time.NewTimer(DefaultTimeout)
 	defer timer.Stop()
