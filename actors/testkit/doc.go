@@ -2,7 +2,8 @@
 // actor system, without sleeps: a test waits for the event it cares about,
 // bounded by a timeout, and fails with a message that says what was missing.
 //
-// It has three tools.
+// It has three tools of its own, and also speaks upstream protoactor-go's
+// testkit API (see below).
 //
 // A [Probe] is an actor the test drives. It sends and requests on the
 // test's behalf, queues whatever is sent to it, and lets the test take
@@ -41,6 +42,24 @@
 // a view of one adapter.Rule installed on both of its nodes' sockets for
 // the other's address: the same fault model as every other test's.
 //
+// # Upstream protoactor-go's names
+//
+// Tests written for upstream's testkit package
+// (github.com/asynkron/protoactor-go/testkit) port by changing the import
+// path: [TestProbe] with [NewTestProbe] and the generic [GetNextMessageOf],
+// [GetNextMessageWhere], [FishForMessage], [FishForMessageOf] and
+// [RequestFuture]; [TestMailboxStats] with the props options
+// [WithMailboxStats], [WithReceiveStats] and [WithSendStats]; and
+// [AwaitCondition]. They keep upstream's semantics: the test spawns the
+// probe, a zero timeout means one second ([DefaultTimeout]), and nothing
+// fails the test: errors are returned, wrapping [ErrTimeout] or
+// [ErrUnexpectedMessage]. They work the same whether the actor under test
+// is local or on another node. docs/testing.md has the porting table and
+// the few differences.
+//
+// A zero timeout means DefaultTimeout on a [Probe] too; a negative one
+// means no wait.
+//
 // # Example
 //
 // A mailbox-level test: send work, wait until the actor has handled all of
@@ -69,6 +88,7 @@
 //		}
 //	}
 //
-// Functions that fail the test (the Expect methods, FishForMessage,
-// Respond) call t.Fatalf and so must run on the test's goroutine.
+// The Probe methods that fail the test (the Expect methods,
+// Probe.FishForMessage, Probe.Respond) call t.Fatalf and so must run on the
+// test's goroutine.
 package testkit

@@ -97,7 +97,17 @@ func (p *Probe) Sender() *actor.PID {
 // GetNextMessage takes the next message from the queue, waiting up to
 // timeout for one to arrive. On timeout it returns an error wrapping
 // [ErrTimeout] and does not fail the test.
+//
+// As everywhere on a probe (the Expect methods and FishForMessage wait
+// through GetNextMessage), a zero timeout means [DefaultTimeout], as in
+// upstream protoactor-go, and a negative one means no wait: take a message
+// only if one is already queued.
 func (p *Probe) GetNextMessage(timeout time.Duration) (any, error) {
+	return p.next(orDefault(timeout))
+}
+
+// next is GetNextMessage without the default: a zero timeout means no wait.
+func (p *Probe) next(timeout time.Duration) (any, error) {
 	env, ok := p.inbox.pop(timeout)
 	if !ok {
 		return nil, fmt.Errorf("%w (%v)", ErrTimeout, timeout)
@@ -144,8 +154,9 @@ func ExpectMsgType[T any](p *Probe, timeout time.Duration) T {
 	return typed
 }
 
-// ExpectNoMessage waits for d and fails the test if a message arrives in
-// that time. A message that does arrive is taken from the queue.
+// ExpectNoMessage waits for d (zero means [DefaultTimeout]) and fails the
+// test if a message arrives in that time. A message that does arrive is
+// taken from the queue.
 func (p *Probe) ExpectNoMessage(d time.Duration) {
 	p.t.Helper()
 
@@ -156,17 +167,20 @@ func (p *Probe) ExpectNoMessage(d time.Duration) {
 }
 
 // FishForMessage takes messages from the queue, discarding them, until one
-// satisfies match, and returns that one. timeout bounds the whole search. It
-// fails the test and returns nil if no matching message arrives in time.
+// satisfies match, and returns that one. timeout bounds the whole search
+// (zero means [DefaultTimeout]). It fails the test and returns nil if no
+// matching message arrives in time. The package function [FishForMessage]
+// is upstream's typed variant, which returns an error instead.
 func (p *Probe) FishForMessage(timeout time.Duration, match func(msg any) bool) any {
 	p.t.Helper()
 
+	timeout = orDefault(timeout)
 	deadline := time.Now().Add(timeout)
 	skipped := 0
 	for {
-		msg, err := p.GetNextMessage(time.Until(deadline))
+		msg, err := p.next(time.Until(deadline))
 		if err != nil {
-			p.t.Fatalf("testkit: FishForMessage: no match after skipping %d messages: %v", skipped, err)
+			p.t.Fatalf("testkit: FishForMessage: no match within %v after skipping %d messages: %v", timeout, skipped, err)
 			return nil
 		}
 		if match(msg) {

@@ -2,7 +2,9 @@ package testkit_test
 
 import (
 	"errors"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -341,4 +343,59 @@ func TestProbeStopTwice(t *testing.T) {
 
 	watcher.ExpectTerminated(probe.PID(), waitTimeout)
 	rec.requireNoFailures(t)
+}
+
+func TestProbeZeroTimeoutWaitsOneSecond(t *testing.T) {
+	system := newSystem(t)
+	tests := []struct {
+		name     string
+		wait     func(t *testing.T, p *testkit.Probe)
+		failures int // recorded by the probe
+	}{
+		{"GetNextMessage", func(t *testing.T, p *testkit.Probe) {
+			if _, err := p.GetNextMessage(0); !errors.Is(err, testkit.ErrTimeout) {
+				t.Errorf("GetNextMessage(0): %v, want ErrTimeout", err)
+			}
+		}, 0},
+		{"ExpectNoMessage", func(t *testing.T, p *testkit.Probe) { p.ExpectNoMessage(0) }, 0},
+		{"FishForMessage", func(t *testing.T, p *testkit.Probe) {
+			p.FishForMessage(0, func(any) bool { return true })
+		}, 1},
+	}
+	// The waits run side by side, a second each. (t.Run may be called
+	// from several goroutines at once.)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, tt := range tests {
+		wg.Go(func() {
+			t.Run(tt.name, func(t *testing.T) {
+				rec := newRecordingTB(t)
+				probe := testkit.NewProbe(rec, system)
+				start := time.Now()
+				tt.wait(t, probe)
+				if elapsed := time.Since(start); elapsed < testkit.DefaultTimeout || elapsed > 3*testkit.DefaultTimeout {
+					t.Errorf("gave up after %v, want about DefaultTimeout (%v)", elapsed, testkit.DefaultTimeout)
+				}
+				if tt.failures == 0 {
+					rec.requireNoFailures(t)
+				} else {
+					rec.requireOneFailure(t, "no match within 1s")
+				}
+			})
+		})
+	}
+}
+
+func TestProbeNegativeTimeoutDoesNotWait(t *testing.T) {
+	system := newSystem(t)
+	probe := testkit.NewProbe(t, system)
+
+	start := time.Now()
+	probe.ExpectNoMessage(-1)
+	if _, err := probe.GetNextMessage(-1); !errors.Is(err, testkit.ErrTimeout) {
+		t.Fatalf("GetNextMessage(-1) on a quiet probe: %v, want ErrTimeout", err)
+	}
+	if elapsed := time.Since(start); elapsed > quietPeriod {
+		t.Fatalf("negative timeouts waited %v", elapsed)
+	}
 }
