@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,10 @@ type ClusterConfig struct {
 	// Name returns node i's name; default "node<i>@localhost".
 	Name func(i int) string
 	// Node is the base configuration of every node; Name, Adapter and
-	// DiscoveryDir are set by the cluster. DisableDNS is always set.
+	// DiscoveryDir are set by the cluster. DisableDNS is always set. With
+	// neither ClusterSecret nor OpenCluster set, the cluster makes a random
+	// secret of its own: its nodes admit each other and no other node,
+	// and the user's cookie file is neither created nor read.
 	Node actors.Config
 	// Seed seeds the links' loss decisions; default 1.
 	Seed uint64
@@ -65,6 +69,16 @@ func StartCluster(n int, cfg ClusterConfig) (*Cluster, error) {
 	}
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if len(cfg.Node.ClusterSecret) == 0 && !cfg.Node.OpenCluster {
+		// A secret of the cluster's own: its nodes admit each other and
+		// nothing else, and the test never creates or reads the user's
+		// cookie file.
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, err
+		}
+		cfg.Node.ClusterSecret = secret
 	}
 	dir, err := os.MkdirTemp("", "cask-cluster-")
 	if err != nil {

@@ -2,6 +2,7 @@ package testkit_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/transport"
 	"github.com/cask-p2p/cask/transport/adapter"
+	"github.com/cask-p2p/cask/transport/identity"
 )
 
 func spawnEcho(t *testing.T, n *actors.Node) {
@@ -83,5 +85,24 @@ func TestClusterLinkIsOneHandleForBothDirections(t *testing.T) {
 	c.Link(1, 0).SetDelay(time.Second)
 	if got, want := c.Link(0, 1).Faults(), (adapter.Faults{Loss: 1, Delay: time.Second}); got != want {
 		t.Fatalf("Faults() = %+v, want %+v (loss clamped to 1)", got, want)
+	}
+}
+
+// A cluster has a secret of its own: a node started with the default
+// admission (the user's cookie) cannot join it.
+func TestClusterHasItsOwnSecret(t *testing.T) {
+	c := testkit.NewCluster(t, 2, testkit.ClusterConfig{})
+	spawnEcho(t, c.Node(1))
+	rtt(t, c.Node(0), c.Node(1).Name())
+	outsider, err := actors.Start(context.Background(), actors.Config{Name: "outsider@localhost",
+		Dist: dist.Config{DisableDNS: true, Peers: map[string]string{c.Node(1).Name(): c.Node(1).Addr().String()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outsider.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := outsider.Connect(ctx, c.Node(1).Name()); !errors.Is(err, identity.ErrClusterSecret) {
+		t.Fatalf("outsider with the default cookie joined the cluster: %v", err)
 	}
 }
