@@ -20,6 +20,7 @@ var rank = map[string]int{
 	"internal/deps":                 0,
 	"internal/fielderr":             0,
 	"internal/testhome":             0,
+	"internal/doccheck":             0,
 	"transport/internal/atomicfile": 0,
 	"internal/layering":             0,
 	"membership/hyparview":          5,
