@@ -434,6 +434,7 @@ func (c *controller) retire(reason NodeDownReason, err error) {
 		return
 	}
 	c.sess = nil
+	s.retired.Store(true)
 	c.state = stateIdle
 	out, in := c.ep.detach(s)
 	c.endWatches(out, in)

@@ -59,6 +59,10 @@ type session struct {
 
 	activity     atomic.Uint64 // bumped per batch written or frame read
 	remotePinned atomic.Bool   // the peer holds this session pinned
+	// retired: the controller let go of this session (retire) and will
+	// not read its sessionClosed; the supervisor then sends none, which
+	// would only be a dead letter once the controller has stopped.
+	retired atomic.Bool
 
 	mu           sync.Mutex
 	closing      bool // no new sends; draining or closed
@@ -120,7 +124,9 @@ func (s *session) run(controller *actor.PID) {
 		s.mu.Lock()
 		err, reason := s.err, s.reason
 		s.mu.Unlock()
-		s.mgr.system.Root.Send(controller, &sessionClosed{s: s, err: err, reason: reason})
+		if !s.retired.Load() {
+			s.mgr.system.Root.Send(controller, &sessionClosed{s: s, err: err, reason: reason})
+		}
 	}()
 }
 
