@@ -12,6 +12,7 @@ package testhome
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // Runner is what testing.M and goleak.VerifyTestMain have in common.
@@ -33,6 +34,14 @@ func (r runner) Run() int {
 		return 2
 	}
 	defer os.RemoveAll(dir)
+	// The go command finds its build cache, module cache and settings
+	// under the home; a test that runs "go" (a generator check, a node
+	// program built for a multi-process test) keeps the real ones, or it
+	// would rebuild and download everything into the temporary home.
+	if err := pinGoDirs(); err != nil {
+		fmt.Fprintln(os.Stderr, "testhome:", err)
+		return 2
+	}
 	for _, v := range homeVars {
 		if err := os.Setenv(v, dir); err != nil {
 			fmt.Fprintln(os.Stderr, "testhome:", err)
@@ -44,4 +53,40 @@ func (r runner) Run() int {
 		return 2
 	}
 	return r.m.Run()
+}
+
+// pinGoDirs sets GOCACHE, GOPATH, GOMODCACHE and GOENV to the places the
+// go command uses under the real home, where they are not set already.
+func pinGoDirs() error {
+	home, herr := os.UserHomeDir()
+	cache, cerr := os.UserCacheDir()
+	config, ferr := os.UserConfigDir()
+	set := func(name, value string) error {
+		if os.Getenv(name) != "" || value == "" {
+			return nil
+		}
+		return os.Setenv(name, value)
+	}
+	if cerr == nil {
+		if err := set("GOCACHE", filepath.Join(cache, "go-build")); err != nil {
+			return err
+		}
+	}
+	if herr == nil {
+		if err := set("GOPATH", filepath.Join(home, "go")); err != nil {
+			return err
+		}
+	}
+	if gopath := os.Getenv("GOPATH"); gopath != "" {
+		first := filepath.SplitList(gopath)[0]
+		if err := set("GOMODCACHE", filepath.Join(first, "pkg", "mod")); err != nil {
+			return err
+		}
+	}
+	if ferr == nil {
+		if err := set("GOENV", filepath.Join(config, "go", "env")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
