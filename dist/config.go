@@ -130,11 +130,6 @@ type Config struct {
 	DisableMigration bool
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
-
-	// withoutStreamCredit makes the node advertise no
-	// CAPABILITY_STREAM_CREDIT, as a build before it did; tests only
-	// (export_test.go).
-	withoutStreamCredit bool
 }
 
 // WithDefaults returns a copy of c with every zero field set to its

@@ -9,12 +9,9 @@ func EndpointRetired(p actor.Process) bool {
 	return ok && ep.retired.Load()
 }
 
-// WithoutStreamCredit returns c for a node that does not announce credit
-// flow control of user streams, as an older build.
-func WithoutStreamCredit(c Config) Config {
-	c.withoutStreamCredit = true
-	return c
-}
+// WithoutStreamCredit makes m, before Start, announce no credit flow
+// control of user streams, as an older build.
+func WithoutStreamCredit(m *Manager) { m.withoutStreamCredit = true }
 
 // OverrunCredit lets s write extra bytes past the credit its peer
 // granted, as a misbehaving peer would.

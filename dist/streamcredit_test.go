@@ -3,6 +3,7 @@ package dist_test
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -111,18 +112,51 @@ func TestStreamCreditResumesWriter(t *testing.T) {
 }
 
 // A peer that does not speak credit flow control gets no user streams,
-// in either direction, and says why.
+// in either direction, and the opener is told why.
 func TestStreamNeedsCreditCapability(t *testing.T) {
-	dir := t.TempDir()
-	modern := launch(t, "n0@localhost", actors.Config{Dist: dist.Config{DiscoveryDir: dir}})
-	older := launch(t, "n1@localhost", actors.Config{Dist: dist.WithoutStreamCredit(dist.Config{DiscoveryDir: dir})})
-	acceptorOf(t, modern, "echo", echoStream)
-	acceptorOf(t, older, "echo", echoStream)
-	if _, err := modern.OpenStream(ctx10(t), older.Name(), "echo"); !errors.Is(err, dist.ErrStreamsUnsupported) {
-		t.Fatalf("open to a peer without the capability: %v, want ErrStreamsUnsupported", err)
+	start := func(name string, older bool, peers map[string]string) (*dist.Manager, *transport.Transport) {
+		tr, err := transport.New(transport.Config{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Start(); err != nil {
+			t.Fatal(err)
+		}
+		system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger() }))
+		system.ProcessRegistry.Address = name
+		m, err := dist.New(system, tr, dist.Config{Name: name, Peers: peers, DisableDNS: true, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if older {
+			dist.WithoutStreamCredit(m)
+		}
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = m.Stop()
+			_ = tr.Close()
+			system.Shutdown()
+		})
+		pid := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+			if o, ok := c.Message().(*dist.StreamOpened); ok {
+				go echoStream(o.Stream)
+			}
+		}))
+		if err := m.RegisterAcceptor("echo", pid); err != nil {
+			t.Fatal(err)
+		}
+		return m, tr
 	}
-	if s, err := older.OpenStream(ctx10(t), modern.Name(), "echo"); err == nil {
+	modern, mtr := start("modern@localhost", false, nil)
+	older, _ := start("older@localhost", true, map[string]string{"modern@localhost": mtr.Addr().String()})
+	// The older node dials, so both know each other's address.
+	if s, err := older.OpenStream(ctx10(t), "modern@localhost", "echo"); err == nil {
 		s.Close()
 		t.Fatal("a peer without the capability opened a user stream")
+	}
+	if _, err := modern.OpenStream(ctx10(t), "older@localhost", "echo"); !errors.Is(err, dist.ErrStreamsUnsupported) {
+		t.Fatalf("open to a peer without the capability: %v, want ErrStreamsUnsupported", err)
 	}
 }
