@@ -6,7 +6,7 @@
 // StreamHeader that opens data and user streams, the DistHello/DistWelcome
 // handshake on the control stream, the Envelope that
 // carries actor messages, and the Control frames (spawn requests and
-// responses, delivery failures, Goodbye). Each frame is a uvarint length
+// responses, delivery failures, Goodbye, user stream credit grants). Each frame is a uvarint length
 // followed by the protobuf encoding of one message. The generated Go types
 // live in package caskpb (github.com/cask-p2p/cask/proto/caskpb).
 //
