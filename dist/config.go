@@ -42,9 +42,18 @@ const (
 	// DefaultMaxUserStreams caps live user streams per connection and
 	// direction.
 	DefaultMaxUserStreams = 256
+	// DefaultUserStreamWindow is how many bytes a user stream's writer
+	// may send ahead of what the reader has consumed.
+	DefaultUserStreamWindow = 256 << 10
 	// DefaultMaxPeers caps the peers a node has a session with, or is
 	// connecting to, at once.
 	DefaultMaxPeers = 1024
+)
+
+// Bounds of Config.UserStreamWindow, and of the window a peer announces.
+const (
+	minUserStreamWindow = 4 << 10
+	maxUserStreamWindow = 1 << 30
 )
 
 // Protocol versions this build speaks.
@@ -101,6 +110,13 @@ type Config struct {
 	// that hold a slot; Stream says when a slot is freed. More are
 	// refused with ErrStreamLimit. Default DefaultMaxUserStreams.
 	MaxUserStreams int
+	// UserStreamWindow is the receive window of each user stream, in
+	// bytes, 4 KiB..1 GiB: the peer writes at most this much ahead of
+	// what this node's reader consumed, and this node buffers it. One
+	// stream's throughput is at most UserStreamWindow per round trip;
+	// unread streams hold at most MaxUserStreams × UserStreamWindow per
+	// direction. Default DefaultUserStreamWindow.
+	UserStreamWindow int
 	// MaxPeers caps the peers this node has a session with, or is
 	// connecting to, at once: beyond it an inbound dist hello from a new
 	// peer is refused and a connect to a new peer fails, both with
@@ -145,6 +161,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxUserStreams == 0 {
 		c.MaxUserStreams = DefaultMaxUserStreams
+	}
+	if c.UserStreamWindow == 0 {
+		c.UserStreamWindow = DefaultUserStreamWindow
 	}
 	if c.MaxPeers == 0 {
 		c.MaxPeers = DefaultMaxPeers
@@ -196,6 +215,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxUserStreams < 1 {
 		errs = append(errs, fielderr.New("MaxUserStreams", "%d must be positive", c.MaxUserStreams))
+	}
+	if c.UserStreamWindow < minUserStreamWindow || c.UserStreamWindow > maxUserStreamWindow {
+		errs = append(errs, fielderr.New("UserStreamWindow", "%d out of range 4 KiB..1 GiB", c.UserStreamWindow))
 	}
 	if c.MaxPeers < 1 {
 		errs = append(errs, fielderr.New("MaxPeers", "%d must be positive", c.MaxPeers))

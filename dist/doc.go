@@ -28,6 +28,13 @@
 // session has a control stream and a pool of lazily opened
 // unidirectional data streams.
 //
+// Tagged user streams (streams.go) ride the same connection with
+// credit-based flow control of their own (streams_credit.go): a goroutine
+// per stream reads it off the connection into a window-sized buffer, and
+// writers wait for StreamCredit grants on the control stream, so unread
+// user streams never hold the connection's flow-control window that actor
+// traffic needs.
+//
 // The package's files follow a message: endpoint.go (the Process a send
 // enters), outbound.go (framing and stream writers), then transport, then
 // inbound.go (readers and delivery) on the peer; wire.go is the frame

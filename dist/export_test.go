@@ -8,3 +8,16 @@ func EndpointRetired(p actor.Process) bool {
 	ep, ok := p.(*endpoint)
 	return ok && ep.retired.Load()
 }
+
+// WithoutStreamCredit makes m, before Start, announce no credit flow
+// control of user streams, as an older build.
+func WithoutStreamCredit(m *Manager) { m.withoutStreamCredit = true }
+
+// OverrunCredit lets s write extra bytes past the credit its peer
+// granted, as a misbehaving peer would.
+func OverrunCredit(s *Stream, extra int) {
+	s.smu.Lock()
+	s.send.window += extra
+	s.send.credit += extra
+	s.smu.Unlock()
+}

@@ -120,6 +120,9 @@ func negotiateVersion(lo, hi uint32) (uint32, bool) {
 
 func (m *Manager) capabilities() uint64 {
 	caps := uint64(1) << caskpb.Capability_CAPABILITY_USER_STREAMS
+	if !m.withoutStreamCredit {
+		caps |= 1 << caskpb.Capability_CAPABILITY_STREAM_CREDIT
+	}
 	if !m.cfg.DisableMigration {
 		caps |= 1 << caskpb.Capability_CAPABILITY_MIGRATION
 	}

@@ -374,6 +374,8 @@ func (s *session) readControl() {
 			s.mgr.system.Root.Send(s.ep.controller(), &spawnRequest{s: s, req: b.SpawnRequest})
 		case *caskpb.Control_SpawnResponse:
 			s.mgr.system.Root.Send(s.ep.controller(), &spawnResponse{s: s, resp: b.SpawnResponse})
+		case *caskpb.Control_StreamCredit:
+			s.creditGranted(b.StreamCredit)
 		default:
 			// Unknown control frames come from newer peers; skip them.
 		}

@@ -59,6 +59,9 @@ type Manager struct {
 
 	started  atomic.Bool
 	stopping atomic.Bool
+	// withoutStreamCredit: announce no CAPABILITY_STREAM_CREDIT, as an
+	// older build; set by tests before Start (export_test.go).
+	withoutStreamCredit bool
 	// peerSlots counts controllers holding a MaxPeers slot: those with a
 	// session or a connect attempt (controller.holdsSlot).
 	peerSlots atomic.Int64

@@ -77,6 +77,12 @@ type session struct {
 	// opened, streams the peer opened
 	userStreamsOut int
 	userStreamsIn  int
+	// userStreams routes credit grants: QUIC stream ID → user stream
+	// whose write side is open (streams_credit.go).
+	userStreams map[int64]*Stream
+	// streamsStopped: the supervisor waits for the session's goroutines,
+	// so no user stream starts one any more.
+	streamsStopped bool
 }
 
 func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, inc, caps uint64, peerMax uint32) *session {
@@ -120,6 +126,7 @@ func (s *session) run(controller *actor.PID) {
 			s.fail(context.Cause(s.conn.Context()))
 		}
 		s.closeWriters()
+		s.stopStreams()
 		s.wg.Wait()
 		s.mu.Lock()
 		err, reason := s.err, s.reason

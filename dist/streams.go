@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,10 @@ var (
 	// their slots (see Stream for when a slot is freed); this node's own
 	// count or the peer's refusal.
 	ErrStreamLimit = errors.New("dist: too many user streams")
+	// ErrStreamsUnsupported: the peer does not speak the user stream
+	// protocol this node does (flow control by credit grants), so no user
+	// stream is opened to or accepted from it.
+	ErrStreamsUnsupported = errors.New("dist: peer does not support user streams with credit flow control")
 )
 
 // StreamOpened is sent to a tag's acceptor for every inbound user stream.
@@ -60,8 +65,10 @@ type StreamOpened struct {
 }
 
 // Stream is a tagged user stream: a QUIC stream on the peer's dist
-// connection with its own flow control, so it never stalls actor
-// messages. It rides through connection migration. Reads and writes after
+// connection with flow control of its own on top of QUIC's (a receive
+// window of Config.UserStreamWindow bytes per stream and direction, see
+// docs/streams.md), so a stream nobody reads never stalls actor messages
+// or other streams. It rides through connection migration. Reads and writes after
 // the connection is lost fail with an error matching ErrConnectionLost.
 //
 // Slots: each node allows Config.MaxUserStreams streams it opened and,
@@ -77,22 +84,46 @@ type StreamOpened struct {
 // holds a slot it pins the session against idle reaping.
 type Stream struct {
 	st      *transport.Stream
-	br      *bufio.Reader // holds bytes read past the preamble
+	br      *bufio.Reader // holds bytes read past the preamble; only receive reads it
 	sess    *session
 	tag     string
 	inbound bool // the peer opened it
+
+	// Receive side (streams_credit.go).
+	rmu          sync.Mutex
+	recv         recvAccount
+	ring         []byte // recv.window bytes, allocated when the first bytes arrive
+	head         int    // first buffered byte in ring
+	rerr         error  // the receive side's end, reported after the buffered bytes
+	readDeadline time.Time
+	readable     chan struct{} // 1-buffered: bytes, end, or a new deadline
+
+	// Send side.
+	smu           sync.Mutex
+	send          sendAccount
+	writeDeadline time.Time
+	writable      chan struct{} // 1-buffered: credit, or a new deadline
 
 	closeOnce sync.Once
 	slotOnce  sync.Once
 }
 
-func newStream(st *transport.Stream, br *bufio.Reader, sess *session, tag string, inbound bool) *Stream {
-	s := &Stream{st: st, br: br, sess: sess, tag: tag, inbound: inbound}
+// newStream makes a user stream past its preamble; window is this node's
+// receive window for it, peerWindow the one the peer announced.
+func newStream(st *transport.Stream, br *bufio.Reader, sess *session, tag string, inbound bool, window, peerWindow int) *Stream {
+	s := &Stream{
+		st: st, br: br, sess: sess, tag: tag, inbound: inbound,
+		recv:     recvAccount{window: window},
+		send:     sendAccount{window: peerWindow, credit: peerWindow},
+		readable: make(chan struct{}, 1),
+		writable: make(chan struct{}, 1),
+	}
 	if !inbound {
 		// The opener's slot: free once its write side is finished, by
 		// Close or CloseWrite, or by the acceptor's Close (STOP_SENDING).
 		context.AfterFunc(st.WriteContext(), s.freeSlot)
 	}
+	sess.startReceiving(s)
 	return s
 }
 
@@ -101,26 +132,29 @@ func (s *Stream) freeSlot() {
 	s.slotOnce.Do(func() { s.sess.streamDone(s.inbound) })
 }
 
-var _ io.ReadWriteCloser = (*Stream)(nil)
-
 // Peer is the node at the other end.
 func (s *Stream) Peer() string { return s.sess.peer }
 
 // Tag is the stream's tag.
 func (s *Stream) Tag() string { return s.tag }
 
-// Read implements io.Reader.
+// Read implements io.Reader. It returns bytes the peer wrote, which a
+// goroutine of the stream has already taken off the connection; reading
+// them lets the peer write as many more.
 func (s *Stream) Read(p []byte) (int, error) {
-	n, err := s.br.Read(p)
-	if err != nil && s.inbound {
+	n, err := s.read(p)
+	if err != nil && s.inbound && !errors.Is(err, os.ErrDeadlineExceeded) {
 		s.freeSlot() // the opener's end (io.EOF) or a reset: nothing more comes
 	}
 	return n, s.wrap(err)
 }
 
-// Write implements io.Writer.
+// Write implements io.Writer. It writes no more than the peer's window
+// ahead of what the peer's reader consumed, and blocks until it may write
+// the rest (or the write deadline passes, the stream is closed or reset,
+// or the connection is lost).
 func (s *Stream) Write(p []byte) (int, error) {
-	n, err := s.st.Write(p)
+	n, err := s.write(p)
 	return n, s.wrap(err)
 }
 
@@ -136,19 +170,37 @@ func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
 		err = s.st.Close()
 		s.st.CancelRead(StreamCodeClosed)
+		s.recvFail(&transport.StreamError{Code: StreamCodeClosed})
 		s.freeSlot()
 	})
 	return s.wrap(err)
 }
 
 // SetDeadline sets the read and write deadlines.
-func (s *Stream) SetDeadline(t time.Time) error { return s.st.SetDeadline(t) }
+func (s *Stream) SetDeadline(t time.Time) error {
+	s.SetReadDeadline(t)
+	return s.SetWriteDeadline(t)
+}
 
-// SetReadDeadline sets the read deadline.
-func (s *Stream) SetReadDeadline(t time.Time) error { return s.st.SetReadDeadline(t) }
+// SetReadDeadline sets the read deadline; a Read waiting past it fails
+// with an error matching os.ErrDeadlineExceeded.
+func (s *Stream) SetReadDeadline(t time.Time) error {
+	s.rmu.Lock()
+	s.readDeadline = t
+	s.rmu.Unlock()
+	wake(s.readable)
+	return nil
+}
 
-// SetWriteDeadline sets the write deadline.
-func (s *Stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }
+// SetWriteDeadline sets the write deadline, for waiting on the peer's
+// credit and on QUIC alike.
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	s.smu.Lock()
+	s.writeDeadline = t
+	s.smu.Unlock()
+	wake(s.writable)
+	return s.st.SetWriteDeadline(t)
+}
 
 // LocalAddr and RemoteAddr are the connection's current path.
 func (s *Stream) LocalAddr() net.Addr { return s.sess.conn.LocalAddr() }
@@ -160,7 +212,7 @@ func (s *Stream) wrap(err error) error {
 	if err == nil || err == io.EOF {
 		return err
 	}
-	connGone := s.sess.conn.Context().Err() != nil || errors.Is(err, transport.ErrPeerClosed) ||
+	connGone := s.sess.conn.Context().Err() != nil || s.sess.ctx.Err() != nil || errors.Is(err, transport.ErrPeerClosed) ||
 		errors.Is(err, transport.ErrIdleTimeout) || errors.Is(err, transport.ErrClosed)
 	if connGone && !errors.Is(err, ErrConnectionLost) {
 		return fmt.Errorf("%w: stream %q to %s: %w", ErrConnectionLost, s.tag, s.sess.peer, err)
@@ -252,6 +304,9 @@ func (m *Manager) OpenStream(ctx context.Context, peer, tag string) (*Stream, er
 	if s == nil || s.isClosing() {
 		return nil, peerErr("open stream", peer, ErrNoConn)
 	}
+	if !s.speaksStreamCredit() {
+		return nil, peerErr("open stream", peer, ErrStreamsUnsupported)
+	}
 	if !s.streamStart(false) {
 		return nil, peerErr("open stream", peer, fmt.Errorf("%w: %d opened by %s hold their slots", ErrStreamLimit, m.cfg.MaxUserStreams, m.name))
 	}
@@ -268,7 +323,8 @@ func (s *session) openUser(ctx context.Context, tag string) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	hdr, _ := proto.Marshal(&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_USER, Tag: tag})
+	window := s.mgr.cfg.UserStreamWindow
+	hdr, _ := proto.Marshal(&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_USER, Tag: tag, ReceiveWindow: uint32(window)})
 	if dl, ok := ctx.Deadline(); ok {
 		qs.SetDeadline(dl)
 	}
@@ -298,8 +354,12 @@ func (s *session) openUser(ctx context.Context, tag string) (*Stream, error) {
 	default:
 		return fail(fmt.Errorf("%w: %q: %s", ErrBadTag, tag, acc.GetDetail()))
 	}
+	peerWindow, err := checkWindow(acc.GetReceiveWindow())
+	if err != nil {
+		return fail(err)
+	}
 	qs.SetDeadline(time.Time{})
-	return newStream(qs, br, s, tag, false), nil
+	return newStream(qs, br, s, tag, false, window, peerWindow), nil
 }
 
 // acceptUser takes the peer's user streams and hands each to its tag's
@@ -335,6 +395,15 @@ func (s *session) serveUser(qs *transport.Stream) {
 	}
 	qs.SetReadDeadline(time.Time{})
 	tag := hdr.GetTag()
+	if !s.speaksStreamCredit() {
+		// Without the capability the peer would not honour credit; it
+		// cannot read a refusal it does not know either.
+		s.log().Warn("refused user stream: the peer does not speak credit flow control", "tag", tag, "err", ErrStreamsUnsupported)
+		qs.CancelRead(StreamCodeRefused)
+		qs.CancelWrite(StreamCodeRefused)
+		return
+	}
+	peerWindow, werr := checkWindow(hdr.GetReceiveWindow())
 	refuse := func(r caskpb.StreamRefusal, detail string) {
 		s.log().Info("refused user stream", "tag", tag, "why", r, "detail", detail)
 		b, _ := proto.Marshal(&caskpb.StreamAccept{Refusal: r, Detail: detail})
@@ -347,6 +416,12 @@ func (s *session) serveUser(qs *transport.Stream) {
 		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_BAD_TAG, err.Error())
 		return
 	}
+	if werr != nil {
+		s.log().Warn("bad user stream preamble", "tag", tag, "err", werr)
+		qs.CancelRead(StreamCodeRefused)
+		qs.CancelWrite(StreamCodeRefused)
+		return
+	}
 	pid := s.mgr.acceptors.get(tag)
 	if pid == nil {
 		refuse(caskpb.StreamRefusal_STREAM_REFUSAL_UNKNOWN_TAG, "no acceptor on "+s.mgr.name)
@@ -357,12 +432,27 @@ func (s *session) serveUser(qs *transport.Stream) {
 			s.mgr.cfg.MaxUserStreams, s.peer, s.mgr.name))
 		return
 	}
-	b, _ := proto.Marshal(&caskpb.StreamAccept{})
+	window := s.mgr.cfg.UserStreamWindow
+	b, _ := proto.Marshal(&caskpb.StreamAccept{ReceiveWindow: uint32(window)})
 	if _, err := qs.Write(transport.AppendFrame(nil, b)); err != nil {
 		s.streamDone(true)
 		return
 	}
-	s.mgr.system.Root.Send(pid, &StreamOpened{Stream: newStream(qs, br, s, tag, true), From: s.peer})
+	s.mgr.system.Root.Send(pid, &StreamOpened{Stream: newStream(qs, br, s, tag, true, window, peerWindow), From: s.peer})
+}
+
+// speaksStreamCredit reports whether the peer announced credit flow
+// control of user streams in the dist handshake.
+func (s *session) speaksStreamCredit() bool {
+	return s.caps&(1<<caskpb.Capability_CAPABILITY_STREAM_CREDIT) != 0
+}
+
+// checkWindow validates a receive window a peer announced.
+func checkWindow(w uint32) (int, error) {
+	if w < minUserStreamWindow || w > maxUserStreamWindow {
+		return 0, fmt.Errorf("%w: user stream receive window %d out of range %d..%d", ErrProtocol, w, minUserStreamWindow, maxUserStreamWindow)
+	}
+	return int(w), nil
 }
 
 // streamStart takes a user stream slot in one direction (inbound: opened

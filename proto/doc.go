@@ -4,10 +4,10 @@
 // cask.proto (protobuf package cask.v1) defines every frame Cask writes on a
 // QUIC connection: the AuthFrame identity handshake (docs/security.md), the
 // StreamHeader that opens data and user streams, the DistHello/DistWelcome
-// handshake on the control stream, the Envelope that
-// carries actor messages, and the Control frames (spawn requests and
-// responses, delivery failures, Goodbye). Each frame is a uvarint length
-// followed by the protobuf encoding of one message. The generated Go types
+// handshake on the control stream, the Envelope that carries actor
+// messages, and the Control frames (spawn requests and responses, delivery
+// failures, Goodbye, user stream credit grants). Each frame is a uvarint
+// length followed by the protobuf encoding of one message. The generated Go types
 // live in package caskpb (github.com/cask-p2p/cask/proto/caskpb).
 //
 // Field and enum numbers are append-only: never renumber, reuse or change the

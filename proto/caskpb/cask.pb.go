@@ -90,6 +90,9 @@ const (
 	Capability_CAPABILITY_MIGRATION Capability = 1
 	// The node understands tagged user streams.
 	Capability_CAPABILITY_USER_STREAMS Capability = 2
+	// The node flow-controls user streams with StreamCredit grants
+	// (docs/streams.md); user streams need it on both sides.
+	Capability_CAPABILITY_STREAM_CREDIT Capability = 3
 )
 
 // Enum value maps for Capability.
@@ -98,11 +101,13 @@ var (
 		0: "CAPABILITY_NONE",
 		1: "CAPABILITY_MIGRATION",
 		2: "CAPABILITY_USER_STREAMS",
+		3: "CAPABILITY_STREAM_CREDIT",
 	}
 	Capability_value = map[string]int32{
-		"CAPABILITY_NONE":         0,
-		"CAPABILITY_MIGRATION":    1,
-		"CAPABILITY_USER_STREAMS": 2,
+		"CAPABILITY_NONE":          0,
+		"CAPABILITY_MIGRATION":     1,
+		"CAPABILITY_USER_STREAMS":  2,
+		"CAPABILITY_STREAM_CREDIT": 3,
 	}
 )
 
@@ -578,7 +583,10 @@ type StreamHeader struct {
 	// Data streams: the pool index the sender chose.
 	Index uint32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
 	// User streams: the acceptor tag.
-	Tag           string `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	Tag string `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	// User streams: the opener's receive window, in bytes: how much the
+	// acceptor may send before the first StreamCredit grant.
+	ReceiveWindow uint32 `protobuf:"varint,4,opt,name=receive_window,json=receiveWindow,proto3" json:"receive_window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -632,6 +640,13 @@ func (x *StreamHeader) GetTag() string {
 		return x.Tag
 	}
 	return ""
+}
+
+func (x *StreamHeader) GetReceiveWindow() uint32 {
+	if x != nil {
+		return x.ReceiveWindow
+	}
+	return 0
 }
 
 // DistHello is the first frame the dialer writes on the control stream,
@@ -974,6 +989,7 @@ type Control struct {
 	//	*Control_Goodbye
 	//	*Control_SessionPin
 	//	*Control_Membership
+	//	*Control_StreamCredit
 	Body          isControl_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1070,6 +1086,15 @@ func (x *Control) GetMembership() *Membership {
 	return nil
 }
 
+func (x *Control) GetStreamCredit() *StreamCredit {
+	if x != nil {
+		if x, ok := x.Body.(*Control_StreamCredit); ok {
+			return x.StreamCredit
+		}
+	}
+	return nil
+}
+
 type isControl_Body interface {
 	isControl_Body()
 }
@@ -1098,6 +1123,10 @@ type Control_Membership struct {
 	Membership *Membership `protobuf:"bytes,6,opt,name=membership,proto3,oneof"`
 }
 
+type Control_StreamCredit struct {
+	StreamCredit *StreamCredit `protobuf:"bytes,7,opt,name=stream_credit,json=streamCredit,proto3,oneof"`
+}
+
 func (*Control_SpawnRequest) isControl_Body() {}
 
 func (*Control_SpawnResponse) isControl_Body() {}
@@ -1109,6 +1138,64 @@ func (*Control_Goodbye) isControl_Body() {}
 func (*Control_SessionPin) isControl_Body() {}
 
 func (*Control_Membership) isControl_Body() {}
+
+func (*Control_StreamCredit) isControl_Body() {}
+
+// StreamCredit returns send credit on one user stream: the sender of the
+// frame has consumed bytes more of what its peer wrote on that stream, so
+// the peer may write that many bytes more.
+type StreamCredit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The QUIC stream ID of the user stream.
+	StreamId      uint64 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	Bytes         uint32 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamCredit) Reset() {
+	*x = StreamCredit{}
+	mi := &file_cask_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamCredit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamCredit) ProtoMessage() {}
+
+func (x *StreamCredit) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamCredit.ProtoReflect.Descriptor instead.
+func (*StreamCredit) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StreamCredit) GetStreamId() uint64 {
+	if x != nil {
+		return x.StreamId
+	}
+	return 0
+}
+
+func (x *StreamCredit) GetBytes() uint32 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
 
 // Membership is one HyParView message; it travels on the control stream.
 type Membership struct {
@@ -1129,7 +1216,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1228,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1241,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{5}
+	return file_cask_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Membership) GetType() MembershipType {
@@ -1225,7 +1312,7 @@ type SessionPin struct {
 
 func (x *SessionPin) Reset() {
 	*x = SessionPin{}
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1324,7 @@ func (x *SessionPin) String() string {
 func (*SessionPin) ProtoMessage() {}
 
 func (x *SessionPin) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1337,7 @@ func (x *SessionPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPin.ProtoReflect.Descriptor instead.
 func (*SessionPin) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{6}
+	return file_cask_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SessionPin) GetPinned() bool {
@@ -1273,7 +1360,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1372,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1385,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{7}
+	return file_cask_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SpawnRequest) GetRequestId() uint64 {
@@ -1335,7 +1422,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1434,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1447,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{8}
+	return file_cask_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SpawnResponse) GetRequestId() uint64 {
@@ -1409,7 +1496,7 @@ type DeliveryFailure struct {
 
 func (x *DeliveryFailure) Reset() {
 	*x = DeliveryFailure{}
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1508,7 @@ func (x *DeliveryFailure) String() string {
 func (*DeliveryFailure) ProtoMessage() {}
 
 func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1521,7 @@ func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryFailure.ProtoReflect.Descriptor instead.
 func (*DeliveryFailure) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{9}
+	return file_cask_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeliveryFailure) GetTarget() string {
@@ -1501,7 +1588,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1600,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1613,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{10}
+	return file_cask_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Goodbye) GetReason() GoodbyeReason {
@@ -1546,16 +1633,19 @@ func (x *Goodbye) GetDataStreams() uint32 {
 // StreamAccept is the acceptor side's first frame on a user stream: the
 // stream was handed to an acceptor, or refused (then the stream is reset).
 type StreamAccept struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Refusal       StreamRefusal          `protobuf:"varint,1,opt,name=refusal,proto3,enum=cask.v1.StreamRefusal" json:"refusal,omitempty"`
-	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Refusal StreamRefusal          `protobuf:"varint,1,opt,name=refusal,proto3,enum=cask.v1.StreamRefusal" json:"refusal,omitempty"`
+	Detail  string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The acceptor's receive window, in bytes: how much the opener may send
+	// before the first StreamCredit grant.
+	ReceiveWindow uint32 `protobuf:"varint,3,opt,name=receive_window,json=receiveWindow,proto3" json:"receive_window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamAccept) Reset() {
 	*x = StreamAccept{}
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1657,7 @@ func (x *StreamAccept) String() string {
 func (*StreamAccept) ProtoMessage() {}
 
 func (x *StreamAccept) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1670,7 @@ func (x *StreamAccept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAccept.ProtoReflect.Descriptor instead.
 func (*StreamAccept) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{11}
+	return file_cask_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StreamAccept) GetRefusal() StreamRefusal {
@@ -1595,6 +1685,13 @@ func (x *StreamAccept) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *StreamAccept) GetReceiveWindow() uint32 {
+	if x != nil {
+		return x.ReceiveWindow
+	}
+	return 0
 }
 
 // AuthFrame is one frame of the identity handshake.
@@ -1613,7 +1710,7 @@ type AuthFrame struct {
 
 func (x *AuthFrame) Reset() {
 	*x = AuthFrame{}
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1722,7 @@ func (x *AuthFrame) String() string {
 func (*AuthFrame) ProtoMessage() {}
 
 func (x *AuthFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1735,7 @@ func (x *AuthFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthFrame.ProtoReflect.Descriptor instead.
 func (*AuthFrame) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{12}
+	return file_cask_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AuthFrame) GetBody() isAuthFrame_Body {
@@ -1731,7 +1828,7 @@ type AuthHello struct {
 
 func (x *AuthHello) Reset() {
 	*x = AuthHello{}
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1840,7 @@ func (x *AuthHello) String() string {
 func (*AuthHello) ProtoMessage() {}
 
 func (x *AuthHello) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1853,7 @@ func (x *AuthHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthHello.ProtoReflect.Descriptor instead.
 func (*AuthHello) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{13}
+	return file_cask_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuthHello) GetNode() string {
@@ -1809,7 +1906,7 @@ type AuthChallenge struct {
 
 func (x *AuthChallenge) Reset() {
 	*x = AuthChallenge{}
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1918,7 @@ func (x *AuthChallenge) String() string {
 func (*AuthChallenge) ProtoMessage() {}
 
 func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1931,7 @@ func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
 func (*AuthChallenge) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{14}
+	return file_cask_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AuthChallenge) GetNonce() []byte {
@@ -1874,7 +1971,7 @@ type AuthResponse struct {
 
 func (x *AuthResponse) Reset() {
 	*x = AuthResponse{}
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +1983,7 @@ func (x *AuthResponse) String() string {
 func (*AuthResponse) ProtoMessage() {}
 
 func (x *AuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +1996,7 @@ func (x *AuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
 func (*AuthResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{15}
+	return file_cask_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AuthResponse) GetSignature() []byte {
@@ -1950,7 +2047,7 @@ type AuthResult struct {
 
 func (x *AuthResult) Reset() {
 	*x = AuthResult{}
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2059,7 @@ func (x *AuthResult) String() string {
 func (*AuthResult) ProtoMessage() {}
 
 func (x *AuthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2072,7 @@ func (x *AuthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
 func (*AuthResult) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{16}
+	return file_cask_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AuthResult) GetOk() bool {
@@ -2004,11 +2101,12 @@ var File_cask_proto protoreflect.FileDescriptor
 const file_cask_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"cask.proto\x12\acask.v1\"_\n" +
+	"cask.proto\x12\acask.v1\"\x86\x01\n" +
 	"\fStreamHeader\x12'\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.cask.v1.StreamKindR\x04kind\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x10\n" +
-	"\x03tag\x18\x03 \x01(\tR\x03tag\"\xea\x01\n" +
+	"\x03tag\x18\x03 \x01(\tR\x03tag\x12%\n" +
+	"\x0ereceive_window\x18\x04 \x01(\rR\rreceiveWindow\"\xea\x01\n" +
 	"\tDistHello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x1f\n" +
@@ -2039,7 +2137,7 @@ const file_cask_proto_rawDesc = "" +
 	"\x06system\x18\b \x01(\bR\x06system\x12\x16\n" +
 	"\x06header\x18\t \x03(\tR\x06header\x12*\n" +
 	"\x11target_request_id\x18\n" +
-	" \x01(\rR\x0ftargetRequestId\"\xf4\x02\n" +
+	" \x01(\rR\x0ftargetRequestId\"\xb2\x03\n" +
 	"\aControl\x12<\n" +
 	"\rspawn_request\x18\x01 \x01(\v2\x15.cask.v1.SpawnRequestH\x00R\fspawnRequest\x12?\n" +
 	"\x0espawn_response\x18\x02 \x01(\v2\x16.cask.v1.SpawnResponseH\x00R\rspawnResponse\x12E\n" +
@@ -2049,8 +2147,12 @@ const file_cask_proto_rawDesc = "" +
 	"sessionPin\x125\n" +
 	"\n" +
 	"membership\x18\x06 \x01(\v2\x13.cask.v1.MembershipH\x00R\n" +
-	"membershipB\x06\n" +
-	"\x04body\"\xe4\x01\n" +
+	"membership\x12<\n" +
+	"\rstream_credit\x18\a \x01(\v2\x15.cask.v1.StreamCreditH\x00R\fstreamCreditB\x06\n" +
+	"\x04body\"A\n" +
+	"\fStreamCredit\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\xe4\x01\n" +
 	"\n" +
 	"Membership\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.cask.v1.MembershipTypeR\x04type\x12\x12\n" +
@@ -2085,10 +2187,11 @@ const file_cask_proto_rawDesc = "" +
 	"\x06detail\x18\a \x01(\tR\x06detail\"\\\n" +
 	"\aGoodbye\x12.\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x16.cask.v1.GoodbyeReasonR\x06reason\x12!\n" +
-	"\fdata_streams\x18\x02 \x01(\rR\vdataStreams\"X\n" +
+	"\fdata_streams\x18\x02 \x01(\rR\vdataStreams\"\x7f\n" +
 	"\fStreamAccept\x120\n" +
 	"\arefusal\x18\x01 \x01(\x0e2\x16.cask.v1.StreamRefusalR\arefusal\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail\"\xdb\x01\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12%\n" +
+	"\x0ereceive_window\x18\x03 \x01(\rR\rreceiveWindow\"\xdb\x01\n" +
 	"\tAuthFrame\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.cask.v1.AuthHelloH\x00R\x05hello\x126\n" +
 	"\tchallenge\x18\x02 \x01(\v2\x16.cask.v1.AuthChallengeH\x00R\tchallenge\x123\n" +
@@ -2122,12 +2225,13 @@ const file_cask_proto_rawDesc = "" +
 	"StreamKind\x12\x1b\n" +
 	"\x17STREAM_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10STREAM_KIND_DATA\x10\x01\x12\x14\n" +
-	"\x10STREAM_KIND_USER\x10\x02*X\n" +
+	"\x10STREAM_KIND_USER\x10\x02*v\n" +
 	"\n" +
 	"Capability\x12\x13\n" +
 	"\x0fCAPABILITY_NONE\x10\x00\x12\x18\n" +
 	"\x14CAPABILITY_MIGRATION\x10\x01\x12\x1b\n" +
-	"\x17CAPABILITY_USER_STREAMS\x10\x02*\xe3\x01\n" +
+	"\x17CAPABILITY_USER_STREAMS\x10\x02\x12\x1c\n" +
+	"\x18CAPABILITY_STREAM_CREDIT\x10\x03*\xe3\x01\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18REJECT_REASON_WRONG_NODE\x10\x01\x12\x19\n" +
@@ -2193,7 +2297,7 @@ func file_cask_proto_rawDescGZIP() []byte {
 }
 
 var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
@@ -2209,43 +2313,45 @@ var file_cask_proto_goTypes = []any{
 	(*DistWelcome)(nil),     // 11: cask.v1.DistWelcome
 	(*Envelope)(nil),        // 12: cask.v1.Envelope
 	(*Control)(nil),         // 13: cask.v1.Control
-	(*Membership)(nil),      // 14: cask.v1.Membership
-	(*SessionPin)(nil),      // 15: cask.v1.SessionPin
-	(*SpawnRequest)(nil),    // 16: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 17: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 18: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 19: cask.v1.Goodbye
-	(*StreamAccept)(nil),    // 20: cask.v1.StreamAccept
-	(*AuthFrame)(nil),       // 21: cask.v1.AuthFrame
-	(*AuthHello)(nil),       // 22: cask.v1.AuthHello
-	(*AuthChallenge)(nil),   // 23: cask.v1.AuthChallenge
-	(*AuthResponse)(nil),    // 24: cask.v1.AuthResponse
-	(*AuthResult)(nil),      // 25: cask.v1.AuthResult
+	(*StreamCredit)(nil),    // 14: cask.v1.StreamCredit
+	(*Membership)(nil),      // 15: cask.v1.Membership
+	(*SessionPin)(nil),      // 16: cask.v1.SessionPin
+	(*SpawnRequest)(nil),    // 17: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 18: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 19: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 20: cask.v1.Goodbye
+	(*StreamAccept)(nil),    // 21: cask.v1.StreamAccept
+	(*AuthFrame)(nil),       // 22: cask.v1.AuthFrame
+	(*AuthHello)(nil),       // 23: cask.v1.AuthHello
+	(*AuthChallenge)(nil),   // 24: cask.v1.AuthChallenge
+	(*AuthResponse)(nil),    // 25: cask.v1.AuthResponse
+	(*AuthResult)(nil),      // 26: cask.v1.AuthResult
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
 	2,  // 1: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
-	16, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	17, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	18, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	19, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	15, // 6: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
-	14, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
-	4,  // 8: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
-	5,  // 9: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
-	3,  // 10: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
-	6,  // 11: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	7,  // 12: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
-	22, // 13: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
-	23, // 14: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
-	24, // 15: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
-	25, // 16: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
-	8,  // 17: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	17, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	18, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	19, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	20, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	16, // 6: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
+	15, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
+	14, // 8: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
+	4,  // 9: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
+	5,  // 10: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
+	3,  // 11: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
+	6,  // 12: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
+	7,  // 13: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
+	23, // 14: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
+	24, // 15: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
+	25, // 16: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
+	26, // 17: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
+	8,  // 18: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -2260,8 +2366,9 @@ func file_cask_proto_init() {
 		(*Control_Goodbye)(nil),
 		(*Control_SessionPin)(nil),
 		(*Control_Membership)(nil),
+		(*Control_StreamCredit)(nil),
 	}
-	file_cask_proto_msgTypes[12].OneofWrappers = []any{
+	file_cask_proto_msgTypes[13].OneofWrappers = []any{
 		(*AuthFrame_Hello)(nil),
 		(*AuthFrame_Challenge)(nil),
 		(*AuthFrame_Response)(nil),
@@ -2273,7 +2380,7 @@ func file_cask_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
