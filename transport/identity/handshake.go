@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/cask-p2p/cask/proto/caskpb"
@@ -216,7 +217,10 @@ func (h *handshake) write(frames ...*caskpb.AuthFrame) error {
 		return err
 	}
 	if _, err := h.s.Write(out); err != nil {
-		return &AuthError{Peer: h.peer, Err: err, Remote: isAuthClose(err)}
+		if isAuthClose(err) {
+			return &AuthError{Peer: h.peer, Err: closeSentinel(err), Remote: true, Detail: err.Error()}
+		}
+		return &AuthError{Peer: h.peer, Err: err}
 	}
 	return nil
 }
@@ -231,7 +235,13 @@ func (h *handshake) read(want string) (*caskpb.AuthFrame, error) {
 			errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, h.fail(ErrBadMessage, "reading %s: %v", want, err)
 		}
-		return nil, &AuthError{Peer: h.peer, Err: err, Remote: isAuthClose(err), Detail: "reading " + want}
+		if isAuthClose(err) {
+			// Rejected, but the REJECT frame did not arrive before the
+			// close (a loaded peer closes soon after writing it): the
+			// close reason names the same sentinel.
+			return nil, &AuthError{Peer: h.peer, Err: closeSentinel(err), Remote: true, Detail: "reading " + want + ": " + err.Error()}
+		}
+		return nil, &AuthError{Peer: h.peer, Err: err, Detail: "reading " + want}
 	}
 	h.buf = b
 	f, err := decodeAuthFrame(b)
@@ -392,6 +402,21 @@ func (h *handshake) reject(ctx context.Context, ae *AuthError) {
 func isAuthClose(err error) bool {
 	var ce *transport.CloseError
 	return errors.As(err, &ce) && ce.Remote && ce.Code == transport.CodeAuthFailed
+}
+
+// closeSentinel returns the reject sentinel a CodeAuthFailed close names
+// in its reason (the peer's transport closes with its Authenticate
+// error's text, which holds the sentinel's), or ErrPeerRejected.
+func closeSentinel(err error) error {
+	var ce *transport.CloseError
+	if errors.As(err, &ce) {
+		for _, r := range rejectReasons {
+			if strings.Contains(ce.Reason, r.sentinel.Error()) {
+				return r.sentinel
+			}
+		}
+	}
+	return ErrPeerRejected
 }
 
 // signedTranscript is what a response signs (docs/security.md): a context

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -679,5 +680,20 @@ func TestConfigValidation(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
 		}
+	}
+}
+
+// A rejection whose REJECT frame is overtaken by the close still names
+// the reason: the close's reason text carries the sentinel.
+func TestCloseSentinel(t *testing.T) {
+	for _, r := range rejectReasons {
+		ce := &transport.CloseError{Remote: true, Code: transport.CodeAuthFailed,
+			Reason: "transport: authenticate: peer evil@h: " + r.sentinel.Error() + ": detail"}
+		if got := closeSentinel(fmt.Errorf("reading result: %w", ce)); got != r.sentinel {
+			t.Errorf("close naming %v gave %v", r.sentinel, got)
+		}
+	}
+	if got := closeSentinel(&transport.CloseError{Remote: true, Code: transport.CodeAuthFailed, Reason: "something else"}); got != ErrPeerRejected {
+		t.Errorf("close naming no sentinel gave %v", got)
 	}
 }
