@@ -28,8 +28,11 @@ type Config struct {
 	// their Address.
 	Name string
 	// DataDir keeps the node's TLS material (tls/) and its identity
-	// (keys/: node.key, node.pub and the trusted peer keys in trusted/).
-	// Empty keeps everything in memory: a fresh identity at every Start.
+	// (keys/: node.key, node.pub and the trusted peer keys in trusted/):
+	// a persistent identity, which peers pin. Empty keeps everything in
+	// memory: a fresh, ephemeral identity at every Start, which the node
+	// announces and its peers do not pin, so a restart without a DataDir
+	// is admitted too (docs/security.md, Restarts).
 	DataDir string
 	// TrustMode says what the node does with a peer key it holds no
 	// trusted key for: TrustOnFirstUse (the default) records it,

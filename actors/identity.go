@@ -75,8 +75,10 @@ func (n *Node) TrustPeer(peer string, key ed25519.PublicKey) error {
 }
 
 // UntrustPeer forgets the trusted key for peer. In TrustOnFirstUse mode
-// the next key peer presents is trusted; in TrustStrict mode peer is
-// rejected until TrustPeer.
+// the next key peer presents is trusted (or, if it is ephemeral,
+// admitted without a pin); in TrustStrict mode peer is rejected until
+// TrustPeer. It is the way to accept a peer whose persistent key changed
+// on purpose, which the handshake refuses with identity.ErrKeyMismatch.
 func (n *Node) UntrustPeer(peer string) error {
 	if err := n.keys.Untrust(peer); err != nil {
 		return err

@@ -45,7 +45,8 @@ func rawTransportConfig(t testing.TB, name string) transport.Config {
 }
 
 func TestConnectAuthErrorsReachCaller(t *testing.T) {
-	b := startNode(t, "b@localhost", actors.Config{TrustMode: actors.TrustStrict, Dist: dist.Config{DisableDNS: true}})
+	// b has a DataDir, so its identity is persistent and a pins it.
+	b := startNode(t, "b@localhost", actors.Config{TrustMode: actors.TrustStrict, DataDir: t.TempDir(), Dist: dist.Config{DisableDNS: true}})
 	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
 
 	err := a.Connect(ctxTimeout(t), b.Name())

@@ -1821,7 +1821,12 @@ type AuthHello struct {
 	MaxVersion uint32 `protobuf:"varint,4,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
 	// Dialer only: the node name it meant to reach; empty when it does not
 	// know.
-	ToNode        string `protobuf:"bytes,5,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
+	ToNode string `protobuf:"bytes,5,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
+	// The sender's key was made for this run and is kept nowhere (a node
+	// without a DataDir): the peer does not pin it, and a later run of the
+	// same name may present another key. A name pinned as persistent that
+	// claims to be ephemeral is refused as a key change (docs/security.md).
+	Ephemeral     bool `protobuf:"varint,6,opt,name=ephemeral,proto3" json:"ephemeral,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1889,6 +1894,13 @@ func (x *AuthHello) GetToNode() string {
 		return x.ToNode
 	}
 	return ""
+}
+
+func (x *AuthHello) GetEphemeral() bool {
+	if x != nil {
+		return x.Ephemeral
+	}
+	return false
 }
 
 // AuthChallenge asks the peer to sign a fresh nonce.
@@ -2197,7 +2209,7 @@ const file_cask_proto_rawDesc = "" +
 	"\tchallenge\x18\x02 \x01(\v2\x16.cask.v1.AuthChallengeH\x00R\tchallenge\x123\n" +
 	"\bresponse\x18\x03 \x01(\v2\x15.cask.v1.AuthResponseH\x00R\bresponse\x12-\n" +
 	"\x06result\x18\x04 \x01(\v2\x13.cask.v1.AuthResultH\x00R\x06resultB\x06\n" +
-	"\x04body\"\x99\x01\n" +
+	"\x04body\"\xb7\x01\n" +
 	"\tAuthHello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
@@ -2206,7 +2218,8 @@ const file_cask_proto_rawDesc = "" +
 	"minVersion\x12\x1f\n" +
 	"\vmax_version\x18\x04 \x01(\rR\n" +
 	"maxVersion\x12\x17\n" +
-	"\ato_node\x18\x05 \x01(\tR\x06toNode\"C\n" +
+	"\ato_node\x18\x05 \x01(\tR\x06toNode\x12\x1c\n" +
+	"\tephemeral\x18\x06 \x01(\bR\tephemeral\"C\n" +
 	"\rAuthChallenge\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\x04R\ttimestamp\"\xac\x01\n" +

@@ -21,10 +21,18 @@
 // PEM, mode 0600; node.pub; trusted/<name>.pub), creating the key pair on
 // first use and refusing a mismatched pair (ErrKeyPairMismatch) or a
 // private key others can read (ErrInsecureKeyFile); with no DataDir, or
-// with NewMemoryKeyStore, the identity and pins live in memory. Trust is
+// with NewMemoryKeyStore, the identity and pins live in memory; an
+// identity with no DataDir is ephemeral (KeyStore.Ephemeral). Trust is
 // TrustOnFirstUse (an unknown key is recorded after its signature
 // verifies) or TrustStrict (it is rejected); a key differing from the
-// pinned one is rejected in both. Only KeyStore.Trust and Untrust (or an
+// pinned one is rejected in both. A node with an ephemeral identity says
+// so in its HELLO, and its peers admit it without pinning it (taking a
+// first-contact token each time), so its next run may present another
+// key; a name pinned with a persistent key that claims an ephemeral one
+// is refused as a key change. ErrKeyMismatch errors say what to do:
+// restore the peer's DataDir, or UntrustPeer; they name the pin file
+// (KeyStore.TrustedKeyPath) or, on the refused side, the node's own key
+// file (KeyStore.NodeKeyPath). Only KeyStore.Trust and Untrust (or an
 // operator editing keys/trusted/) change a pin. KeyString formats a key for
 // logs.
 //

@@ -40,10 +40,11 @@ type handshake struct {
 	buf     []byte
 	binding []byte
 
-	peer    string // claimed (or expected) peer name, for errors
-	peerKey ed25519.PublicKey
-	trusted bool // a trusted key matched peerKey
-	version uint32
+	peer          string // claimed (or expected) peer name, for errors
+	peerKey       ed25519.PublicKey
+	peerEphemeral bool // the peer's hello says its key is ephemeral
+	trusted       bool // a trusted key matched peerKey
+	version       uint32
 
 	nonce    []byte    // our challenge
 	stamp    uint64    // our challenge's timestamp
@@ -186,6 +187,7 @@ func (h *handshake) helloFrame() *caskpb.AuthFrame {
 	return &caskpb.AuthFrame{Body: &caskpb.AuthFrame_Hello{Hello: &caskpb.AuthHello{
 		Node: h.a.cfg.Name, PublicKey: h.a.cfg.Keys.PublicKey(),
 		MinVersion: MinVersion, MaxVersion: MaxVersion, ToNode: h.expected,
+		Ephemeral: h.a.cfg.Keys.Ephemeral(),
 	}}}
 }
 
@@ -249,8 +251,12 @@ func (h *handshake) read(want string) (*caskpb.AuthFrame, error) {
 		return nil, h.fail(ErrBadMessage, "reading %s: %v", want, err)
 	}
 	if r := f.GetResult(); r != nil && !r.GetOk() {
-		return nil, &AuthError{Peer: h.peer, Err: rejectSentinel(r.GetReason()), Remote: true,
-			Detail: truncateDetail(r.GetDetail())}
+		err := rejectSentinel(r.GetReason())
+		detail := truncateDetail(r.GetDetail())
+		if err == ErrKeyMismatch {
+			detail += "; " + h.rejectedKeyAdvice()
+		}
+		return nil, &AuthError{Peer: h.peer, Err: err, Remote: true, Detail: detail}
 	}
 	if got := authFrameKind(f); got != want {
 		return nil, h.fail(ErrBadMessage, "got %s, want %s", got, want)
@@ -263,6 +269,7 @@ func (h *handshake) checkHello(p *caskpb.AuthHello) error {
 	name := p.GetNode()
 	h.peer = name
 	h.peerKey = ed25519.PublicKey(bytes.Clone(p.GetPublicKey()))
+	h.peerEphemeral = p.GetEphemeral()
 	switch {
 	case name == h.a.cfg.Name:
 		return h.fail(ErrWrongPeer, "peer claims this node's own name")
@@ -283,13 +290,54 @@ func (h *handshake) checkHello(p *caskpb.AuthHello) error {
 	case err != nil:
 		return &AuthError{Peer: name, Err: err}
 	case ok && !bytes.Equal(pinned, h.peerKey):
-		return h.fail(ErrKeyMismatch, "presented %s, trusted %s", KeyString(h.peerKey), KeyString(pinned))
+		return h.keyChanged(pinned)
 	case ok:
 		h.trusted = true
+	case h.a.cfg.Trust == TrustStrict && h.peerEphemeral:
+		return h.fail(ErrUntrustedKey, "no trusted key for %s in strict mode, and it presents an ephemeral key %s (it has no DataDir): give it a DataDir and trust its keys/node.pub", name, KeyString(h.peerKey))
 	case h.a.cfg.Trust == TrustStrict:
 		return h.fail(ErrUntrustedKey, "no trusted key for %s (presented %s) in strict mode", name, KeyString(h.peerKey))
 	}
 	return nil
+}
+
+// keyChanged is the refusal of a peer whose name is pinned to another key:
+// its key was replaced, it came back without its DataDir (an ephemeral
+// key where a persistent one was pinned: a downgrade is a key change), or
+// it is an impostor. The error says what the operator can do.
+func (h *handshake) keyChanged(pinned ed25519.PublicKey) error {
+	where := "pinned in memory"
+	if f := h.a.cfg.Keys.TrustedKeyPath(h.peer); f != "" {
+		where = "pinned in " + f
+	}
+	fix := fmt.Sprintf("if %s's identity changed on purpose, call Node.UntrustPeer(%q) on this node (or TrustPeer with its new key)", h.peer, h.peer)
+	if f := h.a.cfg.Keys.TrustedKeyPath(h.peer); f != "" {
+		fix += " or delete " + f
+	}
+	if h.peerEphemeral {
+		return h.fail(ErrKeyMismatch, "%s presents an ephemeral key %s (it runs without a DataDir), but this node trusts its persistent key %s, %s: restart %s with its DataDir; %s",
+			h.peer, KeyString(h.peerKey), KeyString(pinned), where, h.peer, fix)
+	}
+	return h.fail(ErrKeyMismatch, "presented %s, trusted %s, %s: restore %s's DataDir (its keys/node.key) if it was lost or replaced; %s",
+		KeyString(h.peerKey), KeyString(pinned), where, h.peer, fix)
+}
+
+// rejectedKeyAdvice tells the operator of a node that a peer refused for
+// ErrKeyMismatch (the peer pinned another key for this node's name) what
+// to do, naming this node's key file.
+func (h *handshake) rejectedKeyAdvice() string {
+	me, peer := h.a.cfg.Name, h.peer
+	if peer == "" {
+		peer = "the peer"
+	}
+	untrust := fmt.Sprintf("or, if this node's identity changed on purpose, have %s's operator call Node.UntrustPeer(%q) there", peer, me)
+	if f := h.a.cfg.Keys.NodeKeyPath(); f != "" {
+		return fmt.Sprintf("this node's key is %s: if that file was replaced, restore it from the DataDir it came from, %s", f, untrust)
+	}
+	if h.a.cfg.Keys.Ephemeral() {
+		return fmt.Sprintf("this node runs without a DataDir (an ephemeral key) and %s pinned a persistent key for %s: start it with its DataDir, %s", peer, me, untrust)
+	}
+	return fmt.Sprintf("this node's key is not the one %s pinned for %s: use that key, %s", peer, me, untrust)
 }
 
 // verifyResponse checks the peer's answer to our challenge: that it answers
@@ -330,6 +378,12 @@ func (h *handshake) verifyResponse(r *caskpb.AuthResponse) error {
 // cluster secret included, so a refused peer never costs a token or a
 // pin. A concurrent handshake may have recorded another key for the same
 // name first: then this one is a mismatch.
+//
+// An ephemeral peer (its hello says its key lives only for this run) is a
+// first contact at every connection: it takes a token and is admitted
+// without a pin, so its next run may present another key. A pin recorded
+// for its name meanwhile (the name came back persistent) makes it a
+// mismatch.
 func (h *handshake) trustPeer() error {
 	if h.trusted {
 		return nil
@@ -337,6 +391,18 @@ func (h *handshake) trustPeer() error {
 	if !h.a.firstContact.take(h.a.cfg.Now()) {
 		return h.fail(ErrFirstContactLimit, "more than %d new peers at once or %g per second",
 			h.a.cfg.FirstContactBurst, h.a.cfg.FirstContactRate)
+	}
+	if h.peerEphemeral {
+		pinned, ok, err := h.a.cfg.Keys.TrustedKey(h.peer)
+		switch {
+		case err != nil:
+			h.a.firstContact.giveBack()
+			return &AuthError{Peer: h.peer, Err: err}
+		case ok && !bytes.Equal(pinned, h.peerKey):
+			return h.keyChanged(pinned)
+		}
+		h.trusted = true
+		return nil
 	}
 	got, recorded, err := h.a.cfg.Keys.trustFirst(h.peer, h.peerKey, h.a.cfg.MaxTrustedKeys)
 	if errors.Is(err, errTrustStoreFull) {

@@ -44,19 +44,25 @@ const (
 // (NewMemoryKeyStore, or OpenKeyStore with an empty dir) keeps pins in
 // memory only.
 //
+// The identity of a KeyStore opened with no DataDir is ephemeral: its key
+// was made for this run and is kept nowhere, so the next run of the node
+// has another. The handshake says so, and peers do not pin an ephemeral
+// key (Ephemeral, docs/security.md).
+//
 // All methods are safe for concurrent use.
 type KeyStore struct {
-	dir  string // DataDir/keys, or "" in memory
-	priv ed25519.PrivateKey
-	pub  ed25519.PublicKey
+	dir       string // DataDir/keys, or "" in memory
+	priv      ed25519.PrivateKey
+	pub       ed25519.PublicKey
+	ephemeral bool // the key was generated for this run (no DataDir)
 
 	mu      sync.Mutex                   // guards trusted; serializes pin writes
 	trusted map[string]ed25519.PublicKey // in-memory pins (dir == "")
 }
 
 // OpenKeyStore loads the node's key pair from dataDir/keys/, creating it on
-// first use. With an empty dataDir it returns NewMemoryKeyStore with a
-// fresh key pair (an ephemeral identity).
+// first use. With an empty dataDir it returns an in-memory KeyStore with
+// a fresh key pair: an ephemeral identity (Ephemeral reports true).
 //
 // A node.pub that is not the public half of node.key fails with
 // ErrKeyPairMismatch, a node.key readable by others with
@@ -69,7 +75,9 @@ func OpenKeyStore(dataDir string) (*KeyStore, error) {
 		if err != nil {
 			return nil, fmt.Errorf("identity: generate node key: %w", err)
 		}
-		return NewMemoryKeyStore(priv), nil
+		ks := NewMemoryKeyStore(priv)
+		ks.ephemeral = true
+		return ks, nil
 	}
 	dir := filepath.Join(dataDir, keysDirName)
 	if err := os.MkdirAll(filepath.Join(dir, trustedDirName), keysDirMode); err != nil {
@@ -118,7 +126,9 @@ func OpenKeyStore(dataDir string) (*KeyStore, error) {
 }
 
 // NewMemoryKeyStore returns a KeyStore for priv that keeps trusted keys in
-// memory only. priv must be a valid ed25519.PrivateKey.
+// memory only. priv must be a valid ed25519.PrivateKey. The caller owns
+// priv and may use it again, so the identity is not ephemeral: peers pin
+// it as they pin a key kept in a DataDir.
 func NewMemoryKeyStore(priv ed25519.PrivateKey) *KeyStore {
 	return &KeyStore{
 		priv:    priv,
@@ -208,6 +218,30 @@ func (s *KeyStore) PublicKey() ed25519.PublicKey { return s.pub }
 
 // Dir is DataDir/keys, or "" for an in-memory KeyStore.
 func (s *KeyStore) Dir() string { return s.dir }
+
+// Ephemeral reports an identity made for this run only (OpenKeyStore with
+// no DataDir). The handshake tells peers, which then admit the key
+// without pinning it: the node's next run will present another.
+func (s *KeyStore) Ephemeral() bool { return s.ephemeral }
+
+// NodeKeyPath is the file holding the node's private key,
+// DataDir/keys/node.key, or "" for an in-memory KeyStore.
+func (s *KeyStore) NodeKeyPath() string {
+	if s.dir == "" {
+		return ""
+	}
+	return filepath.Join(s.dir, nodeKeyFileName)
+}
+
+// TrustedKeyPath is the file that pins node's key,
+// DataDir/keys/trusted/<node>.pub, or "" for an in-memory KeyStore or a
+// name ValidateNodeName refuses.
+func (s *KeyStore) TrustedKeyPath(node string) string {
+	if s.dir == "" || ValidateNodeName(node) != nil {
+		return ""
+	}
+	return s.trustedPath(node)
+}
 
 // sign signs msg with the node's private key.
 func (s *KeyStore) sign(msg []byte) []byte { return ed25519.Sign(s.priv, msg) }
