@@ -50,7 +50,7 @@ func Request[T any](ctx context.Context, node *Node, pid *actor.PID, msg any) (T
 	var zero T
 	timeout := ask.Timeout(ctx, DefaultRequestTimeout)
 	if timeout <= 0 {
-		return zero, fmt.Errorf("actors: request to %s: %w", pid, context.DeadlineExceeded)
+		return zero, fmt.Errorf("actors: request to %s: %w", pidString(pid), context.DeadlineExceeded)
 	}
 	sys := node.system
 	fut := actor.NewFuture(sys, timeout)
@@ -81,13 +81,13 @@ func Request[T any](ctx context.Context, node *Node, pid *actor.PID, msg any) (T
 		}
 		return zero, &requestError{pid: pid, reason: reason}
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		return zero, fmt.Errorf("actors: request to %s: no reply within %v: %w", pid, timeout.Round(time.Millisecond), err)
+		return zero, fmt.Errorf("actors: request to %s: no reply within %v: %w", pidString(pid), timeout.Round(time.Millisecond), err)
 	case err != nil:
-		return zero, fmt.Errorf("actors: request to %s: %w", pid, err)
+		return zero, fmt.Errorf("actors: request to %s: %w", pidString(pid), err)
 	}
 	reply, ok := res.(T)
 	if !ok {
-		return zero, fmt.Errorf("%w: request to %s: got %T, want %T", ErrUnexpectedReply, pid, res, zero)
+		return zero, fmt.Errorf("%w: request to %s: got %T, want %T", ErrUnexpectedReply, pidString(pid), res, zero)
 	}
 	return reply, nil
 }
@@ -101,9 +101,9 @@ type requestError struct {
 
 func (e *requestError) Error() string {
 	if e.reason == nil {
-		return "actors: request to " + e.pid.String() + ": " + actor.ErrDeadLetter.Error()
+		return "actors: request to " + pidString(e.pid) + ": " + actor.ErrDeadLetter.Error()
 	}
-	return "actors: request to " + e.pid.String() + ": " + e.reason.Error()
+	return "actors: request to " + pidString(e.pid) + ": " + e.reason.Error()
 }
 
 func (e *requestError) Unwrap() []error {
@@ -112,3 +112,6 @@ func (e *requestError) Unwrap() []error {
 	}
 	return []error{actor.ErrDeadLetter, e.reason}
 }
+
+// pidString formats a PID as address/id.
+func pidString(pid *actor.PID) string { return pid.GetAddress() + "/" + pid.GetId() }
