@@ -6,7 +6,9 @@
 // (outbound.go), written by that stream's writer goroutine to its QUIC
 // stream (package transport), and on the peer read, decoded and posted to
 // the target's mailbox (inbound.go). With no session it waits, encoded, in
-// a bounded queue while the controller connects.
+// a bounded queue while the controller connects, or, while the peer is
+// unreachable (its last connect attempt failed and the backoff runs), is
+// a dead letter at once.
 //
 // Ownership: an endpoint lives while its peer needs it: it is retired
 // (tryRetire) when its connect failed or its session ended and nothing
