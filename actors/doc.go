@@ -23,7 +23,12 @@
 // FirstContactRate and Dist.MaxPeers bound what strangers cost
 // (docs/security.md).
 //
-// The blocking methods (Connect, SpawnRemote) are thin wrappers over
+// Request[T] sends a request and returns the typed reply or an error
+// that errors.Is why there is none (dist.ErrUnreachable, dist.ErrUnknownNode,
+// dist.ErrNotProtobuf, an identity error, context.DeadlineExceeded).
+// Node.Disconnect closes a session on purpose.
+//
+// The blocking methods (Connect, SpawnRemote, Disconnect) are thin wrappers over
 // messages to the dist manager actor (Node.Dist), which actors can send
 // themselves: dist.Connect, dist.Spawn, dist.MonitorNode, dist.Pin.
 package actors

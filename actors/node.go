@@ -134,6 +134,16 @@ func (n *Node) DistPID() *actor.PID { return n.dist.PID() }
 // and waits until it is up or failed.
 func (n *Node) Connect(ctx context.Context, peer string) error { return n.dist.Connect(ctx, peer) }
 
+// Disconnect closes the session to peer on purpose, as Erlang's
+// disconnect_node: monitors get dist.NodeDown{disconnected}, watches
+// across it end with Terminated, the peer sees NodeDown{peer_shutdown},
+// and any reconnect backoff for peer is forgotten. The next send,
+// Connect or SpawnRemote opens a new session. It fails with
+// dist.ErrNotConnected when no session was up.
+func (n *Node) Disconnect(ctx context.Context, peer string) error {
+	return n.dist.Disconnect(ctx, peer)
+}
+
 // Nodes lists every node with a live session, sorted.
 func (n *Node) Nodes() []string { return n.dist.Nodes() }
 

@@ -48,6 +48,21 @@ const (
 	// DefaultMaxPeers caps the peers a node has a session with, or is
 	// connecting to, at once.
 	DefaultMaxPeers = 1024
+	// DefaultReconnectBackoffMin is the backoff after a peer's first
+	// failed connect attempt.
+	DefaultReconnectBackoffMin = 100 * time.Millisecond
+	// DefaultReconnectBackoffMax bounds the backoff between connect
+	// attempts to an unreachable peer.
+	DefaultReconnectBackoffMax = 5 * time.Second
+)
+
+// The reconnect backoff's shape: each failed attempt in a row multiplies
+// the delay by ReconnectBackoffFactor, and every delay is drawn within
+// ±ReconnectBackoffJitter of its nominal value, never above
+// Config.ReconnectBackoffMax.
+const (
+	ReconnectBackoffFactor = 2
+	ReconnectBackoffJitter = 0.2
 )
 
 // Bounds of Config.UserStreamWindow, and of the window a peer announces.
@@ -85,6 +100,13 @@ type Config struct {
 	// DiscoveryPort is the port used with A/AAAA records. Default
 	// DefaultDiscoveryPort.
 	DiscoveryPort int
+	// Resolvers are discovery sources of the application's own (etcd,
+	// Kubernetes, a service registry), asked in order after Peers and
+	// before DiscoveryDir and DNS. A resolver answers ErrUnknownNode
+	// (wrapped) to pass a name on to the next source; any other error
+	// ends the lookup. See Resolver and docs/dist.md, "Writing a
+	// resolver".
+	Resolvers []Resolver
 	// DataStreams is the data stream pool size per connection, 1..1024.
 	// Default DefaultDataStreams.
 	DataStreams int
@@ -97,6 +119,16 @@ type Config struct {
 	// ConnectTimeout bounds one connect attempt. Default
 	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// ReconnectBackoffMin and ReconnectBackoffMax bound the backoff after
+	// failed connect attempts to a peer: ReconnectBackoffMin after the
+	// first, doubling with each further failure in a row, up to
+	// ReconnectBackoffMax, each delay drawn within ±20 % and never above
+	// the maximum. While it runs the peer is unreachable: sends to it
+	// are dead letters at once with ErrUnreachable (docs/dist.md, "Fail
+	// fast and back off"). Defaults DefaultReconnectBackoffMin and
+	// DefaultReconnectBackoffMax.
+	ReconnectBackoffMin time.Duration
+	ReconnectBackoffMax time.Duration
 	// ReapIdleAfter and ReapMinAge tune idle-session reaping (defaults
 	// DefaultReapIdleAfter, DefaultReapMinAge). A negative ReapIdleAfter
 	// disables reaping.
@@ -149,6 +181,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.ReconnectBackoffMin == 0 {
+		c.ReconnectBackoffMin = DefaultReconnectBackoffMin
+	}
+	if c.ReconnectBackoffMax == 0 {
+		c.ReconnectBackoffMax = max(DefaultReconnectBackoffMax, c.ReconnectBackoffMin)
 	}
 	if c.ReapIdleAfter == 0 {
 		c.ReapIdleAfter = DefaultReapIdleAfter
@@ -206,6 +244,18 @@ func (c Config) Validate() error {
 	}
 	if c.ConnectTimeout < 0 {
 		errs = append(errs, fielderr.New("ConnectTimeout", "%v must not be negative", c.ConnectTimeout))
+	}
+	if c.ReconnectBackoffMin < 0 {
+		errs = append(errs, fielderr.New("ReconnectBackoffMin", "%v must be positive", c.ReconnectBackoffMin))
+	}
+	if c.ReconnectBackoffMax < c.ReconnectBackoffMin {
+		errs = append(errs, fielderr.New("ReconnectBackoffMax", "%v must not be below ReconnectBackoffMin %v",
+			c.ReconnectBackoffMax, c.ReconnectBackoffMin))
+	}
+	for i, r := range c.Resolvers {
+		if r == nil {
+			errs = append(errs, fielderr.New(fmt.Sprintf("Resolvers[%d]", i), "is nil"))
+		}
 	}
 	if c.ReapMinAge < 0 {
 		errs = append(errs, fielderr.New("ReapMinAge", "%v must not be negative", c.ReapMinAge))

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -59,6 +60,25 @@ type (
 	}
 	reapTick  struct{}
 	dupRedial struct{ seq uint64 }
+	// backoffTick: the reconnect backoff timer armed with seq fired.
+	backoffTick struct{ seq uint64 }
+)
+
+// backoffPhase is where a controller is in its reconnect backoff.
+type backoffPhase int
+
+const (
+	// backoffNone: no failed attempt is being remembered.
+	backoffNone backoffPhase = iota
+	// backoffWaiting: the last attempt failed and its delay runs; the
+	// endpoint is unreachable (sends fail at once) and nothing dials but
+	// an explicit Connect or Spawn.
+	backoffWaiting
+	// backoffRemembering: the delay ran out with nothing to send; the
+	// next send dials at once, and the failure count is kept for as long
+	// as the last delay again, so a peer that stays down is not dialed
+	// afresh from the first delay each time.
+	backoffRemembering
 )
 
 type ctrlState int
@@ -96,6 +116,15 @@ type controller struct {
 
 	migrations migrationQueue // MigratePeer requests (migrate.go)
 
+	// Reconnect backoff: failures in a row, the current phase, its timer
+	// (messages carry backoffSeq so a stopped timer's tick is ignored)
+	// and the last delay drawn.
+	failures     int
+	backoff      backoffPhase
+	backoffTimer *time.Timer
+	backoffSeq   uint64
+	lastDelay    time.Duration
+
 	reapTimer    *time.Timer
 	lastActivity uint64
 	idleSince    time.Time
@@ -124,7 +153,7 @@ func (c *controller) Receive(ctx actor.Context) {
 func (c *controller) receive(ctx actor.Context) {
 	if c.retired {
 		switch ctx.Message().(type) {
-		case *ensureConnected, *Connect, *Spawn, *SendMembership, *inboundHello, *MigratePeer, *GetPathStats:
+		case *ensureConnected, *Connect, *Spawn, *SendMembership, *inboundHello, *MigratePeer, *GetPathStats, *Disconnect:
 			// Routed here before the manager actor learnt of the
 			// retirement; it now has no controller for the peer.
 			ctx.Forward(c.m.pid)
@@ -136,6 +165,9 @@ func (c *controller) receive(ctx actor.Context) {
 		c.self = ctx.Self()
 		c.armReaper()
 	case *ensureConnected:
+		if c.backoff == backoffWaiting {
+			return // the backoff tick dials if anything waits by then
+		}
 		c.ensureDial()
 	case *Connect:
 		if c.state == stateConnected {
@@ -163,13 +195,21 @@ func (c *controller) receive(ctx actor.Context) {
 		if len(c.pendingControl) < maxPendingControl {
 			c.pendingControl = append(c.pendingControl, ctl)
 		}
-		c.ensureDial()
+		if c.backoff != backoffWaiting {
+			c.ensureDial()
+		}
 	case *MigratePeer:
 		c.onMigratePeer(msg, ctx.Sender())
 	case *migrateDone:
 		c.onMigrateDone()
 	case *GetPathStats:
 		ctx.Respond(c.pathStats())
+	case *Disconnect:
+		ctx.Respond(c.disconnect())
+	case *backoffTick:
+		if msg.seq == c.backoffSeq {
+			c.onBackoffTick()
+		}
 	case *dialResult:
 		c.onDialResult(msg)
 	case *dupRedial:
@@ -213,6 +253,7 @@ func (c *controller) receive(ctx actor.Context) {
 		}
 	case *shutdown:
 		c.shutting = true
+		c.endBackoff()
 		if c.dialCancel != nil {
 			c.dialCancel()
 		}
@@ -227,6 +268,7 @@ func (c *controller) receive(ctx actor.Context) {
 		if c.reapTimer != nil {
 			c.reapTimer.Stop()
 		}
+		c.endBackoff()
 		if c.dialCancel != nil {
 			c.dialCancel()
 		}
@@ -296,6 +338,14 @@ func (c *controller) ensureDial() {
 		c.connectFailed(c.tooManyPeers())
 		return
 	}
+	if c.backoff != backoffNone {
+		// An attempt starts (the delay ran out, or an explicit Connect or
+		// Spawn does not wait for it): sends queue for it again. The
+		// failure count stays until a session comes up.
+		c.stopBackoffTimer()
+		c.backoff = backoffNone
+		c.ep.setUnreachable(nil)
+	}
 	c.state = stateDialing
 	c.dialSeq++
 	seq := c.dialSeq
@@ -333,8 +383,7 @@ func (c *controller) onDialResult(r *dialResult) {
 			return
 		}
 		c.state = stateIdle
-		c.connectFailed(r.err)
-		c.retireIfUnused()
+		c.attemptFailed(r.err)
 		return
 	}
 	w := r.welcome
@@ -401,6 +450,8 @@ func (c *controller) establish(s *session) {
 		c.m.log.Info("peer is a new incarnation", c.log("old", c.knownInc, "new", s.inc)...)
 	}
 	c.knownInc = s.inc
+	c.endBackoff()
+	c.failures = 0
 	c.state = stateConnected
 	c.sess = s
 	c.dupRedials = 0
@@ -483,6 +534,105 @@ func (c *controller) connectFailed(err error) {
 	c.m.system.Root.Send(c.m.pid, &nodeEvent{down: &NodeDown{Node: c.peer, Reason: ReasonConnectFailed, Err: err}})
 }
 
+// attemptFailed handles a failed connect attempt: it draws the next
+// backoff delay, marks the endpoint unreachable until the delay runs
+// out (so sends fail at once instead of waiting for an attempt), and
+// settles what waited for this attempt with its error. The controller
+// and its endpoint are not retired while the backoff lasts, so the
+// knowledge survives; see backoffPhase.
+func (c *controller) attemptFailed(err error) {
+	c.failures++
+	c.lastDelay = reconnectDelay(c.failures, c.m.cfg.ReconnectBackoffMin, c.m.cfg.ReconnectBackoffMax, rand.Float64())
+	if !c.shutting && !c.m.stopping.Load() {
+		c.ep.setUnreachable(&unreachableError{connectErr: peerErr("connect", c.peer, err), retryIn: c.lastDelay})
+		c.backoff = backoffWaiting
+		c.armBackoff(c.lastDelay)
+	}
+	c.connectFailed(err)
+	c.retireIfUnused()
+}
+
+// onBackoffTick ends a phase of the backoff: a delay that ran out makes
+// the peer reachable again and dials at once if anything waits (a
+// membership frame, a message queued by an endpoint, a Connect), else
+// remembers the failure count for as long as the last delay; the end of
+// that forgets it and retires the controller if nothing needs it.
+func (c *controller) onBackoffTick() {
+	c.backoffTimer = nil
+	switch c.backoff {
+	case backoffWaiting:
+		c.ep.setUnreachable(nil)
+		c.backoff = backoffRemembering
+		if c.ep.hasPending() || len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 {
+			c.ensureDial()
+			return
+		}
+		c.armBackoff(c.lastDelay)
+	case backoffRemembering:
+		c.backoff = backoffNone
+		c.failures = 0
+		c.retireIfUnused()
+	}
+}
+
+func (c *controller) armBackoff(d time.Duration) {
+	c.stopBackoffTimer()
+	c.backoffSeq++
+	seq, self, root := c.backoffSeq, c.self, c.m.system.Root
+	c.backoffTimer = time.AfterFunc(d, func() { root.Send(self, &backoffTick{seq: seq}) })
+}
+
+func (c *controller) stopBackoffTimer() {
+	if c.backoffTimer != nil {
+		c.backoffTimer.Stop()
+		c.backoffTimer = nil
+	}
+	c.backoffSeq++
+}
+
+// endBackoff forgets the backoff phase (not the failure count) and makes
+// the endpoint reachable.
+func (c *controller) endBackoff() {
+	c.stopBackoffTimer()
+	if c.backoff != backoffNone {
+		c.backoff = backoffNone
+		c.ep.setUnreachable(nil)
+	}
+}
+
+// reconnectDelay is the backoff after the failures-th failed connect
+// attempt in a row: lo·ReconnectBackoffFactor^(failures-1), capped at hi,
+// moved by ±ReconnectBackoffJitter as u goes from 0 to 1 (u is uniform in
+// [0, 1)), and never above hi.
+func reconnectDelay(failures int, lo, hi time.Duration, u float64) time.Duration {
+	d := lo
+	for i := 1; i < failures && d < hi; i++ {
+		d *= ReconnectBackoffFactor
+	}
+	d = min(d, hi)
+	d = time.Duration(float64(d) * (1 + ReconnectBackoffJitter*(2*u-1)))
+	return min(d, hi)
+}
+
+// disconnect closes the session on purpose (Disconnect) and forgets the
+// reconnect backoff.
+func (c *controller) disconnect() *DisconnectResult {
+	c.endBackoff()
+	c.failures = 0
+	s := c.sess
+	if s == nil || c.state != stateConnected {
+		c.retireIfUnused()
+		return &DisconnectResult{Node: c.peer, Err: peerErr("disconnect", c.peer, ErrNotConnected)}
+	}
+	c.retire(ReasonDisconnected, nil)
+	c.closeGracefully(s, caskpb.GoodbyeReason_GOODBYE_REASON_UNSPECIFIED, true)
+	if c.ep.hasPending() || len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 {
+		c.ensureDial()
+	}
+	c.retireIfUnused()
+	return &DisconnectResult{Node: c.peer}
+}
+
 func (c *controller) failWaiting(err error) {
 	out := c.ep.failPending(err)
 	c.endWatches(out, nil)
@@ -508,7 +658,7 @@ func (c *controller) failWaiting(err error) {
 // manager actor is told and stops this controller after the messages
 // already routed here (forwarded back to it, see Receive).
 func (c *controller) retireIfUnused() {
-	if c.retired || c.shutting || c.state != stateIdle || c.sess != nil ||
+	if c.retired || c.shutting || c.state != stateIdle || c.sess != nil || c.backoff != backoffNone ||
 		len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 || len(c.spawns) > 0 ||
 		c.migrations.running || len(c.migrations.waiting) > 0 {
 		return

@@ -12,11 +12,59 @@ import (
 )
 
 // Resolver finds the UDP addresses of a node by name. It is called on a
-// connect goroutine, never on an actor, and may block until ctx is done.
-// It returns ErrUnknownNode (wrapped) when it has no answer, so the next
-// resolver in a chain is asked.
+// connect goroutine, never on an actor, and may block until ctx is done
+// (at most Config.ConnectTimeout). It returns ErrUnknownNode (wrapped)
+// when it has no answer, so the next resolver in a chain is asked; any
+// other error ends the lookup and fails the connect attempt with it.
+//
+// Connect errors say which source gave each address they tried: return
+// *SourcedAddr elements to say it in your own words; a plain address is
+// attributed by ChainResolver to the resolver's String method (when it
+// is a fmt.Stringer) or its Go type.
 type Resolver interface {
 	Resolve(ctx context.Context, node string) ([]net.Addr, error)
+}
+
+// SourcedAddr is an address together with where discovery found it.
+// Resolvers may return it in place of a plain address; the dist layer
+// dials Addr and names Source in connect errors
+// ("dns: localhost -> 127.0.0.1:4370 (default port): ...").
+type SourcedAddr struct {
+	net.Addr
+	// Source reads "<source>: <what was looked up> -> <address>", with a
+	// note in parentheses where the address is partly assumed.
+	Source string
+}
+
+// sourced wraps addrs found by source for key.
+func sourced(source, key string, addrs []net.Addr, note string) []net.Addr {
+	out := make([]net.Addr, len(addrs))
+	for i, a := range addrs {
+		src := source + ": " + key + " -> " + a.String()
+		if note != "" {
+			src += " (" + note + ")"
+		}
+		out[i] = &SourcedAddr{Addr: a, Source: src}
+	}
+	return out
+}
+
+// resolverName names r in connect errors: its String method if it has
+// one, else its Go type.
+func resolverName(r Resolver) string {
+	if s, ok := r.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprintf("%T", r)
+}
+
+// unwrapAddr splits a resolved address into what to dial and where it
+// came from ("" when the resolver did not say).
+func unwrapAddr(a net.Addr) (net.Addr, string) {
+	if s, ok := a.(*SourcedAddr); ok {
+		return s.Addr, s.Source
+	}
+	return a, ""
 }
 
 // StaticResolver is a fixed map from node name to "ip:port".
@@ -28,7 +76,11 @@ func (s StaticResolver) Resolve(ctx context.Context, node string) ([]net.Addr, e
 	if !ok {
 		return nil, fmt.Errorf("%w: %s not in static map", ErrUnknownNode, node)
 	}
-	return resolveUDP(ctx, addr)
+	addrs, err := resolveUDP(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return sourced("static", node, addrs, ""), nil
 }
 
 // DirResolver reads endpoint files from a directory: the file <node> holds
@@ -50,7 +102,11 @@ func (d DirResolver) Resolve(ctx context.Context, node string) ([]net.Addr, erro
 	if err != nil {
 		return nil, err
 	}
-	return resolveUDP(ctx, strings.TrimSpace(string(b)))
+	addrs, err := resolveUDP(ctx, strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, err
+	}
+	return sourced("dir", EndpointFileName(d.Dir, node), addrs, ""), nil
 }
 
 // WriteEndpointFile atomically writes node's address into dir.
@@ -106,7 +162,8 @@ func (d DNSResolver) Resolve(ctx context.Context, node string) ([]net.Addr, erro
 				continue
 			}
 			for _, ip := range ips {
-				out = append(out, &net.UDPAddr{IP: ip.IP, Zone: ip.Zone, Port: int(srv.Port)})
+				a := &net.UDPAddr{IP: ip.IP, Zone: ip.Zone, Port: int(srv.Port)}
+				out = append(out, sourced("dns", "SRV _cask._udp."+host, []net.Addr{a}, "")...)
 			}
 		}
 	}
@@ -120,11 +177,17 @@ func (d DNSResolver) Resolve(ctx context.Context, node string) ([]net.Addr, erro
 	for _, ip := range ips {
 		out = append(out, &net.UDPAddr{IP: ip.IP, Zone: ip.Zone, Port: d.Port})
 	}
-	return out, nil
+	note := "DiscoveryPort"
+	if d.Port == DefaultDiscoveryPort {
+		note = "default port"
+	}
+	return sourced("dns", host, out, note), nil
 }
 
 // ChainResolver asks each resolver in turn; the first answer wins. A
-// resolver failing with anything but ErrUnknownNode ends the chain.
+// resolver failing with anything but ErrUnknownNode ends the chain. Every
+// address it returns is a *SourcedAddr: plain ones are attributed to the
+// resolver that gave them.
 type ChainResolver []Resolver
 
 // Resolve implements Resolver.
@@ -133,7 +196,14 @@ func (c ChainResolver) Resolve(ctx context.Context, node string) ([]net.Addr, er
 	for _, r := range c {
 		addrs, err := r.Resolve(ctx, node)
 		if err == nil && len(addrs) > 0 {
-			return addrs, nil
+			out := make([]net.Addr, len(addrs))
+			for i, a := range addrs {
+				if _, ok := a.(*SourcedAddr); !ok {
+					a = sourced(resolverName(r), node, []net.Addr{a}, "")[0]
+				}
+				out[i] = a
+			}
+			return out, nil
 		}
 		if err != nil && !errors.Is(err, ErrUnknownNode) {
 			return nil, err

@@ -22,9 +22,16 @@
 // one controller per peer; a controller that fails is stopped, its
 // connection closed and the peer reported down, never the node.
 //
-// The controller dials through the discovery chain (static map, directory
-// of endpoint files, DNS), runs the dist handshake, settles simultaneous
-// connects, and turns a lost session into Terminated and NodeDown. A
+// The controller dials through the discovery chain (static map,
+// Config.Resolvers, directory of endpoint files, DNS; connect errors name
+// the source of each address tried, SourcedAddr), runs the dist
+// handshake, settles simultaneous connects, and turns a lost session into
+// Terminated and NodeDown. After a failed connect attempt it backs off
+// (ReconnectBackoffMin doubling to ReconnectBackoffMax, ±20 % jitter);
+// until the next attempt starts or a session comes up the peer is
+// unreachable and sends to it are dead letters at once with
+// ErrUnreachable and the attempt's error. Disconnect closes a session on
+// purpose (NodeDown{disconnected}). A
 // session has a control stream and a pool of lazily opened
 // unidirectional data streams.
 //
@@ -55,7 +62,9 @@
 // posts them straight to the target's mailbox.
 //
 // While a session opens, sends wait in a bounded queue (PendingLimit);
-// overflow, connect failure and Stop turn them into dead letters.
+// overflow, connect failure and Stop turn them into dead letters. While
+// the peer is unreachable they are not queued: each is a dead letter at
+// once (ErrUnreachable), checked only when there is no session.
 //
 // # Semantics
 //

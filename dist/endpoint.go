@@ -6,7 +6,9 @@
 // (outbound.go), written by that stream's writer goroutine to its QUIC
 // stream (package transport), and on the peer read, decoded and posted to
 // the target's mailbox (inbound.go). With no session it waits, encoded, in
-// a bounded queue while the controller connects.
+// a bounded queue while the controller connects, or, while the peer is
+// unreachable (its last connect attempt failed and the backoff runs), is
+// a dead letter at once.
 //
 // Ownership: an endpoint lives while its peer needs it: it is retired
 // (tryRetire) when its connect failed or its session ended and nothing
@@ -52,6 +54,11 @@ type endpoint struct {
 	// retired is set, under mu, once the endpoint left the Manager's
 	// map; senders then forward to the live endpoint (live).
 	retired atomic.Bool
+	// unreachable is set, under mu, by the controller while its peer's
+	// reconnect backoff runs (controller.attemptFailed): a send with no
+	// session is then a dead letter with this reason at once. Only read
+	// when there is no session, so it costs the fast path nothing.
+	unreachable atomic.Pointer[unreachableError]
 
 	mu        sync.Mutex
 	pending   []*queuedMessage
@@ -191,6 +198,12 @@ func (ep *endpoint) notProtobuf(pid *actor.PID, msg any, sender *actor.PID) {
 //
 //go:noinline
 func (ep *endpoint) queue(pid *actor.PID, msg any, pm proto.Message, sender *actor.PID, header []string, system bool) {
+	if u := ep.unreachable.Load(); u != nil {
+		// Checked again under mu in sendSlow; here it saves encoding a
+		// message that will not be sent.
+		ep.failFast(pid, msg, sender, u)
+		return
+	}
 	typeName := string(pm.ProtoReflect().Descriptor().FullName())
 	payload, err := proto.Marshal(pm)
 	if err != nil {
@@ -228,6 +241,11 @@ func (ep *endpoint) sendSlow(o *queuedMessage) {
 			}
 			continue
 		}
+		if u := ep.unreachable.Load(); u != nil {
+			ep.mu.Unlock()
+			ep.failFast(o.target, o.msg, o.sender, u)
+			return
+		}
 		if len(ep.pending) >= ep.mgr.cfg.PendingLimit {
 			ep.mu.Unlock()
 			ep.undeliverable(o.target, o.msg, o.sender, fmt.Errorf("%w: %d messages wait for %s",
@@ -243,6 +261,27 @@ func (ep *endpoint) sendSlow(o *queuedMessage) {
 		}
 		return
 	}
+}
+
+// failFast refuses a send to an unreachable peer: a dead letter with u,
+// and for a Watch a Terminated(AddressTerminated) to the watcher, as if
+// the watch had waited for the failed attempt.
+func (ep *endpoint) failFast(pid *actor.PID, msg any, sender *actor.PID, u *unreachableError) {
+	if w, ok := msg.(*actor.Watch); ok {
+		ep.removeWatchOut(pid, w.Watcher.Id)
+		if p, ok := ep.mgr.system.ProcessRegistry.GetLocal(w.Watcher.Id); ok {
+			p.SendSystemMessage(w.Watcher, &actor.Terminated{Who: pid, Why: actor.TerminatedReason_AddressTerminated})
+		}
+	}
+	ep.undeliverable(pid, msg, sender, u)
+}
+
+// setUnreachable marks the peer unreachable with u, or reachable when u
+// is nil. Called by the controller.
+func (ep *endpoint) setUnreachable(u *unreachableError) {
+	ep.mu.Lock()
+	ep.unreachable.Store(u)
+	ep.mu.Unlock()
 }
 
 // attach makes s the session senders use, after flushing the queue into

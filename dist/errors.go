@@ -2,7 +2,9 @@ package dist
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/cask-p2p/cask/transport/identity"
 )
@@ -22,6 +24,12 @@ var (
 	ErrBadNodeName = identity.ErrBadNodeName
 	// ErrConnectFailed: dialing the node or its dist handshake failed.
 	ErrConnectFailed = errors.New("dist: connect failed")
+	// ErrUnreachable: the last connect attempt to the node failed and
+	// its reconnect backoff has not run out, so the message was not sent
+	// and no connect was tried for it. The error also matches the failed
+	// attempt's cause (ErrUnknownNode, ErrConnectFailed, an identity
+	// error, ...). See Config.ReconnectBackoffMin.
+	ErrUnreachable = errors.New("dist: peer unreachable")
 	// ErrQueueFull: too many messages are waiting for a session to open.
 	ErrQueueFull = errors.New("dist: send queue full")
 	// ErrNotProtobuf: only protobuf messages cross nodes.
@@ -83,6 +91,22 @@ func peerErr(op, node string, err error) error {
 	}
 	return &PeerError{Op: op, Node: node, Err: err}
 }
+
+// unreachableError is the Reason of a send that failed fast because its
+// peer is known unreachable: it matches ErrUnreachable and the last
+// connect error. One is made per failed attempt and shared by every send
+// it refuses.
+type unreachableError struct {
+	connectErr error         // the failed attempt's error (a *PeerError)
+	retryIn    time.Duration // the backoff delay drawn after it
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("dist: peer unreachable (next connect attempt within %v): %s",
+		e.retryIn.Round(time.Millisecond), bare(e.connectErr.Error()))
+}
+
+func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.connectErr} }
 
 // translate turns cause, an error of a layer below that matched that
 // layer's sentinel lower, into this package's sentinel: the result matches

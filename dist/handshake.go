@@ -179,14 +179,15 @@ func (m *Manager) dial(ctx context.Context, node string) *dialResult {
 	}
 	var conn *transport.Conn
 	var errs []error
-	for _, addr := range addrs {
+	for _, found := range addrs {
+		addr, source := unwrapAddr(found)
 		// The identity handshake refuses a peer that is not node before
 		// trusting any key of it.
 		conn, err = m.dialAddr(identity.WithExpectedPeer(ctx, node), node, addr)
 		if err == nil {
 			break
 		}
-		errs = append(errs, &addrError{addr: addr, err: err})
+		errs = append(errs, &addrError{addr: addr, source: source, err: err})
 	}
 	if conn == nil {
 		return &dialResult{err: fmt.Errorf("%w: %w", ErrConnectFailed, errors.Join(errs...))}
@@ -289,11 +290,19 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// addrError is a failed dial of one of a peer's addresses.
+// addrError is a failed dial of one of a peer's addresses; source says
+// where discovery found it (SourcedAddr), when known.
 type addrError struct {
-	addr net.Addr
-	err  error
+	addr   net.Addr
+	source string
+	err    error
 }
 
-func (e *addrError) Error() string { return e.addr.String() + ": " + bare(e.err.Error()) }
+func (e *addrError) Error() string {
+	where := e.source
+	if where == "" {
+		where = e.addr.String()
+	}
+	return where + ": " + bare(e.err.Error())
+}
 func (e *addrError) Unwrap() error { return e.err }

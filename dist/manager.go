@@ -88,6 +88,7 @@ func New(system *actor.ActorSystem, tr *transport.Transport, cfg Config) (*Manag
 	if len(cfg.Peers) > 0 {
 		chain = append(chain, StaticResolver(cfg.Peers))
 	}
+	chain = append(chain, cfg.Resolvers...)
 	if cfg.DiscoveryDir != "" {
 		chain = append(chain, DirResolver{Dir: cfg.DiscoveryDir})
 	}
@@ -233,6 +234,21 @@ func (m *Manager) Connect(ctx context.Context, node string) error {
 		return peerErr("connect", node, err)
 	}
 	return res.(*ConnectResult).Err
+}
+
+// Disconnect closes the session to node on purpose and waits until it is
+// closed (see the Disconnect message): monitors get NodeDown{disconnected},
+// and the next send, Connect or Spawn opens a new session. It fails with
+// ErrNotConnected when no session was up.
+func (m *Manager) Disconnect(ctx context.Context, node string) error {
+	if err := m.checkPeer(node); err != nil {
+		return peerErr("disconnect", node, err)
+	}
+	res, err := m.request(ctx, &Disconnect{Node: node})
+	if err != nil {
+		return peerErr("disconnect", node, err)
+	}
+	return res.(*DisconnectResult).Err
 }
 
 func (m *Manager) checkPeer(node string) error {

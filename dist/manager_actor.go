@@ -2,7 +2,7 @@
 // keeps the node monitors.
 //
 // It routes public requests (Connect, Spawn, SendMembership, MigratePeer,
-// GetPathStats) and inbound handshakes to the peer's controller, spawning
+// GetPathStats, Disconnect) and inbound handshakes to the peer's controller, spawning
 // the controller where the request may open a session, and publishes
 // NodeUp and NodeDown to monitors in the order controllers report them.
 //
@@ -99,6 +99,10 @@ func (a *managerActor) Receive(ctx actor.Context) {
 	case *MigratePeer:
 		a.routeToController(ctx, msg.Node, func(err error) any {
 			return &MigrateResult{Node: msg.Node, Err: peerErr("migrate", msg.Node, err)}
+		})
+	case *Disconnect:
+		a.routeToController(ctx, msg.Node, func(err error) any {
+			return &DisconnectResult{Node: msg.Node, Err: peerErr("disconnect", msg.Node, err)}
 		})
 	case *GetPathStats:
 		a.routeToController(ctx, msg.Node, func(err error) any {

@@ -30,6 +30,9 @@ const (
 	ReasonShutdown NodeDownReason = "shutdown"
 	// ReasonControllerCrashed: the controller actor for the peer failed.
 	ReasonControllerCrashed NodeDownReason = "controller_crashed"
+	// ReasonDisconnected: this node closed the session on purpose
+	// (Disconnect, Manager.Disconnect).
+	ReasonDisconnected NodeDownReason = "disconnected"
 )
 
 // NodeUp is sent to node monitors when a session to Node comes up.
@@ -69,6 +72,24 @@ type Connect struct {
 
 // ConnectResult answers Connect.
 type ConnectResult struct {
+	Node string
+	Err  error
+}
+
+// Disconnect asks the dist manager to close the session to Node on purpose,
+// as Erlang's disconnect_node: monitors get NodeDown{disconnected},
+// watches across it end with Terminated(AddressTerminated), and the peer
+// sees the session end (NodeDown{peer_shutdown}). It also forgets that
+// Node was unreachable (its reconnect backoff). Nothing reconnects by
+// itself; the next send, Connect or Spawn opens a new session. The
+// sender gets *DisconnectResult: Err is nil when a session was closed,
+// ErrNotConnected (wrapped) when there was none.
+type Disconnect struct {
+	Node string
+}
+
+// DisconnectResult answers Disconnect.
+type DisconnectResult struct {
 	Node string
 	Err  error
 }
