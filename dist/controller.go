@@ -195,9 +195,10 @@ func (c *controller) receive(ctx actor.Context) {
 		if len(c.pendingControl) < maxPendingControl {
 			c.pendingControl = append(c.pendingControl, ctl)
 		}
-		if c.backoff != backoffWaiting {
-			c.ensureDial()
-		}
+		// Membership dials at once, like an explicit Connect: HyParView
+		// keeps its own backoff per peer and must hear of a failure
+		// (NodeDown) to repair its views, not wait out this one.
+		c.ensureDial()
 	case *MigratePeer:
 		c.onMigratePeer(msg, ctx.Sender())
 	case *migrateDone:
