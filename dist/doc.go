@@ -23,8 +23,11 @@
 // connection closed and the peer reported down, never the node.
 //
 // The controller dials through the discovery chain (static map, directory
-// of endpoint files, DNS), runs the dist handshake, settles simultaneous
-// connects, and turns a lost session into Terminated and NodeDown. A
+// of endpoint files, learned addresses, DNS), runs the dist handshake,
+// settles simultaneous connects, and turns a lost session into Terminated
+// and NodeDown. Both sides of a handshake learn the peer's address once
+// its identity is proved (LearnedAddrs, AdvertisedAddr; membership adds
+// what its messages carry). A
 // session has a control stream and a pool of lazily opened
 // unidirectional data streams.
 //

@@ -30,6 +30,7 @@ type options struct {
 	contact     string
 	contactAddr string
 	dataDir     string
+	advertise   string
 	shuffle     time.Duration
 	dns         bool
 	logLevel    string
@@ -44,6 +45,7 @@ func main() {
 	flag.StringVar(&o.contact, "contact", "", "node to join through, name@host (empty: none)")
 	flag.StringVar(&o.contactAddr, "contact-addr", "", "the contact's UDP address, put in the static discovery map")
 	flag.StringVar(&o.dataDir, "data-dir", "", "Config.DataDir (empty: an ephemeral identity)")
+	flag.StringVar(&o.advertise, "advertise", "", "Config.AdvertiseAddr (empty: the bound address)")
 	flag.DurationVar(&o.shuffle, "shuffle", 0, "membership shuffle period (0: the default)")
 	flag.BoolVar(&o.dns, "dns", false, "enable DNS discovery")
 	flag.StringVar(&o.logLevel, "log", "warn", "log level on stderr: debug, info, warn, error")
@@ -78,7 +80,7 @@ func run(o options, out *printer) error {
 		return fmt.Errorf("-log: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	cfg := actors.Config{Name: o.name, DataDir: o.dataDir, Logger: logger}
+	cfg := actors.Config{Name: o.name, DataDir: o.dataDir, AdvertiseAddr: o.advertise, Logger: logger}
 	cfg.Transport.ListenAddr = o.listen
 	cfg.Dist.DisableDNS = !o.dns
 	if o.contact != "" {
