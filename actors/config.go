@@ -20,7 +20,7 @@ import (
 //
 // The node-wide fields are set once, here. actors.Start copies them into
 // the sections (transport.Config.DataDir and DisableMigration,
-// dist.Config.Name, Incarnation and DisableMigration) and builds
+// dist.Config.Name, Incarnation, AdvertiseAddr and DisableMigration) and builds
 // transport.Config.Authenticator from the identity fields: leave those
 // section fields zero. A section's Logger, when nil, is the node's.
 type Config struct {
@@ -70,6 +70,14 @@ type Config struct {
 	// operator removes pins or trusts the key with TrustPeer. Default
 	// identity.DefaultMaxTrustedKeys (4096).
 	MaxTrustedKeys int
+	// AdvertiseAddr is the "host:port" peers should dial to reach this
+	// node; the dist handshake and membership messages carry it, so a
+	// node that knows one contact's address finds the rest. Empty means
+	// the bound address (Transport.ListenAddr) when it is dialable; a
+	// node bound to 0.0.0.0 or [::] advertises nothing and its peers use
+	// the source address they see (docs/membership.md, "How nodes find
+	// each other"). Set it behind NAT or port mapping.
+	AdvertiseAddr string
 	// DisableMigration forbids migrating this node's connections: its own
 	// Migrate requests fail, and peers are told in the dist handshake not
 	// to migrate theirs.
@@ -119,6 +127,9 @@ func (c Config) WithDefaults() Config {
 	if d.Incarnation == 0 {
 		d.Incarnation = c.Incarnation
 	}
+	if d.AdvertiseAddr == "" {
+		d.AdvertiseAddr = c.AdvertiseAddr
+	}
 	d.DisableMigration = d.DisableMigration || c.DisableMigration
 	if d.Logger == nil {
 		d.Logger = c.Logger // dist adds node=<name> itself
@@ -153,6 +164,7 @@ func (c Config) Validate() error {
 	nodeWide("Config.Transport.DisableMigration", c.Transport.DisableMigration == c.DisableMigration, "Config.DisableMigration")
 	nodeWide("Config.Dist.Name", c.Dist.Name == c.Name, "Config.Name")
 	nodeWide("Config.Dist.Incarnation", c.Dist.Incarnation == c.Incarnation, "Config.Incarnation")
+	nodeWide("Config.Dist.AdvertiseAddr", c.Dist.AdvertiseAddr == c.AdvertiseAddr, "Config.AdvertiseAddr")
 	nodeWide("Config.Dist.DisableMigration", c.Dist.DisableMigration == c.DisableMigration, "Config.DisableMigration")
 	if c.OpenCluster && len(c.ClusterSecret) > 0 {
 		errs = append(errs, fielderr.New("Config.OpenCluster", "is set together with Config.ClusterSecret; an open cluster has no secret"))

@@ -78,6 +78,7 @@ func knobs(t *testing.T) Config {
 		DataDir:          t.TempDir(),
 		DisableMigration: true,
 		Incarnation:      0x5eed,
+		AdvertiseAddr:    "127.0.0.1:4999",
 		Logger:           quietLogger,
 		Transport: transport.Config{
 			ListenAddr:            "127.0.0.1:0",
@@ -108,6 +109,7 @@ func knobs(t *testing.T) Config {
 			MaxUserStreams:      9,
 			UserStreamWindow:    64 << 10,
 			MaxPeers:            77,
+			MaxLearnedAddrs:     10,
 			ShutdownGrace:       300 * time.Millisecond,
 		},
 		Membership: membership.Config{
@@ -134,7 +136,7 @@ func knobs(t *testing.T) Config {
 // tree (or builds, for Authenticator), and the loggers.
 var nodeWide = map[string]bool{
 	"DataDir": true, "DisableMigration": true, "Authenticator": true,
-	"Name": true, "Incarnation": true, "Logger": true,
+	"Name": true, "Incarnation": true, "AdvertiseAddr": true, "Logger": true,
 }
 
 // TestConfigKnobsAreAllSet keeps knobs complete: a knob added to a
@@ -172,8 +174,11 @@ func TestConfigKnobsReachLayers(t *testing.T) {
 	if tc.DataDir != in.DataDir || !tc.DisableMigration || tc.Authenticator == nil {
 		t.Errorf("transport got DataDir %q, DisableMigration %v, Authenticator %v", tc.DataDir, tc.DisableMigration, tc.Authenticator)
 	}
-	if dc.Name != in.Name || dc.Incarnation != in.Incarnation || !dc.DisableMigration {
-		t.Errorf("dist got Name %q, Incarnation %v, DisableMigration %v", dc.Name, dc.Incarnation, dc.DisableMigration)
+	if dc.Name != in.Name || dc.Incarnation != in.Incarnation || !dc.DisableMigration || dc.AdvertiseAddr != in.AdvertiseAddr {
+		t.Errorf("dist got Name %q, Incarnation %v, DisableMigration %v, AdvertiseAddr %q", dc.Name, dc.Incarnation, dc.DisableMigration, dc.AdvertiseAddr)
+	}
+	if got := n.dist.AdvertisedAddr(); got != in.AdvertiseAddr {
+		t.Errorf("dist advertises %q, want %q", got, in.AdvertiseAddr)
 	}
 	if n.Incarnation() != in.Incarnation {
 		t.Errorf("Incarnation() = %v, want %v", n.Incarnation(), in.Incarnation)
@@ -222,6 +227,8 @@ func TestConfigInvalidNamesFieldPath(t *testing.T) {
 			"actors: Config.OpenCluster is set together with Config.ClusterSecret; an open cluster has no secret", nil},
 		{Config{Dist: dist.Config{MaxPeers: 5}},
 			"actors: Config.Dist.MaxPeers 5 leaves no room beyond the active view (Config.Membership.ActiveSize 5)", nil},
+		{Config{AdvertiseAddr: "0.0.0.0:7000"},
+			`actors: Config.Dist.AdvertiseAddr "0.0.0.0:7000" is not dialable (unspecified IP)`, nil},
 		{Config{MaxTrustedKeys: -1},
 			"actors: Config.MaxTrustedKeys -1 must not be negative", nil},
 		{Config{Membership: membership.Config{ShufflePeriod: -time.Second}},

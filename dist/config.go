@@ -48,6 +48,9 @@ const (
 	// DefaultMaxPeers caps the peers a node has a session with, or is
 	// connecting to, at once.
 	DefaultMaxPeers = 1024
+	// DefaultMaxLearnedAddrs caps the nodes whose addresses the learned
+	// discovery source holds (least recently used first out).
+	DefaultMaxLearnedAddrs = 4096
 	// DefaultReconnectBackoffMin is the backoff after a peer's first
 	// failed connect attempt.
 	DefaultReconnectBackoffMin = 100 * time.Millisecond
@@ -79,8 +82,8 @@ const (
 
 // Config configures the dist layer. Zero fields mean the defaults above;
 // WithDefaults fills them in and Validate checks the result. Inside
-// actors.Config (the Dist section) Name, Incarnation and DisableMigration
-// are set by actors.Start from the node-wide fields; the section's
+// actors.Config (the Dist section) Name, Incarnation, AdvertiseAddr and
+// DisableMigration are set by actors.Start from the node-wide fields; the section's
 // Logger, when nil, is the node's.
 type Config struct {
 	// Name is this node's name, name@host. Required.
@@ -107,6 +110,18 @@ type Config struct {
 	// ends the lookup. See Resolver and docs/dist.md, "Writing a
 	// resolver".
 	Resolvers []Resolver
+	// AdvertiseAddr is the "host:port" peers should dial to reach this
+	// node: sent in the dist handshake and in membership messages, so
+	// nodes that know one contact find the rest. Empty means the bound
+	// address when it is dialable; a node bound to 0.0.0.0 or [::]
+	// advertises nothing and peers use the source address they see.
+	// Inside actors.Config it is set from the node-wide AdvertiseAddr.
+	AdvertiseAddr string
+	// MaxLearnedAddrs caps the learned discovery source: the addresses
+	// this node learned from membership messages and authenticated
+	// connections (docs/membership.md, "How nodes find each other").
+	// Default DefaultMaxLearnedAddrs; negative turns learning off.
+	MaxLearnedAddrs int
 	// DataStreams is the data stream pool size per connection, 1..1024.
 	// Default DefaultDataStreams.
 	DataStreams int
@@ -170,6 +185,9 @@ func (c Config) WithDefaults() Config {
 	if c.DiscoveryPort == 0 {
 		c.DiscoveryPort = DefaultDiscoveryPort
 	}
+	if c.MaxLearnedAddrs == 0 {
+		c.MaxLearnedAddrs = DefaultMaxLearnedAddrs
+	}
 	if c.DataStreams == 0 {
 		c.DataStreams = DefaultDataStreams
 	}
@@ -231,6 +249,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fielderr.Wrap(path, err))
 		} else if c.Peers[name] == "" {
 			errs = append(errs, fielderr.New(path, "is an empty address"))
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		if err := ValidAdvertiseAddr(c.AdvertiseAddr); err != nil {
+			errs = append(errs, fielderr.New("AdvertiseAddr", "%v", err))
 		}
 	}
 	if c.DataStreams < 1 || c.DataStreams > 1024 {

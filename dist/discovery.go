@@ -1,6 +1,7 @@
 package dist
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Resolver finds the UDP addresses of a node by name. It is called on a
@@ -34,6 +36,9 @@ type SourcedAddr struct {
 	// Source reads "<source>: <what was looked up> -> <address>", with a
 	// note in parentheses where the address is partly assumed.
 	Source string
+	// learned is the learned source's entry the address came from, so a
+	// failed dial can let weaker news replace it; empty for others.
+	learned string
 }
 
 // sourced wraps addrs found by source for key.
@@ -238,3 +243,214 @@ func resolveUDP(ctx context.Context, hostport string) ([]net.Addr, error) {
 	}
 	return out, nil
 }
+
+// AddrOrigin says how this node learned a peer's address. A higher origin
+// replaces a lower one; a lower one replaces a higher one only after a
+// dial to the address held failed.
+type AddrOrigin int
+
+// Address origins, weakest first.
+const (
+	// AddrGossip: a third party named the address in a membership message
+	// received on an authenticated session.
+	AddrGossip AddrOrigin = iota + 1
+	// AddrObserved: the source address of an authenticated inbound
+	// connection of the node, or an address this node dialed and
+	// completed the dist handshake with.
+	AddrObserved
+	// AddrAdvertised: the node itself advertised the address (in its
+	// dist hello or welcome, or as the sender of a membership message).
+	AddrAdvertised
+)
+
+func (o AddrOrigin) String() string {
+	switch o {
+	case AddrGossip:
+		return "gossip"
+	case AddrObserved:
+		return "observed"
+	case AddrAdvertised:
+		return "advertised"
+	}
+	return fmt.Sprintf("AddrOrigin(%d)", int(o))
+}
+
+// LearnedAddrs is the "learned" discovery source: the addresses of peers
+// this node learned at run time, from membership messages and from
+// authenticated connections, at most a fixed number of nodes (least
+// recently used first out). A nil *LearnedAddrs (learning turned off)
+// holds nothing and learns nothing. The discovery chain asks it after the static
+// map and the endpoint directory and before DNS. Safe for use by many
+// goroutines; it is owned by its Manager (Manager.LearnedAddrs).
+type LearnedAddrs struct {
+	max int
+
+	mu      sync.Mutex
+	entries map[string]*list.Element // node → *learnedAddr in lru
+	lru     list.List                // front: most recently used
+}
+
+type learnedAddr struct {
+	node   string
+	addr   string
+	origin AddrOrigin
+	from   string // the node that told us (the node itself when first-hand)
+	via    string // how: "hello", "welcome", "dial", "inbound connection", a membership message type
+	// failed: a dial to addr failed since it was learned, so weaker news
+	// may replace it.
+	failed bool
+}
+
+// source says where the address came from, for errors and logs.
+func (e *learnedAddr) source() string {
+	return fmt.Sprintf("learned from %s via %s", e.from, e.via)
+}
+
+// NewLearnedAddrs returns an empty source that keeps at most max nodes
+// (max < 1 means DefaultMaxLearnedAddrs).
+func NewLearnedAddrs(max int) *LearnedAddrs {
+	if max < 1 {
+		max = DefaultMaxLearnedAddrs
+	}
+	return &LearnedAddrs{max: max, entries: make(map[string]*list.Element)}
+}
+
+// maxAddrLen bounds a learned address ("host:port").
+const maxAddrLen = 300
+
+// ValidAdvertiseAddr checks that addr is a dialable "host:port": a
+// non-empty host that is not an unspecified IP (0.0.0.0, ::), and a port
+// in 1..65535.
+func ValidAdvertiseAddr(addr string) error {
+	if len(addr) > maxAddrLen {
+		return fmt.Errorf("address of %d bytes, more than %d", len(addr), maxAddrLen)
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if port, err := strconv.Atoi(portStr); err != nil || port < 1 || port > 65535 {
+		return fmt.Errorf("bad port in %q", addr)
+	}
+	if host == "" {
+		return fmt.Errorf("no host in %q", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("%q is not dialable (unspecified IP)", addr)
+	}
+	if strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' || r == '\\' }) {
+		return fmt.Errorf("bad host in %q", addr)
+	}
+	return nil
+}
+
+// Learn records that node is reachable at addr, told by from (the node
+// itself for first-hand news) via the named message or connection. It
+// returns whether the entry changed. An address replaces the one held
+// when its origin is at least as strong (a re-advertised address
+// replaces the old one), or when a dial to the one held failed since it
+// was learned. Invalid addresses (ValidAdvertiseAddr) and invalid node
+// names are ignored.
+func (l *LearnedAddrs) Learn(node, addr string, origin AddrOrigin, from, via string) bool {
+	if l == nil || origin < AddrGossip || origin > AddrAdvertised || ValidateNodeName(node) != nil || ValidAdvertiseAddr(addr) != nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if el, ok := l.entries[node]; ok {
+		e := el.Value.(*learnedAddr)
+		switch {
+		case e.addr == addr:
+			// The same address again: fresh evidence.
+			changed := origin > e.origin || (e.failed && origin >= AddrObserved)
+			if origin >= e.origin {
+				e.origin, e.from, e.via = origin, from, via
+			}
+			if origin >= AddrObserved {
+				e.failed = false
+			}
+			l.lru.MoveToFront(el)
+			return changed
+		case origin >= e.origin || e.failed:
+			*e = learnedAddr{node: node, addr: addr, origin: origin, from: from, via: via}
+			l.lru.MoveToFront(el)
+			return true
+		}
+		return false
+	}
+	l.entries[node] = l.lru.PushFront(&learnedAddr{node: node, addr: addr, origin: origin, from: from, via: via})
+	for l.lru.Len() > l.max {
+		old := l.lru.Back()
+		delete(l.entries, old.Value.(*learnedAddr).node)
+		l.lru.Remove(old)
+	}
+	return true
+}
+
+// Lookup returns the address held for node and where it came from.
+func (l *LearnedAddrs) Lookup(node string) (addr, source string, ok bool) {
+	if l == nil {
+		return "", "", false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	el, ok := l.entries[node]
+	if !ok {
+		return "", "", false
+	}
+	e := el.Value.(*learnedAddr)
+	return e.addr, e.source(), true
+}
+
+// Len is the number of nodes held.
+func (l *LearnedAddrs) Len() int {
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lru.Len()
+}
+
+// Resolve implements Resolver. The addresses it returns name their
+// source, so a failed dial says where the address came from.
+func (l *LearnedAddrs) Resolve(ctx context.Context, node string) ([]net.Addr, error) {
+	if l == nil {
+		return nil, fmt.Errorf("%w: learning addresses is off", ErrUnknownNode)
+	}
+	l.mu.Lock()
+	el, ok := l.entries[node]
+	var e learnedAddr
+	if ok {
+		l.lru.MoveToFront(el)
+		e = *el.Value.(*learnedAddr)
+	}
+	l.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: no learned address for %s", ErrUnknownNode, node)
+	}
+	addrs, err := resolveUDP(ctx, e.addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w", e.addr, e.source(), err)
+	}
+	for i, a := range addrs {
+		addrs[i] = &SourcedAddr{Addr: a, Source: "learned: " + node + " -> " + a.String() + " (" + e.source() + ")", learned: e.addr}
+	}
+	return addrs, nil
+}
+
+// dialFailed notes that a dial to node's learned addr failed: weaker
+// news may now replace it.
+func (l *LearnedAddrs) dialFailed(node, addr string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if el, ok := l.entries[node]; ok {
+		if e := el.Value.(*learnedAddr); e.addr == addr {
+			e.failed = true
+		}
+	}
+}
+

@@ -45,7 +45,9 @@ func TestDiscoveryDir(t *testing.T) {
 		t.Errorf("endpoint file of b = %q, want %q", got, b.Addr().String())
 	}
 
-	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, DiscoveryDir: dir}})
+	// Learning off: with it, a would still dial b's last address once
+	// b's file is gone (TestLearnedAddressFromHello).
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, DiscoveryDir: dir, MaxLearnedAddrs: -1}})
 	if _, err := os.Stat(dist.EndpointFileName(dir, a.Name())); err != nil {
 		t.Errorf("endpoint file of a after Start: %v", err)
 	}

@@ -23,15 +23,17 @@
 // connection closed and the peer reported down, never the node.
 //
 // The controller dials through the discovery chain (static map,
-// Config.Resolvers, directory of endpoint files, DNS; connect errors name
-// the source of each address tried, SourcedAddr), runs the dist
-// handshake, settles simultaneous connects, and turns a lost session into
-// Terminated and NodeDown. After a failed connect attempt it backs off
-// (ReconnectBackoffMin doubling to ReconnectBackoffMax, ±20 % jitter);
-// until the next attempt starts or a session comes up the peer is
-// unreachable and sends to it are dead letters at once with
-// ErrUnreachable and the attempt's error. Disconnect closes a session on
-// purpose (NodeDown{disconnected}). A
+// Config.Resolvers, directory of endpoint files, learned addresses, DNS;
+// connect errors name the source of each address tried, SourcedAddr),
+// runs the dist handshake, settles simultaneous connects, and turns a
+// lost session into Terminated and NodeDown. Both sides of a handshake
+// learn the peer's address once its identity is proved (LearnedAddrs,
+// AdvertisedAddr; membership adds what its messages carry). After a
+// failed connect attempt the controller backs off (ReconnectBackoffMin
+// doubling to ReconnectBackoffMax, ±20 % jitter); until the next attempt
+// starts or a session comes up the peer is unreachable and sends to it
+// are dead letters at once with ErrUnreachable and the attempt's error.
+// Disconnect closes a session on purpose (NodeDown{disconnected}). A
 // session has a control stream and a pool of lazily opened
 // unidirectional data streams.
 //

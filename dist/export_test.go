@@ -21,3 +21,7 @@ func OverrunCredit(s *Stream, extra int) {
 	s.send.credit += extra
 	s.smu.Unlock()
 }
+
+// LearnedDialFailed notes a failed dial to node's learned addr, as dial
+// does.
+func LearnedDialFailed(l *LearnedAddrs, node, addr string) { l.dialFailed(node, addr) }

@@ -3,7 +3,9 @@
 // Dialer: dial resolves the peer through the discovery chain, dials each
 // address (from the socket SetConnectOptions named, if any), and
 // handshakeOutbound sends DistHello on a new control stream and reads
-// DistWelcome. Acceptor: acceptLoop takes authenticated connections from
+// DistWelcome. Both sides learn the peer's address once its identity is
+// proved (learnFromPeer): the one it advertised in its hello or welcome,
+// else the source address of the connection or the address dialed. Acceptor: acceptLoop takes authenticated connections from
 // the transport; handshakeInbound reads and checks DistHello and hands it
 // to the peer's controller as inboundHello; the controller settles
 // simultaneous connects and accepts with writeWelcome. The inbound
@@ -86,6 +88,7 @@ func (m *Manager) handshakeInbound(conn *transport.Conn) {
 	// now (a peer that never sends its hello holds a slot only until
 	// ConnectTimeout, and can be evicted by newcomers meanwhile).
 	conn.Admitted()
+	m.learnFromPeer(peer, hello.GetAdvertiseAddr(), "hello", conn.RemoteAddr(), "inbound connection")
 	m.system.Root.Send(m.pid, &inboundHello{conn: conn, controlStream: ctrl, controlReader: br, hello: &hello})
 }
 
@@ -152,7 +155,7 @@ func (m *Manager) writeWelcome(s *session, h *caskpb.DistHello) {
 	version, _ := negotiateVersion(h.GetMinVersion(), h.GetMaxVersion())
 	welcome, _ := proto.Marshal(&caskpb.DistWelcome{
 		Accepted: true, Node: m.name, Incarnation: uint64(m.inc), Version: version, Capabilities: m.capabilities(),
-		MaxMessageSize: uint32(m.cfg.MaxMessageSize),
+		MaxMessageSize: uint32(m.cfg.MaxMessageSize), AdvertiseAddr: m.advertise,
 	})
 	w := s.controlWriter
 	w.lock()
@@ -178,14 +181,24 @@ func (m *Manager) dial(ctx context.Context, node string) *dialResult {
 		return &dialResult{err: err}
 	}
 	var conn *transport.Conn
+	var dialed net.Addr
 	var errs []error
 	for _, found := range addrs {
 		addr, source := unwrapAddr(found)
+		var learnedFrom string
+		if s, ok := found.(*SourcedAddr); ok {
+			learnedFrom = s.learned
+		}
 		// The identity handshake refuses a peer that is not node before
 		// trusting any key of it.
 		conn, err = m.dialAddr(identity.WithExpectedPeer(ctx, node), node, addr)
 		if err == nil {
+			dialed = addr
 			break
+		}
+		if learnedFrom != "" {
+			// Weaker news about node may now replace this address.
+			m.learned.dialFailed(node, learnedFrom)
 		}
 		errs = append(errs, &addrError{addr: addr, source: source, err: err})
 	}
@@ -197,7 +210,23 @@ func (m *Manager) dial(ctx context.Context, node string) *dialResult {
 		conn.CloseWithError(transport.CodeHandshakeFailed, err.Error())
 		return &dialResult{err: err}
 	}
+	if res.err == nil {
+		m.learnFromPeer(node, res.welcome.GetAdvertiseAddr(), "welcome", dialed, "dial")
+	}
 	return res
+}
+
+// learnFromPeer records the address of a peer that just completed the
+// identity handshake (so it is authenticated): the address it advertised
+// (first-hand), else the address seen on the connection.
+func (m *Manager) learnFromPeer(peer, advertised, advertisedVia string, seen net.Addr, seenVia string) {
+	if advertised != "" && m.learned.Learn(peer, advertised, AddrAdvertised, peer, advertisedVia) {
+		m.log.Debug("learned address", "peer", peer, "addr", advertised, "via", advertisedVia)
+		return
+	}
+	if advertised == "" && seen != nil && m.learned.Learn(peer, seen.String(), AddrObserved, peer, seenVia) {
+		m.log.Debug("learned address", "peer", peer, "addr", seen.String(), "via", seenVia)
+	}
 }
 
 // ConnectOptions are per-peer settings for connects this node makes to
@@ -249,6 +278,7 @@ func (m *Manager) handshakeOutbound(ctx context.Context, conn *transport.Conn, n
 	b, _ := proto.Marshal(&caskpb.DistHello{
 		Node: m.name, Incarnation: uint64(m.inc), MinVersion: MinProtocolVersion, MaxVersion: MaxProtocolVersion,
 		Capabilities: m.capabilities(), ToNode: node, MaxMessageSize: uint32(m.cfg.MaxMessageSize),
+		AdvertiseAddr: m.advertise,
 	})
 	if _, err := ctrl.Write(transport.AppendFrame(nil, b)); err != nil {
 		return nil, fmt.Errorf("%w: write hello: %w", ErrConnectFailed, err)

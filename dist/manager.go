@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,11 @@ type Manager struct {
 	system   *actor.ActorSystem
 	tr       *transport.Transport
 	resolver Resolver
-	log      *slog.Logger
+	learned  *LearnedAddrs // nil when MaxLearnedAddrs < 0
+	// advertise is the address sent in hellos, welcomes and membership
+	// messages (AdvertiseAddr, else the bound address if dialable).
+	advertise string
+	log       *slog.Logger
 
 	endpoints  sync.Map // node name → *endpoint, while the peer needs one
 	badAddress badAddress
@@ -92,12 +97,17 @@ func New(system *actor.ActorSystem, tr *transport.Transport, cfg Config) (*Manag
 	if cfg.DiscoveryDir != "" {
 		chain = append(chain, DirResolver{Dir: cfg.DiscoveryDir})
 	}
+	var learned *LearnedAddrs
+	if cfg.MaxLearnedAddrs > 0 {
+		learned = NewLearnedAddrs(cfg.MaxLearnedAddrs)
+		chain = append(chain, learned)
+	}
 	if !cfg.DisableDNS {
 		chain = append(chain, DNSResolver{Port: cfg.DiscoveryPort})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
-		cfg: cfg, name: cfg.Name, inc: inc, system: system, tr: tr, resolver: chain,
+		cfg: cfg, name: cfg.Name, inc: inc, system: system, tr: tr, resolver: chain, learned: learned,
 		log: cfg.Logger.With("node", cfg.Name), ctx: ctx, cancel: cancel,
 		kinds: make(map[string]*actor.Props),
 	}
@@ -125,6 +135,7 @@ func (m *Manager) Start() error {
 		return fmt.Errorf("dist: actor system address is %q, want the node name %q",
 			m.system.ProcessRegistry.Address, m.name)
 	}
+	m.advertise = advertiseAddr(m.cfg.AdvertiseAddr, m.tr.Addr())
 	m.system.ProcessRegistry.RegisterAddressResolver(m.resolve)
 	props := actor.PropsFromProducer(func() actor.Actor { return newManagerActor(m) },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(reason any) actor.Directive {
@@ -139,6 +150,28 @@ func (m *Manager) Start() error {
 	m.wg.Add(1)
 	go m.acceptLoop()
 	return nil
+}
+
+// AdvertisedAddr is the address this node tells peers to dial
+// (Config.AdvertiseAddr, else the bound address if dialable), or "" when
+// it has none (bound to an unspecified IP) and peers use the source
+// address they see. Valid after Start.
+func (m *Manager) AdvertisedAddr() string { return m.advertise }
+
+// LearnedAddrs is the learned discovery source (nil when
+// Config.MaxLearnedAddrs is negative). Membership adds the addresses its
+// messages carry; the dist layer adds those of authenticated peers.
+func (m *Manager) LearnedAddrs() *LearnedAddrs { return m.learned }
+
+// advertiseAddr is configured, else bound when it is dialable.
+func advertiseAddr(configured string, bound net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	if u, ok := bound.(*net.UDPAddr); ok && u.IP != nil && !u.IP.IsUnspecified() && u.Port != 0 {
+		return u.String()
+	}
+	return ""
 }
 
 // resolve is the protoactor address resolver: every PID whose Address is

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership/hyparview"
+	"github.com/cask-p2p/cask/proto/caskpb"
 )
 
 // Internal messages of the membership actor.
@@ -236,7 +237,7 @@ func (a *membershipActor) apply(ctx actor.Context, out hyparview.Output) {
 	}
 	for _, e := range out.Send {
 		a.stats.Sent++
-		ctx.Send(a.distPID, &dist.SendMembership{Node: e.To, Msg: encode(e.Msg)})
+		ctx.Send(a.distPID, &dist.SendMembership{Node: e.To, Msg: encode(e.Msg, a.addressesFor(e))})
 	}
 	for _, node := range out.Close {
 		// Advisory: the session is left to the idle reaper once unpinned.
@@ -364,7 +365,53 @@ func (a *membershipActor) onReceived(ctx actor.Context, msg *dist.MembershipRece
 		return
 	}
 	m.From = msg.From // the authenticated peer of the session
+	a.learn(msg.Msg, m)
 	a.apply(ctx, a.state.Step(m, a.now()))
+}
+
+// addressesFor lists the addresses of the nodes e names, but for its
+// receiver: this node's advertised address, and what the learned source
+// holds for the others. Nodes with no known address are left out.
+func (a *membershipActor) addressesFor(e hyparview.Envelope) []*caskpb.NodeAddress {
+	var out []*caskpb.NodeAddress
+	learned := a.dist.LearnedAddrs()
+	for _, node := range names(e.Msg) {
+		addr := ""
+		switch node {
+		case e.To:
+			continue
+		case a.self:
+			addr = a.dist.AdvertisedAddr()
+		default:
+			addr, _, _ = learned.Lookup(node)
+		}
+		if addr != "" {
+			out = append(out, &caskpb.NodeAddress{Node: node, Addr: addr})
+		}
+	}
+	return out
+}
+
+// learn adds the addresses a received message carries to the learned
+// discovery source before the state machine sees it (which may ask for a
+// link to a node just named). The sender's own address is first-hand;
+// the others are gossip, which never replaces first-hand news that still
+// works. This node's own address is never learned.
+func (a *membershipActor) learn(p *caskpb.Membership, m hyparview.Message) {
+	learned := a.dist.LearnedAddrs()
+	for _, na := range addresses(p, m) {
+		node, addr := na.GetNode(), na.GetAddr()
+		if node == a.self {
+			continue
+		}
+		origin := dist.AddrGossip
+		if node == m.From {
+			origin = dist.AddrAdvertised
+		}
+		if learned.Learn(node, addr, origin, m.From, m.Type.String()) {
+			a.log.Debug("learned address", "peer", node, "addr", addr, "from", m.From, "via", m.Type)
+		}
+	}
 }
 
 func (a *membershipActor) onTick(ctx actor.Context) {

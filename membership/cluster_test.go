@@ -54,6 +54,10 @@ type cluster struct {
 	tb    testing.TB
 	dir   string
 	nodes []*testNode
+	// contactOnly: no discovery directory; a node's static map holds
+	// only its contacts' addresses, so it finds the other nodes through
+	// the addresses membership messages carry.
+	contactOnly bool
 }
 
 func newCluster(tb testing.TB) *cluster {
@@ -69,6 +73,15 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 	fault := adapter.NewFaulty(transport.UDPAdapter{Addr: "127.0.0.1:0"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	dir, peers := c.dir, map[string]string{}
+	if c.contactOnly {
+		dir = ""
+		for _, other := range c.nodes {
+			if slices.Contains(contacts, other.Name()) {
+				peers[other.Name()] = other.Addr().String()
+			}
+		}
+	}
 	n, err := actors.Start(ctx, actors.Config{
 		Name:   nodeName(i),
 		Logger: quietLogger(),
@@ -84,7 +97,8 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 			IdleTimeout: testIdleTimeout,
 		},
 		Dist: dist.Config{
-			DiscoveryDir:   c.dir,
+			DiscoveryDir:   dir,
+			Peers:          peers,
 			DisableDNS:     true,
 			ConnectTimeout: 2 * time.Second,
 			ShutdownGrace:  200 * time.Millisecond,

@@ -19,6 +19,15 @@
 //     caskpb.Membership mirrors hyparview.Message field by field; a
 //     message that does not map (unknown type, no sender) is logged and
 //     dropped, the session stays up.
+//   - Addresses: caskpb.Membership also carries the addresses of the
+//     nodes a message names; the state machine never sees them. On send
+//     the actor attaches Dist.AdvertisedAddr for itself and what
+//     Dist.LearnedAddrs holds for the others (the receiver is left out);
+//     on receipt it adds them to Dist.LearnedAddrs before stepping the
+//     state machine, the sender's own as first-hand (AddrAdvertised), the
+//     others as gossip (AddrGossip), at most one per named node. So a
+//     node that knows one contact's address can link to every node it
+//     hears of (docs/membership.md, "How nodes find each other").
 //   - Links: the actor monitors every node (dist.MonitorNode with an
 //     empty node). NodeUp is LinkUp, NodeDown (any reason, including
 //     connect_failed) is LinkDown. For Output.Open it sends dist.Connect

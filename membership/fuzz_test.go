@@ -14,10 +14,11 @@ import (
 // FuzzMembership decodes arbitrary bytes as a caskpb.Membership, maps it
 // to a hyparview.Message and steps a state machine with it: none of it
 // may panic, and a message that decodes must encode back to the same
-// protocol message. Seeded with the encoding of every message type.
+// protocol message, and the addresses read from it are bounded by the
+// nodes it names. Seeded with the encoding of every message type.
 func FuzzMembership(f *testing.F) {
 	for _, m := range wireSamples() {
-		b, err := proto.Marshal(encode(m))
+		b, err := proto.Marshal(encode(m, sampleAddresses(m)))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -35,7 +36,11 @@ func FuzzMembership(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := decode(encode(m))
+		addrs := addresses(&p, m)
+		if len(addrs) > maxAddresses || len(addrs) > len(names(m)) {
+			t.Fatalf("%d addresses read from a message naming %d nodes", len(addrs), len(names(m)))
+		}
+		again, err := decode(encode(m, addrs))
 		if err != nil {
 			t.Fatalf("re-decode of %+v: %v", m, err)
 		}

@@ -19,10 +19,15 @@ import (
 // Dist is what the membership actor needs of the dist layer. Messages go
 // to PID (SendMembership, Connect, MonitorNode, Pin, Unpin); inbound
 // membership messages come to the handler set with SetMembershipHandler.
+// Addresses: the actor attaches AdvertisedAddr (its own) and what
+// LearnedAddrs holds (the others') to every message naming nodes, and
+// adds the addresses received messages carry to LearnedAddrs.
 type Dist interface {
 	Name() string
 	PID() *actor.PID
 	SetMembershipHandler(pid *actor.PID)
+	AdvertisedAddr() string
+	LearnedAddrs() *dist.LearnedAddrs
 }
 
 var _ Dist = (*dist.Manager)(nil)

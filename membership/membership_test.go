@@ -305,3 +305,67 @@ func TestClusterJoinAndFailure(t *testing.T) {
 	}
 	t.Logf("active view sizes after healing: %v; %d survivors had lost a neighbour", sizes, len(lost))
 }
+
+// Addresses travel with membership: nodes that know only the contact's
+// address (no discovery directory, DNS off) link to each other, so the
+// overlay among them holds without the contact, also once it is gone.
+func TestAddressesTravelWithMembership(t *testing.T) {
+	c := newCluster(t)
+	c.contactOnly = true
+	contact := c.start(0)
+	var others []*testNode
+	for i := 1; i <= 4; i++ {
+		others = append(others, c.start(i, contact.Name()))
+	}
+	// connected: the others form one component over their active views,
+	// not counting links to the contact.
+	connected := func() bool {
+		names := map[string]bool{}
+		for _, n := range others {
+			names[n.Name()] = true
+		}
+		seen := map[string]bool{others[0].Name(): true}
+		queue := []string{others[0].Name()}
+		for len(queue) > 0 {
+			cur := queue[0]
+			queue = queue[1:]
+			for _, n := range others {
+				if n.Name() != cur {
+					continue
+				}
+				for _, peer := range n.ActiveView() {
+					if names[peer] && !seen[peer] {
+						seen[peer] = true
+						queue = append(queue, peer)
+					}
+				}
+			}
+		}
+		return len(seen) == len(others)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !connected() {
+		if time.Now().After(deadline) {
+			for _, n := range append([]*testNode{contact}, others...) {
+				t.Logf("%s active %v passive %v", n.Name(), n.ActiveView(), n.PassiveView())
+			}
+			t.Fatal("the nodes are not connected without the contact")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = contact.Stop()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		ok := connected()
+		for _, n := range others {
+			ok = ok && !slices.Contains(n.ActiveView(), contact.Name())
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the overlay did not hold once the contact stopped")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -33,9 +33,11 @@ var fromWireType = func() map[caskpb.MembershipType]hyparview.MessageType {
 	return m
 }()
 
-// encode maps a protocol message to its wire form.
-func encode(m hyparview.Message) *caskpb.Membership {
+// encode maps a protocol message to its wire form, with addrs: the
+// addresses of the nodes it names, as far as known.
+func encode(m hyparview.Message, addrs []*caskpb.NodeAddress) *caskpb.Membership {
 	return &caskpb.Membership{
+		Addresses:    addrs,
 		Type:         toWireType[m.Type],
 		From:         m.From,
 		Node:         m.Node,
@@ -68,6 +70,40 @@ func decode(p *caskpb.Membership) (hyparview.Message, error) {
 		Leaving:      p.GetLeaving(),
 		Nodes:        slices.Clone(p.GetNodes()),
 	}, nil
+}
+
+// names lists the nodes m names: its sender, its subject and its sample.
+func names(m hyparview.Message) []string {
+	out := make([]string, 0, 2+len(m.Nodes))
+	for _, n := range append([]string{m.From, m.Node}, m.Nodes...) {
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// maxAddresses bounds the addresses read from one received message: at
+// most one per node it names, and never more than this.
+const maxAddresses = 64
+
+// addresses returns the (node, address) pairs of a received message that
+// name a node the message names, at most one per node and maxAddresses
+// in all. The rest is ignored.
+func addresses(p *caskpb.Membership, m hyparview.Message) []*caskpb.NodeAddress {
+	named := names(m)
+	var out []*caskpb.NodeAddress
+	for _, a := range p.GetAddresses() {
+		if len(out) == maxAddresses || len(out) == len(named) {
+			break
+		}
+		node := a.GetNode()
+		if !slices.Contains(named, node) || slices.ContainsFunc(out, func(o *caskpb.NodeAddress) bool { return o.GetNode() == node }) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // clampTTL keeps a TTL within what both uint32 and int hold.

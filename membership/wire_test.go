@@ -2,7 +2,9 @@ package membership
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,7 +35,8 @@ func wireSamples() []hyparview.Message {
 // its protobuf encoding, and back.
 func TestWireRoundTrip(t *testing.T) {
 	for _, m := range wireSamples() {
-		b, err := proto.Marshal(encode(m))
+		want := sampleAddresses(m)
+		b, err := proto.Marshal(encode(m, want))
 		if err != nil {
 			t.Fatalf("%v: marshal: %v", m.Type, err)
 		}
@@ -48,6 +51,43 @@ func TestWireRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, m) {
 			t.Errorf("%v: round trip\n got %+v\nwant %+v", m.Type, got, m)
 		}
+		if addrs := addresses(&p, got); !sameAddresses(addrs, want) {
+			t.Errorf("%v: addresses %v, want %v", m.Type, addrs, want)
+		}
+	}
+}
+
+// sampleAddresses gives every node m names an address.
+func sampleAddresses(m hyparview.Message) []*caskpb.NodeAddress {
+	var out []*caskpb.NodeAddress
+	for i, n := range names(m) {
+		out = append(out, &caskpb.NodeAddress{Node: n, Addr: fmt.Sprintf("127.0.0.%d:7000", i+1)})
+	}
+	return out
+}
+
+func sameAddresses(a, b []*caskpb.NodeAddress) bool {
+	return slices.EqualFunc(a, b, func(x, y *caskpb.NodeAddress) bool {
+		return x.GetNode() == y.GetNode() && x.GetAddr() == y.GetAddr()
+	})
+}
+
+// TestWireAddressesOnlyOfNamedNodes: a received message's addresses are
+// read only for nodes it names, once each; the rest (a peer trying to
+// plant addresses of nodes the message does not mention, or repeating
+// one) is ignored.
+func TestWireAddressesOnlyOfNamedNodes(t *testing.T) {
+	m := hyparview.Message{Type: hyparview.Shuffle, From: "a@h", Node: "o@h", Nodes: []string{"b@h"}}
+	p := encode(m, []*caskpb.NodeAddress{
+		{Node: "x@h", Addr: "127.0.0.9:1"},
+		{Node: "b@h", Addr: "127.0.0.2:1"},
+		{Node: "b@h", Addr: "127.0.0.3:1"},
+		{Node: "a@h", Addr: "127.0.0.1:1"},
+	})
+	got := addresses(p, m)
+	want := []*caskpb.NodeAddress{{Node: "b@h", Addr: "127.0.0.2:1"}, {Node: "a@h", Addr: "127.0.0.1:1"}}
+	if !sameAddresses(got, want) {
+		t.Fatalf("addresses = %v, want %v", got, want)
 	}
 }
 
@@ -88,7 +128,7 @@ func TestWireTTLClamped(t *testing.T) {
 	if got.TTL < 0 {
 		t.Fatalf("TTL %d is negative", got.TTL)
 	}
-	if w := encode(hyparview.Message{Type: hyparview.Shuffle, TTL: -5}); w.GetTtl() != 0 {
+	if w := encode(hyparview.Message{Type: hyparview.Shuffle, TTL: -5}, nil); w.GetTtl() != 0 {
 		t.Fatalf("negative TTL encoded as %d", w.GetTtl())
 	}
 }

@@ -20,6 +20,7 @@ var rank = map[string]int{
 	"internal/deps":                 0,
 	"internal/fielderr":             0,
 	"internal/testhome":             0,
+	"internal/proctest":             0,
 	"internal/doccheck":             0,
 	"transport/internal/atomicfile": 0,
 	"internal/layering":             0,
@@ -39,6 +40,7 @@ var rank = map[string]int{
 	"examples/messages":             70,
 	"examples/watchdog":             70,
 	"bench/cmd/caskbench":           80,
+	"internal/testnode":             80,
 }
 
 // pure packages are protocol state machines: inputs in, messages out.

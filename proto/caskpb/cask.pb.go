@@ -667,8 +667,13 @@ type DistHello struct {
 	// The largest encoded message the sender accepts; the peer refuses
 	// (dead-letters) larger ones before sending. 0 means no limit stated.
 	MaxMessageSize uint32 `protobuf:"varint,7,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The address the sender advertises for reaching it (Config.AdvertiseAddr,
+	// else its bound address), "host:port"; empty when it has none that is
+	// dialable (bound to 0.0.0.0 or [::]): the peer then uses the
+	// connection's source address.
+	AdvertiseAddr string `protobuf:"bytes,8,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DistHello) Reset() {
@@ -750,6 +755,13 @@ func (x *DistHello) GetMaxMessageSize() uint32 {
 	return 0
 }
 
+func (x *DistHello) GetAdvertiseAddr() string {
+	if x != nil {
+		return x.AdvertiseAddr
+	}
+	return ""
+}
+
 // DistWelcome answers DistHello.
 type DistWelcome struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -763,8 +775,10 @@ type DistWelcome struct {
 	Capabilities uint64 `protobuf:"varint,7,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// As DistHello.max_message_size.
 	MaxMessageSize uint32 `protobuf:"varint,8,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The address the acceptor advertises, as DistHello.advertise_addr.
+	AdvertiseAddr string `protobuf:"bytes,9,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DistWelcome) Reset() {
@@ -851,6 +865,13 @@ func (x *DistWelcome) GetMaxMessageSize() uint32 {
 		return x.MaxMessageSize
 	}
 	return 0
+}
+
+func (x *DistWelcome) GetAdvertiseAddr() string {
+	if x != nil {
+		return x.AdvertiseAddr
+	}
+	return ""
 }
 
 // Envelope carries one actor message or system message on a data stream.
@@ -1204,12 +1225,17 @@ type Membership struct {
 	// The sending node (must equal the session's peer).
 	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	// The subject: the joining node (FORWARD_JOIN), the shuffle origin.
-	Node          string   `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
-	Ttl           uint32   `protobuf:"varint,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
-	HighPriority  bool     `protobuf:"varint,5,opt,name=high_priority,json=highPriority,proto3" json:"high_priority,omitempty"`
-	Accepted      bool     `protobuf:"varint,6,opt,name=accepted,proto3" json:"accepted,omitempty"`
-	Leaving       bool     `protobuf:"varint,7,opt,name=leaving,proto3" json:"leaving,omitempty"`
-	Nodes         []string `protobuf:"bytes,8,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Node         string   `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	Ttl          uint32   `protobuf:"varint,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	HighPriority bool     `protobuf:"varint,5,opt,name=high_priority,json=highPriority,proto3" json:"high_priority,omitempty"`
+	Accepted     bool     `protobuf:"varint,6,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Leaving      bool     `protobuf:"varint,7,opt,name=leaving,proto3" json:"leaving,omitempty"`
+	Nodes        []string `protobuf:"bytes,8,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Dialable addresses of nodes this message names (from, node, nodes),
+	// as far as the sender knows them: the sender's own advertised address
+	// and what it learned of the others. A node it has no address for is
+	// left out.
+	Addresses     []*NodeAddress `protobuf:"bytes,9,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1300,6 +1326,66 @@ func (x *Membership) GetNodes() []string {
 	return nil
 }
 
+func (x *Membership) GetAddresses() []*NodeAddress {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+// NodeAddress is a node's dialable UDP address, "host:port".
+type NodeAddress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeAddress) Reset() {
+	*x = NodeAddress{}
+	mi := &file_cask_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeAddress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeAddress) ProtoMessage() {}
+
+func (x *NodeAddress) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
+func (*NodeAddress) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NodeAddress) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeAddress) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
 // SessionPin tells the peer whether this side holds the session pinned
 // (membership active view, open user streams): a pinned session is not
 // reaped as idle by either side.
@@ -1312,7 +1398,7 @@ type SessionPin struct {
 
 func (x *SessionPin) Reset() {
 	*x = SessionPin{}
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1410,7 @@ func (x *SessionPin) String() string {
 func (*SessionPin) ProtoMessage() {}
 
 func (x *SessionPin) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1423,7 @@ func (x *SessionPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPin.ProtoReflect.Descriptor instead.
 func (*SessionPin) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{7}
+	return file_cask_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SessionPin) GetPinned() bool {
@@ -1360,7 +1446,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1458,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1471,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{8}
+	return file_cask_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SpawnRequest) GetRequestId() uint64 {
@@ -1422,7 +1508,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1520,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1533,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{9}
+	return file_cask_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SpawnResponse) GetRequestId() uint64 {
@@ -1496,7 +1582,7 @@ type DeliveryFailure struct {
 
 func (x *DeliveryFailure) Reset() {
 	*x = DeliveryFailure{}
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1594,7 @@ func (x *DeliveryFailure) String() string {
 func (*DeliveryFailure) ProtoMessage() {}
 
 func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1607,7 @@ func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryFailure.ProtoReflect.Descriptor instead.
 func (*DeliveryFailure) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{10}
+	return file_cask_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeliveryFailure) GetTarget() string {
@@ -1588,7 +1674,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1686,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1699,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{11}
+	return file_cask_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Goodbye) GetReason() GoodbyeReason {
@@ -1645,7 +1731,7 @@ type StreamAccept struct {
 
 func (x *StreamAccept) Reset() {
 	*x = StreamAccept{}
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1743,7 @@ func (x *StreamAccept) String() string {
 func (*StreamAccept) ProtoMessage() {}
 
 func (x *StreamAccept) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1756,7 @@ func (x *StreamAccept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAccept.ProtoReflect.Descriptor instead.
 func (*StreamAccept) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{12}
+	return file_cask_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StreamAccept) GetRefusal() StreamRefusal {
@@ -1710,7 +1796,7 @@ type AuthFrame struct {
 
 func (x *AuthFrame) Reset() {
 	*x = AuthFrame{}
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1808,7 @@ func (x *AuthFrame) String() string {
 func (*AuthFrame) ProtoMessage() {}
 
 func (x *AuthFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1821,7 @@ func (x *AuthFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthFrame.ProtoReflect.Descriptor instead.
 func (*AuthFrame) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{13}
+	return file_cask_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuthFrame) GetBody() isAuthFrame_Body {
@@ -1833,7 +1919,7 @@ type AuthHello struct {
 
 func (x *AuthHello) Reset() {
 	*x = AuthHello{}
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1931,7 @@ func (x *AuthHello) String() string {
 func (*AuthHello) ProtoMessage() {}
 
 func (x *AuthHello) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1944,7 @@ func (x *AuthHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthHello.ProtoReflect.Descriptor instead.
 func (*AuthHello) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{14}
+	return file_cask_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AuthHello) GetNode() string {
@@ -1918,7 +2004,7 @@ type AuthChallenge struct {
 
 func (x *AuthChallenge) Reset() {
 	*x = AuthChallenge{}
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2016,7 @@ func (x *AuthChallenge) String() string {
 func (*AuthChallenge) ProtoMessage() {}
 
 func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2029,7 @@ func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
 func (*AuthChallenge) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{15}
+	return file_cask_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AuthChallenge) GetNonce() []byte {
@@ -1983,7 +2069,7 @@ type AuthResponse struct {
 
 func (x *AuthResponse) Reset() {
 	*x = AuthResponse{}
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2081,7 @@ func (x *AuthResponse) String() string {
 func (*AuthResponse) ProtoMessage() {}
 
 func (x *AuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2094,7 @@ func (x *AuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
 func (*AuthResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{16}
+	return file_cask_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AuthResponse) GetSignature() []byte {
@@ -2059,7 +2145,7 @@ type AuthResult struct {
 
 func (x *AuthResult) Reset() {
 	*x = AuthResult{}
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2157,7 @@ func (x *AuthResult) String() string {
 func (*AuthResult) ProtoMessage() {}
 
 func (x *AuthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2170,7 @@ func (x *AuthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
 func (*AuthResult) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{17}
+	return file_cask_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AuthResult) GetOk() bool {
@@ -2118,7 +2204,7 @@ const file_cask_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.cask.v1.StreamKindR\x04kind\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x10\n" +
 	"\x03tag\x18\x03 \x01(\tR\x03tag\x12%\n" +
-	"\x0ereceive_window\x18\x04 \x01(\rR\rreceiveWindow\"\xea\x01\n" +
+	"\x0ereceive_window\x18\x04 \x01(\rR\rreceiveWindow\"\x91\x02\n" +
 	"\tDistHello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x1f\n" +
@@ -2128,7 +2214,8 @@ const file_cask_proto_rawDesc = "" +
 	"maxVersion\x12\"\n" +
 	"\fcapabilities\x18\x05 \x01(\x04R\fcapabilities\x12\x17\n" +
 	"\ato_node\x18\x06 \x01(\tR\x06toNode\x12(\n" +
-	"\x10max_message_size\x18\a \x01(\rR\x0emaxMessageSize\"\x8e\x02\n" +
+	"\x10max_message_size\x18\a \x01(\rR\x0emaxMessageSize\x12%\n" +
+	"\x0eadvertise_addr\x18\b \x01(\tR\radvertiseAddr\"\xb5\x02\n" +
 	"\vDistWelcome\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12-\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x15.cask.v1.RejectReasonR\x06reason\x12\x16\n" +
@@ -2137,7 +2224,8 @@ const file_cask_proto_rawDesc = "" +
 	"\vincarnation\x18\x05 \x01(\x04R\vincarnation\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\rR\aversion\x12\"\n" +
 	"\fcapabilities\x18\a \x01(\x04R\fcapabilities\x12(\n" +
-	"\x10max_message_size\x18\b \x01(\rR\x0emaxMessageSize\"\xbe\x02\n" +
+	"\x10max_message_size\x18\b \x01(\rR\x0emaxMessageSize\x12%\n" +
+	"\x0eadvertise_addr\x18\t \x01(\tR\radvertiseAddr\"\xbe\x02\n" +
 	"\bEnvelope\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12%\n" +
 	"\x0esender_address\x18\x02 \x01(\tR\rsenderAddress\x12\x1b\n" +
@@ -2164,7 +2252,7 @@ const file_cask_proto_rawDesc = "" +
 	"\x04body\"A\n" +
 	"\fStreamCredit\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12\x14\n" +
-	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\xe4\x01\n" +
+	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\x98\x02\n" +
 	"\n" +
 	"Membership\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.cask.v1.MembershipTypeR\x04type\x12\x12\n" +
@@ -2174,7 +2262,11 @@ const file_cask_proto_rawDesc = "" +
 	"\rhigh_priority\x18\x05 \x01(\bR\fhighPriority\x12\x1a\n" +
 	"\baccepted\x18\x06 \x01(\bR\baccepted\x12\x18\n" +
 	"\aleaving\x18\a \x01(\bR\aleaving\x12\x14\n" +
-	"\x05nodes\x18\b \x03(\tR\x05nodes\"$\n" +
+	"\x05nodes\x18\b \x03(\tR\x05nodes\x122\n" +
+	"\taddresses\x18\t \x03(\v2\x14.cask.v1.NodeAddressR\taddresses\"5\n" +
+	"\vNodeAddress\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"$\n" +
 	"\n" +
 	"SessionPin\x12\x16\n" +
 	"\x06pinned\x18\x01 \x01(\bR\x06pinned\"U\n" +
@@ -2310,7 +2402,7 @@ func file_cask_proto_rawDescGZIP() []byte {
 }
 
 var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
@@ -2328,43 +2420,45 @@ var file_cask_proto_goTypes = []any{
 	(*Control)(nil),         // 13: cask.v1.Control
 	(*StreamCredit)(nil),    // 14: cask.v1.StreamCredit
 	(*Membership)(nil),      // 15: cask.v1.Membership
-	(*SessionPin)(nil),      // 16: cask.v1.SessionPin
-	(*SpawnRequest)(nil),    // 17: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 18: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 19: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 20: cask.v1.Goodbye
-	(*StreamAccept)(nil),    // 21: cask.v1.StreamAccept
-	(*AuthFrame)(nil),       // 22: cask.v1.AuthFrame
-	(*AuthHello)(nil),       // 23: cask.v1.AuthHello
-	(*AuthChallenge)(nil),   // 24: cask.v1.AuthChallenge
-	(*AuthResponse)(nil),    // 25: cask.v1.AuthResponse
-	(*AuthResult)(nil),      // 26: cask.v1.AuthResult
+	(*NodeAddress)(nil),     // 16: cask.v1.NodeAddress
+	(*SessionPin)(nil),      // 17: cask.v1.SessionPin
+	(*SpawnRequest)(nil),    // 18: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 19: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 20: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 21: cask.v1.Goodbye
+	(*StreamAccept)(nil),    // 22: cask.v1.StreamAccept
+	(*AuthFrame)(nil),       // 23: cask.v1.AuthFrame
+	(*AuthHello)(nil),       // 24: cask.v1.AuthHello
+	(*AuthChallenge)(nil),   // 25: cask.v1.AuthChallenge
+	(*AuthResponse)(nil),    // 26: cask.v1.AuthResponse
+	(*AuthResult)(nil),      // 27: cask.v1.AuthResult
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
 	2,  // 1: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
-	17, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	18, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	19, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	20, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	16, // 6: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
+	18, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	19, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	20, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	21, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	17, // 6: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
 	15, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
 	14, // 8: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
 	4,  // 9: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
-	5,  // 10: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
-	3,  // 11: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
-	6,  // 12: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	7,  // 13: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
-	23, // 14: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
-	24, // 15: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
-	25, // 16: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
-	26, // 17: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
-	8,  // 18: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 10: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
+	5,  // 11: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
+	3,  // 12: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
+	6,  // 13: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
+	7,  // 14: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
+	24, // 15: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
+	25, // 16: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
+	26, // 17: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
+	27, // 18: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
+	8,  // 19: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -2381,7 +2475,7 @@ func file_cask_proto_init() {
 		(*Control_Membership)(nil),
 		(*Control_StreamCredit)(nil),
 	}
-	file_cask_proto_msgTypes[13].OneofWrappers = []any{
+	file_cask_proto_msgTypes[14].OneofWrappers = []any{
 		(*AuthFrame_Hello)(nil),
 		(*AuthFrame_Challenge)(nil),
 		(*AuthFrame_Response)(nil),
@@ -2393,7 +2487,7 @@ func file_cask_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,39 @@
+// Command testnode is a Cask node in a process of its own, for tests that
+// are about processes: crashes, restarts and membership across separate
+// OS processes. internal/proctest builds and runs it; it is not meant for
+// users.
+//
+// Flags configure the node (testnode -h lists them): -name, -listen, the
+// contact to join through (-contact name@host and -contact-addr ip:port,
+// which also goes into the static discovery map), -data-dir (empty: an
+// ephemeral identity), -shuffle (the membership shuffle period), -dns
+// (DNS discovery, off by default) and -advertise (Config.AdvertiseAddr).
+// The cluster secret comes from CASK_COOKIE, as for any node.
+//
+// Output: one JSON object per line on stdout, one per event, each with
+// "event" and "t" (RFC 3339 time with nanoseconds):
+//
+//	{"event":"started","node":"a@h","addr":"127.0.0.1:7000","incarnation":"..."}
+//	{"event":"peer_up","peer":"b@h"}                     membership PeerUp
+//	{"event":"peer_down","peer":"b@h","reason":"failed"} membership PeerDown
+//	{"event":"joined","peer":"c@h"}                      membership Joined (peer: the contact)
+//	{"event":"node_up","peer":"b@h","incarnation":"..."} dist NodeUp (a session came up)
+//	{"event":"node_down","peer":"b@h","reason":"..."}    dist NodeDown
+//	{"event":"view","active":[...],"passive":[...]}      a view changed, or "views" on stdin
+//	{"event":"pong","peer":"b@h","ms":1.2,"err":"..."}   answer to "ping" on stdin
+//	{"event":"stopped","err":"..."}                      after a graceful stop
+//	{"event":"error","err":"..."}                        start-up failed (exit status 1)
+//
+// Logs go to stderr (text, level from -log, default warn).
+//
+// Commands, one per line on stdin:
+//
+//	views         print a "view" event now
+//	ping <node>   send a request to the "echo" actor of <node> (every
+//	              testnode runs one) and print a "pong" event with the
+//	              round trip or the error; -ping-timeout bounds it
+//	stop          stop gracefully, as on SIGTERM
+//
+// SIGTERM and SIGINT stop the node gracefully (membership Leave, dist
+// Stop) and exit with status 0; end of stdin does not stop it.
+package main

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/cask-p2p/cask/actors"
+	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/membership"
+)
+
+// options are the command-line flags.
+type options struct {
+	name        string
+	listen      string
+	contact     string
+	contactAddr string
+	dataDir     string
+	advertise   string
+	shuffle     time.Duration
+	dns         bool
+	logLevel    string
+	pingTimeout time.Duration
+	viewPoll    time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.name, "name", "", "node name, name@host (required)")
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:0", "UDP address to listen on")
+	flag.StringVar(&o.contact, "contact", "", "node to join through, name@host (empty: none)")
+	flag.StringVar(&o.contactAddr, "contact-addr", "", "the contact's UDP address, put in the static discovery map")
+	flag.StringVar(&o.dataDir, "data-dir", "", "Config.DataDir (empty: an ephemeral identity)")
+	flag.StringVar(&o.advertise, "advertise", "", "Config.AdvertiseAddr (empty: the bound address)")
+	flag.DurationVar(&o.shuffle, "shuffle", 0, "membership shuffle period (0: the default)")
+	flag.BoolVar(&o.dns, "dns", false, "enable DNS discovery")
+	flag.StringVar(&o.logLevel, "log", "warn", "log level on stderr: debug, info, warn, error")
+	flag.DurationVar(&o.pingTimeout, "ping-timeout", 5*time.Second, "timeout of the ping command")
+	flag.DurationVar(&o.viewPoll, "view-poll", 100*time.Millisecond, "how often views are checked for a change")
+	flag.Parse()
+	out := &printer{w: bufio.NewWriter(os.Stdout)}
+	if err := run(o, out); err != nil {
+		out.print(map[string]any{"event": "error", "err": err.Error()})
+		os.Exit(1)
+	}
+}
+
+// printer writes one JSON object per line, from any goroutine.
+type printer struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+func (p *printer) print(ev map[string]any) {
+	ev["t"] = time.Now().Format(time.RFC3339Nano)
+	b, _ := json.Marshal(ev)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.w.Write(append(b, '\n'))
+	p.w.Flush()
+}
+
+func run(o options, out *printer) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("-log: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg := actors.Config{Name: o.name, DataDir: o.dataDir, AdvertiseAddr: o.advertise, Logger: logger}
+	cfg.Transport.ListenAddr = o.listen
+	cfg.Dist.DisableDNS = !o.dns
+	if o.contact != "" {
+		cfg.Membership.ContactNodes = []string{o.contact}
+		if o.contactAddr != "" {
+			cfg.Dist.Peers = map[string]string{o.contact: o.contactAddr}
+		}
+	}
+	cfg.Membership.ShufflePeriod = o.shuffle
+
+	// Signals are caught before the node starts, so a SIGTERM sent right
+	// after "started" is a graceful stop too.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	node, err := actors.Start(ctx, cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if _, err := node.Root().SpawnNamed(actor.PropsFromFunc(echo), "echo"); err != nil {
+		node.Stop()
+		return err
+	}
+	events := node.Root().Spawn(actor.PropsFromFunc(func(c actor.Context) { report(c, out) }))
+	node.MonitorNode("", events)
+	node.Subscribe(events)
+	out.print(map[string]any{"event": "started", "node": node.Name(), "addr": node.Addr().String(),
+		"incarnation": node.Incarnation().String()})
+
+	stop := make(chan struct{}, 1)
+	go commands(node, o, out, stop)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watchViews(node, o.viewPoll, out, done)
+	}()
+	select {
+	case <-sigs:
+	case <-stop:
+	}
+	close(done)
+	wg.Wait()
+	err = node.Stop()
+	ev := map[string]any{"event": "stopped"}
+	if err != nil {
+		ev["err"] = err.Error()
+	}
+	out.print(ev)
+	return nil
+}
+
+// echo answers every request with the message it got.
+func echo(c actor.Context) {
+	if m, ok := c.Message().(*wrapperspb.StringValue); ok && c.Sender() != nil {
+		c.Respond(m)
+	}
+}
+
+// report prints membership and dist events.
+func report(c actor.Context, out *printer) {
+	switch m := c.Message().(type) {
+	case *membership.PeerUp:
+		out.print(map[string]any{"event": "peer_up", "peer": m.Node})
+	case *membership.PeerDown:
+		out.print(map[string]any{"event": "peer_down", "peer": m.Node, "reason": string(m.Reason)})
+	case *membership.Joined:
+		out.print(map[string]any{"event": "joined", "peer": m.Contact})
+	case *dist.NodeUp:
+		out.print(map[string]any{"event": "node_up", "peer": m.Node, "incarnation": m.Incarnation.String()})
+	case *dist.NodeDown:
+		ev := map[string]any{"event": "node_down", "peer": m.Node, "reason": string(m.Reason)}
+		if m.Err != nil {
+			ev["err"] = m.Err.Error()
+		}
+		out.print(ev)
+	}
+}
+
+// watchViews prints a "view" event whenever the active or passive view
+// changed since the last check.
+func watchViews(node *actors.Node, every time.Duration, out *printer, done <-chan struct{}) {
+	var active, passive []string
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		a, p := node.ActiveView(), node.PassiveView()
+		if !slices.Equal(a, active) || !slices.Equal(p, passive) {
+			active, passive = a, p
+			printViews(out, a, p)
+		}
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func printViews(out *printer, active, passive []string) {
+	out.print(map[string]any{"event": "view", "active": nonNil(active), "passive": nonNil(passive)})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// commands reads stdin until it ends; "stop" asks run to stop the node.
+func commands(node *actors.Node, o options, out *printer, stop chan<- struct{}) {
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		switch {
+		case f[0] == "views":
+			printViews(out, node.ActiveView(), node.PassiveView())
+		case f[0] == "ping" && len(f) == 2:
+			go ping(node, f[1], o.pingTimeout, out)
+		case f[0] == "stop":
+			select {
+			case stop <- struct{}{}:
+			default:
+			}
+		default:
+			out.print(map[string]any{"event": "error", "err": fmt.Sprintf("unknown command %q", sc.Text())})
+		}
+	}
+}
+
+func ping(node *actors.Node, peer string, timeout time.Duration, out *printer) {
+	start := time.Now()
+	_, err := node.Root().RequestFuture(actor.NewPID(peer, "echo"), wrapperspb.String("ping"), timeout).Result()
+	ev := map[string]any{"event": "pong", "peer": peer, "ms": float64(time.Since(start).Microseconds()) / 1000}
+	if err != nil {
+		ev["err"] = err.Error()
+	}
+	out.print(ev)
+}
