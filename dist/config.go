@@ -44,7 +44,7 @@ const (
 	DefaultMaxUserStreams = 256
 	// DefaultUserStreamWindow is how many bytes a user stream's writer
 	// may send ahead of what the reader has consumed.
-	DefaultUserStreamWindow = 256 << 10
+	DefaultUserStreamWindow = 1 << 20
 	// DefaultMaxPeers caps the peers a node has a session with, or is
 	// connecting to, at once.
 	DefaultMaxPeers = 1024

@@ -90,7 +90,10 @@ func fillUntilBlocked(s *dist.Stream, limit int64) (int64, error) {
 // same run.
 func TestStalledStreamsDoNotDelayActors(t *testing.T) {
 	const samples = 300
-	nodes := mesh(t, 3, actors.Config{})
+	// A 256 KiB window keeps the test's memory and time modest (the
+	// maximum count of stalled streams then holds 64 MiB); the isolation
+	// does not depend on the window's size.
+	nodes := mesh(t, 3, actors.Config{Dist: dist.Config{UserStreamWindow: 256 << 10}})
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	for _, n := range nodes {
 		spawnNamed(t, n, replyProps(), "echo")
