@@ -453,4 +453,3 @@ func (l *LearnedAddrs) dialFailed(node, addr string) {
 		}
 	}
 }
-
