@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -53,6 +55,12 @@ type restartPair struct {
 // through b, and waits until a's ping of b is answered.
 func startPair(t *testing.T, bArgs ...string) *restartPair {
 	t.Helper()
+	return startPairWith(t, nil, bArgs)
+}
+
+// startPairWith is startPair with aArgs added to a's flags.
+func startPairWith(t *testing.T, aArgs, bArgs []string) *restartPair {
+	t.Helper()
 	bin := proctest.Build(t)
 	setCookie(t)
 	idle := idleTimeout.String()
@@ -60,8 +68,8 @@ func startPair(t *testing.T, bArgs ...string) *restartPair {
 	bAddr := freeAddr(t, "127.0.0.3")
 	r.b = proctest.Start(t, bin, append([]string{"-name", r.bName, "-listen", bAddr, "-idle-timeout", idle, "-log", "info"}, bArgs...)...)
 	r.bStart = r.b.MustWaitFor(t, proctest.Kind("started"), 60*time.Second)
-	r.a = proctest.Start(t, bin, "-name", r.aName, "-listen", "127.0.0.2:0", "-idle-timeout", idle, "-log", "info",
-		"-contact", r.bName, "-contact-addr", bAddr, "-ping-timeout", "1s")
+	r.a = proctest.Start(t, bin, append([]string{"-name", r.aName, "-listen", "127.0.0.2:0", "-idle-timeout", idle, "-log", "info",
+		"-contact", r.bName, "-contact-addr", bAddr, "-ping-timeout", "1s"}, aArgs...)...)
 	r.a.MustWaitFor(t, proctest.Kind("joined"), 60*time.Second)
 	if _, err := r.pingUntilAnswered(t, time.Time{}, 30*time.Second); err != nil {
 		t.Fatalf("before the restart: %v", err)
@@ -237,5 +245,94 @@ func TestRestartAfterTerm(t *testing.T) {
 			r.answeredWithin(t, 2*time.Second)
 			noRefusal(t, r.a, r.b)
 		})
+	}
+}
+
+// warnLines returns the lines of p's stderr that contain every one of
+// subs.
+func warnLines(p *proctest.Proc, subs ...string) []string {
+	var out []string
+	for _, line := range strings.Split(p.Stderr(), "\n") {
+		ok := strings.Contains(line, "level=WARN")
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// refusedFor pings b from a for d and fails t if any ping is answered.
+func (r *restartPair) refusedFor(t *testing.T, d time.Duration) {
+	t.Helper()
+	if pong, err := r.pingUntilAnswered(t, r.bStart.Time, d); err == nil {
+		t.Fatalf("a's request to b was answered (%s), want a refusal", pong.Raw)
+	}
+}
+
+// 5.4: b restarts with its DataDir's keys/ removed, so with a new
+// persistent key. a, which pinned b's old key in its own DataDir, refuses
+// it; each side logs one WARN line saying what to do (a names its pin
+// file, b its node.key). After "untrust" on a (Node.UntrustPeer), b is
+// admitted.
+func TestRestartWithNewKeyIsRefusedUntilUntrusted(t *testing.T) {
+	aDir, bDir := t.TempDir(), t.TempDir()
+	r := startPairWith(t, []string{"-data-dir", aDir}, []string{"-data-dir", bDir})
+	old := r.bStart
+	r.b.Kill()
+	if err := os.RemoveAll(filepath.Join(bDir, "keys")); err != nil {
+		t.Fatal(err)
+	}
+	r.restarted(t)
+	if r.bStart.Key == old.Key {
+		t.Fatalf("b kept key %s with its keys/ removed", old.Key)
+	}
+	r.refusedFor(t, 3*time.Second)
+
+	pin := filepath.Join(aDir, "keys", "trusted", r.bName+".pub")
+	nodeKey := filepath.Join(bDir, "keys", "node.key")
+	if lines := warnLines(r.a, "identity: refused peer", r.bName); len(lines) != 1 || !strings.Contains(lines[0], pin) {
+		t.Errorf("a logged %d refusal lines, want one naming %s:\n%s", len(lines), pin, strings.Join(lines, "\n"))
+	}
+	if lines := warnLines(r.b, "identity: peer refused this node"); len(lines) != 1 || !strings.Contains(lines[0], nodeKey) {
+		t.Errorf("b logged %d refusal lines, want one naming %s:\n%s", len(lines), nodeKey, strings.Join(lines, "\n"))
+	}
+
+	since := time.Now()
+	r.a.Send("untrust " + r.bName)
+	if ev := r.a.MustWaitFor(t, func(e proctest.Event) bool {
+		return e.Kind == "untrusted" && e.Time.After(since)
+	}, 10*time.Second); ev.Err != "" {
+		t.Fatalf("untrust: %s", ev.Err)
+	}
+	if _, err := r.pingUntilAnswered(t, since, 10*time.Second); err != nil {
+		t.Fatalf("after UntrustPeer: %v", err)
+	}
+}
+
+// 5.5: b ran with a DataDir and restarts without one (the downgrade): a,
+// which pinned b's persistent key, refuses b's ephemeral key, and b's
+// log tells its operator to start it with its DataDir.
+func TestRestartWithoutTheDataDirIsRefused(t *testing.T) {
+	bDir := t.TempDir()
+	r := startPair(t, "-data-dir", bDir)
+	r.b.Kill()
+	args := r.b.Args()
+	for i, a := range args {
+		if a == "-data-dir" {
+			args = append(args[:i:i], args[i+2:]...)
+			break
+		}
+	}
+	r.b = proctest.Start(t, proctest.Build(t), args...)
+	r.bStart = r.b.MustWaitFor(t, proctest.Kind("started"), 60*time.Second)
+	r.refusedFor(t, 3*time.Second)
+	if lines := warnLines(r.b, "identity: peer refused this node", "start it with its DataDir"); len(lines) != 1 {
+		t.Errorf("b logged %d lines telling its operator to start it with its DataDir, want 1; stderr:\n%s", len(lines), r.b.Stderr())
+	}
+	if lines := warnLines(r.a, "identity: refused peer", r.bName, "with its DataDir"); len(lines) != 1 {
+		t.Errorf("a logged %d refusal lines naming b's DataDir, want 1; stderr:\n%s", len(lines), r.a.Stderr())
 	}
 }
