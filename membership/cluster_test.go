@@ -58,6 +58,8 @@ type cluster struct {
 	// only its contacts' addresses, so it finds the other nodes through
 	// the addresses membership messages carry.
 	contactOnly bool
+	// shufflePeriod, when set, replaces testShufflePeriod.
+	shufflePeriod time.Duration
 }
 
 func newCluster(tb testing.TB) *cluster {
@@ -82,12 +84,16 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 			}
 		}
 	}
+	shuffle := testShufflePeriod
+	if c.shufflePeriod != 0 {
+		shuffle = c.shufflePeriod
+	}
 	n, err := actors.Start(ctx, actors.Config{
 		Name:   nodeName(i),
 		Logger: quietLogger(),
 		Membership: membership.Config{
 			ContactNodes:  contacts,
-			ShufflePeriod: testShufflePeriod,
+			ShufflePeriod: shuffle,
 			BackoffMin:    250 * time.Millisecond,
 			BackoffMax:    2 * time.Second,
 			Seed:          uint64(i + 1),

@@ -99,6 +99,7 @@ type Event struct {
 	Node        string    `json:"node"`
 	Addr        string    `json:"addr"`
 	Incarnation string    `json:"incarnation"`
+	Key         string    `json:"key"`
 	Peer        string    `json:"peer"`
 	Reason      string    `json:"reason"`
 	Err         string    `json:"err"`

@@ -6,14 +6,15 @@
 // Flags configure the node (testnode -h lists them): -name, -listen, the
 // contact to join through (-contact name@host and -contact-addr ip:port,
 // which also goes into the static discovery map), -data-dir (empty: an
-// ephemeral identity), -shuffle (the membership shuffle period), -dns
+// ephemeral identity), -shuffle (the membership shuffle period),
+// -idle-timeout (Config.Transport.IdleTimeout), -dns
 // (DNS discovery, off by default) and -advertise (Config.AdvertiseAddr).
 // The cluster secret comes from CASK_COOKIE, as for any node.
 //
 // Output: one JSON object per line on stdout, one per event, each with
 // "event" and "t" (RFC 3339 time with nanoseconds):
 //
-//	{"event":"started","node":"a@h","addr":"127.0.0.1:7000","incarnation":"..."}
+//	{"event":"started","node":"a@h","addr":"127.0.0.1:7000","incarnation":"...","key":"<hex>"}
 //	{"event":"peer_up","peer":"b@h"}                     membership PeerUp
 //	{"event":"peer_down","peer":"b@h","reason":"failed"} membership PeerDown
 //	{"event":"joined","peer":"c@h"}                      membership Joined (peer: the contact)
@@ -21,6 +22,7 @@
 //	{"event":"node_down","peer":"b@h","reason":"..."}    dist NodeDown
 //	{"event":"view","active":[...],"passive":[...]}      a view changed, or "views" on stdin
 //	{"event":"pong","peer":"b@h","ms":1.2,"err":"..."}   answer to "ping" on stdin
+//	{"event":"untrusted","peer":"b@h","err":"..."}       answer to "untrust" on stdin
 //	{"event":"stopped","err":"..."}                      after a graceful stop
 //	{"event":"error","err":"..."}                        start-up failed (exit status 1)
 //
@@ -32,6 +34,7 @@
 //	ping <node>   send a request to the "echo" actor of <node> (every
 //	              testnode runs one) and print a "pong" event with the
 //	              round trip or the error; -ping-timeout bounds it
+//	untrust <node> Node.UntrustPeer(<node>), then an "untrusted" event
 //	stop          stop gracefully, as on SIGTERM
 //
 // SIGTERM and SIGINT stop the node gracefully (membership Leave, dist

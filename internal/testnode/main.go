@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ type options struct {
 	dataDir     string
 	advertise   string
 	shuffle     time.Duration
+	idleTimeout time.Duration
 	dns         bool
 	logLevel    string
 	pingTimeout time.Duration
@@ -47,6 +49,7 @@ func main() {
 	flag.StringVar(&o.dataDir, "data-dir", "", "Config.DataDir (empty: an ephemeral identity)")
 	flag.StringVar(&o.advertise, "advertise", "", "Config.AdvertiseAddr (empty: the bound address)")
 	flag.DurationVar(&o.shuffle, "shuffle", 0, "membership shuffle period (0: the default)")
+	flag.DurationVar(&o.idleTimeout, "idle-timeout", 0, "Config.Transport.IdleTimeout (0: the default)")
 	flag.BoolVar(&o.dns, "dns", false, "enable DNS discovery")
 	flag.StringVar(&o.logLevel, "log", "warn", "log level on stderr: debug, info, warn, error")
 	flag.DurationVar(&o.pingTimeout, "ping-timeout", 5*time.Second, "timeout of the ping command")
@@ -82,6 +85,7 @@ func run(o options, out *printer) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg := actors.Config{Name: o.name, DataDir: o.dataDir, AdvertiseAddr: o.advertise, Logger: logger}
 	cfg.Transport.ListenAddr = o.listen
+	cfg.Transport.IdleTimeout = o.idleTimeout
 	cfg.Dist.DisableDNS = !o.dns
 	if o.contact != "" {
 		cfg.Membership.ContactNodes = []string{o.contact}
@@ -110,7 +114,7 @@ func run(o options, out *printer) error {
 	node.MonitorNode("", events)
 	node.Subscribe(events)
 	out.print(map[string]any{"event": "started", "node": node.Name(), "addr": node.Addr().String(),
-		"incarnation": node.Incarnation().String()})
+		"incarnation": node.Incarnation().String(), "key": hex.EncodeToString(node.PublicKey())})
 
 	stop := make(chan struct{}, 1)
 	go commands(node, o, out, stop)
@@ -207,6 +211,12 @@ func commands(node *actors.Node, o options, out *printer, stop chan<- struct{}) 
 			printViews(out, node.ActiveView(), node.PassiveView())
 		case f[0] == "ping" && len(f) == 2:
 			go ping(node, f[1], o.pingTimeout, out)
+		case f[0] == "untrust" && len(f) == 2:
+			ev := map[string]any{"event": "untrusted", "peer": f[1]}
+			if err := node.UntrustPeer(f[1]); err != nil {
+				ev["err"] = err.Error()
+			}
+			out.print(ev)
 		case f[0] == "stop":
 			select {
 			case stop <- struct{}{}:
