@@ -60,6 +60,9 @@ type cluster struct {
 	contactOnly bool
 	// shufflePeriod, when set, replaces testShufflePeriod.
 	shufflePeriod time.Duration
+	// reapIdle, when set, is every node's Dist.ReapIdleAfter and
+	// Dist.ReapMinAge.
+	reapIdle time.Duration
 }
 
 func newCluster(tb testing.TB) *cluster {
@@ -108,6 +111,8 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 			DisableDNS:     true,
 			ConnectTimeout: 2 * time.Second,
 			ShutdownGrace:  200 * time.Millisecond,
+			ReapIdleAfter:  c.reapIdle,
+			ReapMinAge:     c.reapIdle,
 		},
 	})
 	if err != nil {

@@ -16,7 +16,12 @@ import (
 // one contact, contact-only discovery: a node is told only the
 // contact's address and learns the others' from membership) of each
 // size in CASK_SCALE_SIZES (default "25,50,100,200"), with the shuffle
-// period CASK_SCALE_SHUFFLE (default 1s). Per size it reports
+// period CASK_SCALE_SHUFFLE (default 1s) and idle sessions reaped after
+// CASK_SCALE_REAP (default 5s, as Dist.ReapIdleAfter and ReapMinAge;
+// their 60 s defaults keep the sessions shuffles open on demand to nodes
+// outside the active view for up to two minutes, so goroutines and heap
+// grow until the reaper runs, which says nothing about a leak). Per size
+// it reports
 //
 //   - converge-s: from the first Start to an overlay that stays healthy
 //     (overlayProblem finds nothing) for a shuffle period;
@@ -50,10 +55,11 @@ func BenchmarkScale(b *testing.B) {
 	}
 	shuffle := envDuration(b, "CASK_SCALE_SHUFFLE", time.Second)
 	churn := envDuration(b, "CASK_SCALE_CHURN", 3*time.Minute)
+	reap := envDuration(b, "CASK_SCALE_REAP", 5*time.Second)
 	for _, size := range sizes {
 		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
 			for b.Loop() {
-				scaleRun(b, size, shuffle, churn)
+				scaleRun(b, size, shuffle, churn, reap)
 			}
 		})
 	}
@@ -105,10 +111,10 @@ func waitStable(b *testing.B, nodes []*testNode, shuffle, timeout time.Duration)
 	}
 }
 
-func scaleRun(b *testing.B, size int, shuffle, churn time.Duration) {
+func scaleRun(b *testing.B, size int, shuffle, churn, reap time.Duration) {
 	heap0, g0 := usage()
 	c := newCluster(b)
-	c.contactOnly, c.shufflePeriod = true, shuffle
+	c.contactOnly, c.shufflePeriod, c.reapIdle = true, shuffle, reap
 	start := time.Now()
 	c.start(0)
 	for i := 1; i < size; i++ {
