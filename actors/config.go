@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/internal/fielderr"
 	"github.com/cask-p2p/cask/membership"
@@ -22,7 +24,8 @@ import (
 // the sections (transport.Config.DataDir and DisableMigration,
 // dist.Config.Name, Incarnation, AdvertiseAddr and DisableMigration) and builds
 // transport.Config.Authenticator from the identity fields: leave those
-// section fields zero. A section's Logger, when nil, is the node's.
+// section fields zero. A section's Logger and MeterProvider, when nil,
+// are the node's.
 type Config struct {
 	// Name is the node's name, name@host. PIDs of this node carry it as
 	// their Address.
@@ -87,6 +90,16 @@ type Config struct {
 	// Logger receives structured logs of every layer; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the node's OpenTelemetry metrics: the cask.*
+	// instruments of the dist and membership layers (docs/observability.md)
+	// and protoactor's own actor metrics (protoactor_*). nil means none,
+	// at no cost on the message path. protoactor takes its meters from
+	// OpenTelemetry's global provider, so Start also installs this one
+	// with otel.SetMeterProvider; in a process that runs several nodes
+	// with different providers, protoactor's instruments of an actor go
+	// to the provider that was global when the actor was spawned (their
+	// address attribute names the node).
+	MeterProvider metric.MeterProvider
 
 	// Transport configures the QUIC transport: ListenAddr or Adapter,
 	// IdleTimeout, KeepAlivePeriod, HandshakeTimeout, stream and
@@ -134,11 +147,17 @@ func (c Config) WithDefaults() Config {
 	if d.Logger == nil {
 		d.Logger = c.Logger // dist adds node=<name> itself
 	}
+	if d.MeterProvider == nil {
+		d.MeterProvider = c.MeterProvider
+	}
 	c.Dist = d.WithDefaults()
 
 	m := c.Membership
 	if m.Logger == nil {
 		m.Logger = nodeLog
+	}
+	if m.MeterProvider == nil {
+		m.MeterProvider = c.MeterProvider
 	}
 	c.Membership = m.WithDefaults()
 	return c

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership"
 	"github.com/cask-p2p/cask/transport"
@@ -80,6 +82,7 @@ func knobs(t *testing.T) Config {
 		Incarnation:      0x5eed,
 		AdvertiseAddr:    "127.0.0.1:4999",
 		Logger:           quietLogger,
+		MeterProvider:    sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())),
 		Transport: transport.Config{
 			ListenAddr:            "127.0.0.1:0",
 			IdleTimeout:           3 * time.Second,
@@ -137,6 +140,7 @@ func knobs(t *testing.T) Config {
 var nodeWide = map[string]bool{
 	"DataDir": true, "DisableMigration": true, "Authenticator": true,
 	"Name": true, "Incarnation": true, "AdvertiseAddr": true, "Logger": true,
+	"MeterProvider": true,
 }
 
 // TestConfigKnobsAreAllSet keeps knobs complete: a knob added to a
@@ -176,6 +180,10 @@ func TestConfigKnobsReachLayers(t *testing.T) {
 	}
 	if dc.Name != in.Name || dc.Incarnation != in.Incarnation || !dc.DisableMigration || dc.AdvertiseAddr != in.AdvertiseAddr {
 		t.Errorf("dist got Name %q, Incarnation %v, DisableMigration %v, AdvertiseAddr %q", dc.Name, dc.Incarnation, dc.DisableMigration, dc.AdvertiseAddr)
+	}
+	if dc.MeterProvider != in.MeterProvider || n.membership.Config().MeterProvider != in.MeterProvider {
+		t.Errorf("MeterProvider reached dist as %v and membership as %v, want %v",
+			dc.MeterProvider, n.membership.Config().MeterProvider, in.MeterProvider)
 	}
 	if got := n.dist.AdvertisedAddr(); got != in.AdvertiseAddr {
 		t.Errorf("dist advertises %q, want %q", got, in.AdvertiseAddr)

@@ -16,6 +16,10 @@
 // naming its path (Config.Transport.IdleTimeout).
 // Stop is idempotent and waits for every goroutine the node started.
 //
+// Config.MeterProvider, an OpenTelemetry metric.MeterProvider, turns on
+// metrics: the cask.* instruments of the dist and membership layers and
+// protoactor's own actor metrics (docs/observability.md).
+//
 // A node admits only peers that prove the cluster secret: ClusterSecret,
 // else CASK_COOKIE, else a per-user cookie file created on first use, so
 // the nodes one user runs on one machine form a cluster with no

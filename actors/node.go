@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel"
 
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership"
@@ -55,9 +56,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("actors: %w", err)
 	}
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+	opts := []actor.ConfigOption{actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(atLeast{Handler: logger.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
-	}))
+	})}
+	if cfg.MeterProvider != nil {
+		// protoactor's instruments come from the global provider
+		// (otel.Meter); its option only turns them on.
+		otel.SetMeterProvider(cfg.MeterProvider)
+		opts = append(opts, actor.WithMetricProviders(cfg.MeterProvider))
+	}
+	system := actor.NewActorSystem(opts...)
 	system.ProcessRegistry.Address = cfg.Name
 	dm, err := dist.New(system, tr, cfg.Dist)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
@@ -12,14 +13,27 @@ import (
 )
 
 // caskSystem is Cask: one QUIC connection per peer, node names as PID
-// addresses, static discovery from the peers given to Start.
-type caskSystem struct{}
+// addresses, static discovery from the peers given to Start. With metrics
+// set it is the column cask+metrics: each node also has an OpenTelemetry
+// MeterProvider (the SDK's, with a manual reader), so the message path
+// counts and protoactor's actor metrics are on.
+type caskSystem struct{ metrics bool }
 
 func init() { Register(caskSystem{}) }
 
-func (caskSystem) Name() string { return ColCask }
+// CaskWithMetrics is the system of the column cask+metrics: Cask with a
+// MeterProvider on every node (caskbench -metrics). It is not registered,
+// so a default run leaves it out.
+func CaskWithMetrics() System { return caskSystem{metrics: true} }
 
-func (caskSystem) Start(ctx context.Context, id string, peers ...Node) (Node, error) {
+func (s caskSystem) Name() string {
+	if s.metrics {
+		return ColCaskMetrics
+	}
+	return ColCask
+}
+
+func (s caskSystem) Start(ctx context.Context, id string, peers ...Node) (Node, error) {
 	cfg := actors.Config{
 		Name: "bench-" + id + "@localhost",
 		// Silenced like protoactor's logger (see quietLogger); everything
@@ -41,11 +55,18 @@ func (caskSystem) Start(ctx context.Context, id string, peers ...Node) (Node, er
 		}
 		cfg.Dist.Peers[cn.n.Name()] = cn.n.Addr().String()
 	}
+	var provider *sdkmetric.MeterProvider
+	if s.metrics {
+		// A manual reader is never collected here: what is measured is
+		// the cost on the message path, not an exporter's.
+		provider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		cfg.MeterProvider = provider
+	}
 	n, err := actors.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &caskNode{n: n}, nil
+	return &caskNode{n: n, provider: provider}, nil
 }
 
 // Connect opens the connection explicitly. Sending would open it on demand
@@ -59,10 +80,19 @@ func (caskSystem) Connect(ctx context.Context, from, to Node) error {
 	return f.n.Connect(ctx, t.n.Name())
 }
 
-type caskNode struct{ n *actors.Node }
+type caskNode struct {
+	n        *actors.Node
+	provider *sdkmetric.MeterProvider // nil without metrics
+}
 
 func (c *caskNode) Root() *actor.RootContext { return c.n.Root() }
 
 func (c *caskNode) PID(name string) *actor.PID { return actor.NewPID(c.n.Name(), name) }
 
-func (c *caskNode) Stop() error { return c.n.Stop() }
+func (c *caskNode) Stop() error {
+	err := c.n.Stop()
+	if c.provider != nil {
+		_ = c.provider.Shutdown(context.Background())
+	}
+	return err
+}

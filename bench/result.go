@@ -35,8 +35,8 @@ type Row struct {
 }
 
 // ratioColumns are the ratio columns, in table order: cask against each
-// of the other columns.
-var ratioColumns = [][2]string{{ColCask, ColProtoactor}, {ColCask, ColLimit}, {ColCask, ColRaw}}
+// of the other columns, and cask with metrics against cask.
+var ratioColumns = [][2]string{{ColCask, ColProtoactor}, {ColCask, ColLimit}, {ColCask, ColRaw}, {ColCaskMetrics, ColCask}}
 
 func ratioName(pair [2]string) string { return pair[0] + "/" + pair[1] }
 

@@ -77,10 +77,13 @@ const (
 	// encoded and decoded once on its way (see limitSystem).
 	ColLimit = "limit"
 	ColRaw   = "raw"
+	// ColCaskMetrics is Cask with an OpenTelemetry MeterProvider on every
+	// node (CaskWithMetrics), next to cask for the cost of metrics.
+	ColCaskMetrics = "cask+metrics"
 )
 
 // columns lists every column in table order.
-var columns = []string{ColCask, ColProtoactor, ColLimit, ColRaw}
+var columns = []string{ColCask, ColCaskMetrics, ColProtoactor, ColLimit, ColRaw}
 
 func columnRank(name string) int {
 	for i, c := range columns {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/cask-p2p/cask/internal/fielderr"
 	"github.com/cask-p2p/cask/transport/identity"
 )
@@ -177,6 +179,12 @@ type Config struct {
 	DisableMigration bool
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the dist layer's OpenTelemetry instruments
+	// (cask.messages.*, cask.bytes.*, cask.dead_letters, cask.reconnects,
+	// cask.migrations, cask.migration.duration, cask.path.*,
+	// cask.pending.depth; docs/observability.md). nil means none, and
+	// the message path then counts nothing.
+	MeterProvider metric.MeterProvider
 }
 
 // WithDefaults returns a copy of c with every zero field set to its

@@ -451,6 +451,9 @@ func (c *controller) establish(s *session) {
 		c.m.log.Info("peer is a new incarnation", c.log("old", c.knownInc, "new", s.inc)...)
 	}
 	c.knownInc = s.inc
+	if ctr := c.ep.counters; ctr != nil {
+		ctr.sessions.Add(1)
+	}
 	c.endBackoff()
 	c.failures = 0
 	c.state = stateConnected

@@ -50,6 +50,17 @@
 // format. session.go, handshake.go, controller.go, manager_actor.go and
 // manager.go hold the lifecycle; each file opens with who owns its state.
 //
+// # Metrics
+//
+// With Config.MeterProvider set, the Manager reports OpenTelemetry
+// instruments (metrics.go, docs/observability.md): per peer, messages and
+// bytes sent and received, reconnects, path SRTT and congestion window,
+// pending queue depth; dead letters by reason; migrations and their
+// duration. The data path only adds to atomic counters kept per peer for
+// the Manager's life, read by asynchronous instruments when the reader
+// collects; with no provider there are no counters and the path pays a
+// nil check.
+//
 // # Data path
 //
 // Sending to a remote PID encodes the message on the sender's goroutine

@@ -90,6 +90,10 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 			s.protocolError(err)
 			return
 		}
+		if c := s.counters; c != nil {
+			c.messagesReceived.Add(1)
+			c.bytesReceived.Add(framedSize(len(frame)))
+		}
 		if err := s.deliver(&e, &types, &pids); err != nil {
 			s.protocolError(err)
 			return
@@ -99,6 +103,13 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 		}
 		s.activity.Add(1)
 	}
+}
+
+// framedSize is the bytes a frame of n bytes takes on the stream, with
+// its length prefix.
+func framedSize(n int) uint64 {
+	var b [binary.MaxVarintLen64]byte
+	return uint64(n + binary.PutUvarint(b[:], uint64(n)))
 }
 
 // bufferedFrame returns the next length-prefixed frame when all of it is

@@ -71,6 +71,9 @@ type Manager struct {
 	// session or a connect attempt (controller.holdsSlot).
 	peerSlots atomic.Int64
 	stopOnce  sync.Once
+	// metrics holds the OpenTelemetry instruments; nil without
+	// Config.MeterProvider. Set in Start, before any endpoint exists.
+	metrics *distMetrics
 }
 
 // New checks cfg and prepares a Manager for system and tr. It has no side
@@ -136,6 +139,11 @@ func (m *Manager) Start() error {
 			m.system.ProcessRegistry.Address, m.name)
 	}
 	m.advertise = advertiseAddr(m.cfg.AdvertiseAddr, m.tr.Addr())
+	dm, err := newDistMetrics(m, m.cfg.MeterProvider)
+	if err != nil {
+		return fmt.Errorf("dist: metrics: %w", err)
+	}
+	m.metrics = dm
 	m.system.ProcessRegistry.RegisterAddressResolver(m.resolve)
 	props := actor.PropsFromProducer(func() actor.Actor { return newManagerActor(m) },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(reason any) actor.Directive {
@@ -248,6 +256,7 @@ func (m *Manager) Stop() error {
 		}
 		m.cancel()
 		m.wg.Wait()
+		m.metrics.close()
 		m.endpoints.Range(func(_, v any) bool {
 			v.(*endpoint).failPending(ErrStopped)
 			return true
@@ -380,6 +389,7 @@ func (m *Manager) SetMembershipHandler(pid *actor.PID) { m.membership.Store(pid)
 // *UndeliveredMessage carrying the reason. Protoactor answers a request
 // sender with DeadLetterResponse, so a pending RequestFuture fails at once.
 func (m *Manager) publishDeadLetter(pid *actor.PID, msg any, sender *actor.PID, node string, err error) {
+	m.metrics.deadLetter(node, err)
 	m.system.EventStream.Publish(&actor.DeadLetterEvent{
 		PID:     pid,
 		Message: &UndeliveredMessage{Message: msg, Node: node, Reason: err},

@@ -215,6 +215,7 @@ func (c *controller) startMigration() {
 			err := conn.Migrate(ctx, adapter)
 			cancel()
 			err = migrationError(err, m.ctx.Err() != nil, p.deadline.Sub(start))
+			m.metrics.migrated(peer, time.Since(start), err)
 			if err != nil {
 				m.log.Warn("migration failed", "peer", peer, "err", err, "took", time.Since(start).Round(time.Microsecond))
 			} else {

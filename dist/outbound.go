@@ -139,6 +139,10 @@ func (w *streamWriter) endFrame(f frameStart, targetRequestID uint32, header []s
 	e := envelope{targetRequestID: targetRequestID, header: header, system: system}
 	w.buf = appendEnvelopeTail(w.buf, &e)
 	w.lastType, w.lastTypeID = f.typeName, f.typeID
+	if c := w.s.counters; c != nil {
+		c.messagesSent.Add(1)
+		c.bytesSent.Add(uint64(len(w.buf) - f.start))
+	}
 	w.unlockAndSignal()
 }
 

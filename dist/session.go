@@ -59,6 +59,8 @@ type session struct {
 
 	activity     atomic.Uint64 // bumped per batch written or frame read
 	remotePinned atomic.Bool   // the peer holds this session pinned
+	// counters is the endpoint's, for metrics; nil without them.
+	counters *peerCounters
 	// retired: the controller let go of this session (retire) and will
 	// not read its sessionClosed; the supervisor then sends none, which
 	// would only be a dead letter once the controller has stopped.
@@ -92,6 +94,7 @@ func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.
 		inc: Incarnation(inc), caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
 		inboundDone: make(chan struct{}),
 		maxSend:     m.cfg.MaxMessageSize,
+		counters:    ep.counters,
 	}
 	if peerMax > 0 && int(peerMax) < s.maxSend {
 		s.maxSend = int(peerMax)

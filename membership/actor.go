@@ -322,6 +322,7 @@ func (a *membershipActor) completeJoin(ctx actor.Context) {
 }
 
 func (a *membershipActor) publish(ctx actor.Context, ev any) {
+	a.m.metrics.event(ev)
 	for _, s := range a.subscribers {
 		ctx.Send(s, ev)
 	}

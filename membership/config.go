@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/internal/fielderr"
 	"github.com/cask-p2p/cask/membership/hyparview"
@@ -102,6 +104,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the membership instruments
+	// (cask.membership.active_view, passive_view and events;
+	// docs/observability.md). nil means none.
+	MeterProvider metric.MeterProvider
 }
 
 // WithDefaults returns c with every zero field set to its default. The

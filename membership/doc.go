@@ -95,6 +95,12 @@
 // session (on-demand sessions of application traffic included).
 // PassiveView lists nodes known but not necessarily connected.
 //
+// With Config.MeterProvider set, the sizes of both views are the gauges
+// cask.membership.active_view and passive_view, read from the snapshot
+// the actor stores after each message, and every event published to
+// subscribers counts in cask.membership.events by kind
+// (docs/observability.md).
+//
 // # Lifecycle
 //
 // Start spawns the actor (named ActorName) on a started dist layer. Stop

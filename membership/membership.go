@@ -47,6 +47,9 @@ type Membership struct {
 	// after every message it handles.
 	views    atomic.Pointer[Views]
 	stopOnce sync.Once
+	// metrics holds the OpenTelemetry instruments; nil without
+	// Config.MeterProvider.
+	metrics *membershipMetrics
 }
 
 // Start spawns the membership actor of the node whose dist layer is d.
@@ -70,6 +73,11 @@ func Start(system *actor.ActorSystem, d Dist, cfg Config) (*Membership, error) {
 	}
 	m := &Membership{system: system, cfg: cfg}
 	m.views.Store(&Views{})
+	mm, err := newMembershipMetrics(m, cfg.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("membership: metrics: %w", err)
+	}
+	m.metrics = mm
 	props := actor.PropsFromProducer(func() actor.Actor {
 		// A fresh state on every (re)start: a restarted actor rejoins
 		// through ContactNodes.
@@ -78,6 +86,7 @@ func Start(system *actor.ActorSystem, d Dist, cfg Config) (*Membership, error) {
 	})
 	pid, err := system.Root.SpawnNamed(props, ActorName)
 	if err != nil {
+		mm.close()
 		return nil, fmt.Errorf("membership: spawn actor: %w", err)
 	}
 	m.pid = pid
@@ -133,6 +142,7 @@ func (m *Membership) Stop() error {
 	m.stopOnce.Do(func() {
 		_, _ = m.system.Root.RequestFuture(m.pid, &Leave{}, stopTimeout).Result()
 		_ = m.system.Root.StopFuture(m.pid).Wait()
+		m.metrics.close()
 	})
 	return nil
 }

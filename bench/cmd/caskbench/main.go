@@ -8,6 +8,7 @@
 //	go run ./bench/cmd/caskbench -only=request-rtt,conn-setup
 //	go run ./bench/cmd/caskbench -systems=cask,limit -only=pipeline-1
 //	go run ./bench/cmd/caskbench -json > bench.json
+//	go run ./bench/cmd/caskbench -metrics -systems=cask -only=pingpong-1   # cost of metrics
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +32,7 @@ func main() {
 		systems = flag.String("systems", strings.Join(append(bench.Registered(), bench.ColRaw), ","), "comma-separated systems to run: cask, protoactor, limit, raw")
 		timeout = flag.Duration("timeout", 2*time.Minute, "limit for one workload on one system")
 		quiet   = flag.Bool("q", false, "no progress lines on stderr")
+		metrics = flag.Bool("metrics", false, "also run Cask with an OpenTelemetry MeterProvider on every node (column cask+metrics, ratio cask+metrics/cask)")
 	)
 	flag.Parse()
 
@@ -47,6 +50,16 @@ func main() {
 			fatalf("unknown system %q (have %s, raw)", name, strings.Join(bench.Registered(), ", "))
 		}
 		opts.Systems = append(opts.Systems, s)
+	}
+	if *metrics {
+		// Right after cask, so the two columns run back to back.
+		at := 0
+		for i, s := range opts.Systems {
+			if s.Name() == bench.ColCask {
+				at = i + 1
+			}
+		}
+		opts.Systems = slices.Insert(opts.Systems, at, bench.CaskWithMetrics())
 	}
 	if len(opts.Systems) == 0 && !opts.Raw {
 		fatalf("no systems selected")
