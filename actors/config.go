@@ -100,6 +100,12 @@ type Config struct {
 	// to the provider that was global when the actor was spawned (their
 	// address attribute names the node).
 	MeterProvider metric.MeterProvider
+	// DisableActorMetrics keeps protoactor's own actor metrics off while
+	// MeterProvider is set: they time every message every actor receives
+	// and cost about two thirds of small-message throughput
+	// (docs/observability.md, "Cost"); Cask's cask.* instruments cost a
+	// few percent and stay on.
+	DisableActorMetrics bool
 
 	// Transport configures the QUIC transport: ListenAddr or Adapter,
 	// IdleTimeout, KeepAlivePeriod, HandshakeTimeout, stream and

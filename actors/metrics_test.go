@@ -3,6 +3,9 @@ package actors_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -264,4 +267,41 @@ func TestMetricsNoProvider(t *testing.T) {
 	if c.Dist.MeterProvider != nil || c.Membership.MeterProvider != nil {
 		t.Fatalf("sections got a provider from a Config without one")
 	}
+}
+
+// DisableActorMetrics keeps protoactor's per-message instruments off and
+// Cask's on.
+func TestDisableActorMetrics(t *testing.T) {
+	m := newMeter(t)
+	n, err := actors.Start(context.Background(), actors.Config{Name: "solo@localhost", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MeterProvider: m.provider, DisableActorMetrics: true, Dist: dist.Config{DisableDNS: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	var got atomic.Int64
+	pid := sink(t, n, &got)
+	for i := 0; i < 10; i++ {
+		n.Root().Send(pid, wrapperspb.String(fmt.Sprint(i)))
+	}
+	eventually(t, "the sink to get 10 messages", func() (bool, string) {
+		return got.Load() == 10, fmt.Sprint(got.Load())
+	})
+	metrics := m.collect(t)
+	for name := range metrics {
+		if strings.HasPrefix(name, "protoactor") {
+			t.Errorf("protoactor instrument %s with DisableActorMetrics", name)
+		}
+	}
+	if _, ok := metrics["cask.membership.active_view"]; !ok {
+		t.Errorf("cask instruments missing with DisableActorMetrics: %v", keys(metrics))
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -59,7 +59,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	opts := []actor.ConfigOption{actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(atLeast{Handler: logger.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
 	})}
-	if cfg.MeterProvider != nil {
+	if cfg.MeterProvider != nil && !cfg.DisableActorMetrics {
 		// protoactor's instruments come from the global provider
 		// (otel.Meter); its option only turns them on.
 		otel.SetMeterProvider(cfg.MeterProvider)
