@@ -36,6 +36,8 @@ import (
 // the contact, at even intervals; the contact stays), and it reports
 //
 //   - refill-s: from the last replacement to a healthy overlay again;
+//     the figures below are taken after twice CASK_SCALE_REAP more (or 10
+//     shuffle periods, whichever is longer), as the first ones are;
 //   - heap-KiB/node-after and goroutines/node-after, as above.
 //
 // It is not a test: go test ./... does not run it. Run it with
@@ -159,6 +161,9 @@ func scaleRun(b *testing.B, size int, shuffle, churn, reap time.Duration) {
 		}
 		last := time.Now()
 		refilled := waitStable(b, c.nodes, shuffle, 5*time.Minute).Sub(last)
+		// Let the reaper close what the churn left idle, as before the
+		// first measurement (which comes 10 periods after convergence).
+		time.Sleep(max(2*reap, steadyRounds*shuffle))
 		heap, g := usage()
 		kib, gs := perNode(heap0, heap, g0, g, size)
 		b.ReportMetric(max(0, refilled.Seconds()), "refill-s")
