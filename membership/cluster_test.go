@@ -66,13 +66,24 @@ type cluster struct {
 }
 
 func newCluster(tb testing.TB) *cluster {
-	return &cluster{tb: tb, dir: tb.TempDir()}
+	c := &cluster{tb: tb, dir: tb.TempDir()}
+	// One cleanup stops the nodes still in the cluster at the end, so a
+	// node a test removed (and stopped) is not kept reachable until then:
+	// per-node cleanups held every replaced node's actor system, which
+	// BenchmarkScale read as heap growth under churn.
+	tb.Cleanup(func() {
+		for _, n := range c.nodes {
+			_ = n.Stop()
+		}
+	})
+	return c
 }
 
 func nodeName(i int) string { return fmt.Sprintf("n%02d@localhost", i) }
 
 // start starts node i joining through contacts, with a recorder
-// subscribed from the start. The node is stopped at the end of the test.
+// subscribed from the start. The node is stopped at the end of the test
+// unless removed from c.nodes, which makes stopping it the remover's job.
 func (c *cluster) start(i int, contacts ...string) *testNode {
 	c.tb.Helper()
 	fault := adapter.NewFaulty(transport.UDPAdapter{Addr: "127.0.0.1:0"})
@@ -118,7 +129,6 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 	if err != nil {
 		c.tb.Fatalf("start %s: %v", nodeName(i), err)
 	}
-	c.tb.Cleanup(func() { _ = n.Stop() })
 	tn := &testNode{Node: n, fault: fault, rec: newRecorder(n.System())}
 	n.Subscribe(tn.rec.pid)
 	c.nodes = append(c.nodes, tn)
