@@ -116,20 +116,43 @@ func TestStreamSlotFreedWhenPeerSawEnd(t *testing.T) {
 		streams := openAll(t, from, to, slotLimit)
 		eventually(t, waitTimeout, func() bool { return acc.count() == slotLimit }, "%s: acceptor holds %d", name, slotLimit)
 
+		// Streams are accepted concurrently, so the acceptor's order need
+		// not be the opener's: each stream says which one it is first.
+		for j, s := range streams {
+			if _, err := s.Write([]byte{byte(j)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		acc.mu.Lock()
+		var first *dist.Stream
+		for k, s := range acc.got {
+			var id [1]byte
+			s.SetReadDeadline(time.Now().Add(waitTimeout))
+			if _, err := io.ReadFull(s, id[:]); err != nil {
+				acc.mu.Unlock()
+				t.Fatalf("%s: acceptor reading stream id: %v", name, err)
+			}
+			if id[0] == 0 {
+				first = s
+				acc.got = append(acc.got[:k:k], acc.got[k+1:]...)
+				break
+			}
+		}
+		acc.mu.Unlock()
+		if first == nil {
+			t.Fatalf("%s: the acceptor does not hold the opener's first stream", name)
+		}
 		if _, err := streams[0].Write([]byte("last words")); err != nil {
 			t.Fatal(err)
 		}
 		if err := streams[0].Close(); err != nil {
 			t.Fatal(err)
 		}
-		// The acceptor has not read: the slot is still taken on its side.
+		// The acceptor has not read to the end: the slot is still taken on
+		// its side.
 		if _, err := from.OpenStream(ctx10(t), to.Name(), "hold"); !errors.Is(err, dist.ErrStreamLimit) {
 			t.Fatalf("%s: open before the acceptor saw the end: err = %v, want %v", name, err, dist.ErrStreamLimit)
 		}
-		acc.mu.Lock()
-		first := acc.got[0]
-		acc.got = acc.got[1:]
-		acc.mu.Unlock()
 		first.SetReadDeadline(time.Now().Add(waitTimeout))
 		if b, err := io.ReadAll(first); err != nil || string(b) != "last words" {
 			t.Fatalf("%s: acceptor read %q, %v", name, b, err)
