@@ -273,9 +273,11 @@ func overlayProblem(nodes []*testNode) string {
 
 // waitHealthy polls until overlayProblem has found nothing for one
 // shuffle period without a break, and returns when that period began.
+// The timeout is scaled by raceSlowdown.
 func waitHealthy(tb testing.TB, nodes []*testNode, timeout time.Duration) time.Time {
 	tb.Helper()
 	start := time.Now()
+	timeout *= raceSlowdown
 	deadline := start.Add(timeout)
 	var healthySince time.Time
 	for {

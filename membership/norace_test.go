@@ -1,0 +1,7 @@
+//go:build !race
+
+package membership_test
+
+// raceSlowdown scales the overlay's convergence deadlines (see
+// race_test.go).
+const raceSlowdown = 1
