@@ -155,6 +155,12 @@ func (n *Node) Disconnect(ctx context.Context, peer string) error {
 // Nodes lists every node with a live session, sorted.
 func (n *Node) Nodes() []string { return n.dist.Nodes() }
 
+// PeerInfo returns a snapshot of every peer the node holds an endpoint
+// for, sorted (dist.Manager.PeerInfo): state, session, path statistics,
+// queue and, with Config.Dist.CountTraffic or a MeterProvider, traffic
+// counts. It asks no actor and never waits for the network.
+func (n *Node) PeerInfo() []dist.PeerInfo { return n.dist.PeerInfo() }
+
 // MonitorNode sends dist.NodeUp / dist.NodeDown for peer (every peer when
 // empty) to watcher. If the session is up already, NodeUp is sent at once.
 func (n *Node) MonitorNode(peer string, watcher *actor.PID) { n.dist.MonitorNode(peer, watcher) }
