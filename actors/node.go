@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"go.opentelemetry.io/otel"
 
 	"github.com/cask-p2p/cask/dist"
@@ -31,6 +32,13 @@ type Node struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	// The debug page's collector (debug.go), started by the first
+	// DebugHandler call; debugMu guards these against Stop.
+	debugMu      sync.Mutex
+	debugPID     *actor.PID
+	debugSub     *eventstream.Subscription
+	debugStopped bool
 }
 
 // Start starts a node: it fills cfg's defaults and validates it, opens
@@ -105,6 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 // safe to call more than once.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
+		n.stopDebug()
 		if n.cfg.Dist.DiscoveryDir != "" {
 			dist.RemoveEndpointFile(n.cfg.Dist.DiscoveryDir, n.cfg.Name, n.tr.Addr())
 		}
