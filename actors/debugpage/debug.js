@@ -63,6 +63,15 @@ function niceStep(max) {
   return 10 * p;
 }
 
+// decimals is how many digits after the point show every multiple of
+// step exactly (step is 1, 2, 2.5 or 5 times a power of ten).
+function decimals(step) {
+  for (let d = 0; d < 6; d++) {
+    if (Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) < 1e-9) return d;
+  }
+  return 6;
+}
+
 // ---- the overlay graph -------------------------------------------------
 
 function drawGraph(state) {
@@ -191,7 +200,7 @@ function drawPlot(plot, p, state, now) {
   for (let v = 0; v <= top + 1e-9; v += step) {
     svg("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }, plot);
     const t = svg("text", { class: "axis", x: L - 4, y: y(v) + 3, "text-anchor": "end" }, plot);
-    t.textContent = (v === 0 ? "0" : step < 1 ? v.toFixed(1) : v.toFixed(0)) + " ms";
+    t.textContent = (v === 0 ? "0" : v.toFixed(decimals(step))) + " ms";
   }
   const ago = svg("text", { class: "axis", x: L, y: H - 5 }, plot);
   ago.textContent = duration(span) + " ago";

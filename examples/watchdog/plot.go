@@ -172,11 +172,17 @@ func niceStep(max float64) float64 {
 	return 10 * p
 }
 
+// msLabel writes v, a multiple of step, with as many decimals as step
+// needs (2.5 ms steps: 7.5 ms, not 8 ms).
 func msLabel(v, step float64) string {
-	if step < 1 && v != 0 {
-		return fmt.Sprintf("%.1f ms", v)
+	if v == 0 {
+		return "0 ms"
 	}
-	return fmt.Sprintf("%.0f ms", v)
+	d := 0
+	for scaled := step; d < 6 && math.Abs(scaled-math.Round(scaled)) > 1e-9; d++ {
+		scaled *= 10
+	}
+	return fmt.Sprintf("%.*f ms", d, v)
 }
 
 func esc(s string) string {

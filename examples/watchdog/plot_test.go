@@ -134,3 +134,16 @@ func TestPlotSVGEmpty(t *testing.T) {
 		t.Error("series drawn from no data")
 	}
 }
+
+func TestPlotAxisLabels(t *testing.T) {
+	for _, tc := range []struct {
+		v, step float64
+		want    string
+	}{
+		{0, 2.5, "0 ms"}, {7.5, 2.5, "7.5 ms"}, {100, 50, "100 ms"}, {0.25, 0.25, "0.25 ms"}, {0.4, 0.2, "0.4 ms"},
+	} {
+		if got := msLabel(tc.v, tc.step); got != tc.want {
+			t.Errorf("msLabel(%v, %v) = %q, want %q", tc.v, tc.step, got, tc.want)
+		}
+	}
+}
