@@ -114,6 +114,7 @@ func knobs(t *testing.T) Config {
 			MaxPeers:            77,
 			MaxLearnedAddrs:     10,
 			ShutdownGrace:       300 * time.Millisecond,
+			CountTraffic:        true,
 		},
 		Membership: membership.Config{
 			ContactNodes:            []string{"b@localhost"},

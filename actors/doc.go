@@ -19,6 +19,9 @@
 // Config.MeterProvider, an OpenTelemetry metric.MeterProvider, turns on
 // metrics: the cask.* instruments of the dist and membership layers and
 // protoactor's own actor metrics (docs/observability.md).
+// Node.DebugHandler serves a live debug page of the node (peers, SRTT
+// plots, migrations, the membership overlay) and its data as JSON;
+// Node.PeerInfo is the snapshot of the peers it is built on.
 //
 // A node admits only peers that prove the cluster secret: ClusterSecret,
 // else CASK_COOKIE, else a per-user cookie file created on first use, so

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"go.opentelemetry.io/otel"
 
 	"github.com/cask-p2p/cask/dist"
@@ -31,6 +32,13 @@ type Node struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	// The debug page's collector (debug.go), started by the first
+	// DebugHandler call; debugMu guards these against Stop.
+	debugMu      sync.Mutex
+	debugPID     *actor.PID
+	debugSub     *eventstream.Subscription
+	debugStopped bool
 }
 
 // Start starts a node: it fills cfg's defaults and validates it, opens
@@ -105,6 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 // safe to call more than once.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
+		n.stopDebug()
 		if n.cfg.Dist.DiscoveryDir != "" {
 			dist.RemoveEndpointFile(n.cfg.Dist.DiscoveryDir, n.cfg.Name, n.tr.Addr())
 		}
@@ -154,6 +163,12 @@ func (n *Node) Disconnect(ctx context.Context, peer string) error {
 
 // Nodes lists every node with a live session, sorted.
 func (n *Node) Nodes() []string { return n.dist.Nodes() }
+
+// PeerInfo returns a snapshot of every peer the node holds an endpoint
+// for, sorted (dist.Manager.PeerInfo): state, session, path statistics,
+// queue and, with Config.Dist.CountTraffic or a MeterProvider, traffic
+// counts. It asks no actor and never waits for the network.
+func (n *Node) PeerInfo() []dist.PeerInfo { return n.dist.PeerInfo() }
 
 // MonitorNode sends dist.NodeUp / dist.NodeDown for peer (every peer when
 // empty) to watcher. If the session is up already, NodeUp is sent at once.

@@ -183,8 +183,13 @@ type Config struct {
 	// (cask.messages.*, cask.bytes.*, cask.dead_letters, cask.reconnects,
 	// cask.migrations, cask.migration.duration, cask.path.*,
 	// cask.pending.depth; docs/observability.md). nil means none, and
-	// the message path then counts nothing.
+	// the message path then counts nothing unless CountTraffic is set.
 	MeterProvider metric.MeterProvider
+	// CountTraffic keeps the per-peer message and byte counters that
+	// PeerInfo reports (and the debug page shows, actors.Node.DebugHandler)
+	// even with no MeterProvider: two atomic additions per message and
+	// direction. A MeterProvider turns them on by itself.
+	CountTraffic bool
 }
 
 // WithDefaults returns a copy of c with every zero field set to its

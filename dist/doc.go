@@ -58,8 +58,19 @@
 // pending queue depth; dead letters by reason; migrations and their
 // duration. The data path only adds to atomic counters kept per peer for
 // the Manager's life, read by asynchronous instruments when the reader
-// collects; with no provider there are no counters and the path pays a
-// nil check.
+// collects; with no provider (and no Config.CountTraffic) there are no
+// counters and the path pays a nil check.
+//
+// # Peer snapshots
+//
+// Manager.PeerInfo returns, without asking an actor, a snapshot of every
+// peer the node holds an endpoint for: its state (PeerConnected,
+// PeerClosing, PeerConnecting, PeerUnreachable, PeerIdle), the session's
+// start, role and peer incarnation, the path statistics, the queue depth,
+// and the traffic counters when they are kept (peerinfo.go). Every
+// migration this node runs ends with a PeerMigrated on the actor
+// system's EventStream. actors.Node.DebugHandler builds its page from
+// these.
 //
 // # Data path
 //

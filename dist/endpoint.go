@@ -59,8 +59,9 @@ type endpoint struct {
 	// session is then a dead letter with this reason at once. Only read
 	// when there is no session, so it costs the fast path nothing.
 	unreachable atomic.Pointer[unreachableError]
-	// counters count the peer's traffic for metrics (metrics.go); nil
-	// without a MeterProvider. Set at creation, never changed.
+	// counters count the peer's traffic for metrics and PeerInfo
+	// (peerinfo.go); nil without a MeterProvider or CountTraffic. Set at
+	// creation, never changed.
 	counters *peerCounters
 
 	mu        sync.Mutex
@@ -86,7 +87,7 @@ type queuedMessage struct {
 }
 
 func newEndpoint(m *Manager, name string) *endpoint {
-	return &endpoint{name: name, mgr: m, counters: m.metrics.counters(name)}
+	return &endpoint{name: name, mgr: m, counters: m.traffic.counters(name)}
 }
 
 func (ep *endpoint) controller() *actor.PID { return ep.controllerPID.Load() }

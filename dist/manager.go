@@ -74,6 +74,10 @@ type Manager struct {
 	// metrics holds the OpenTelemetry instruments; nil without
 	// Config.MeterProvider. Set in Start, before any endpoint exists.
 	metrics *distMetrics
+	// traffic holds the per-peer counters (peerinfo.go); nil without
+	// Config.MeterProvider or Config.CountTraffic. Set in Start, as
+	// metrics.
+	traffic *trafficTable
 }
 
 // New checks cfg and prepares a Manager for system and tr. It has no side
@@ -139,6 +143,9 @@ func (m *Manager) Start() error {
 			m.system.ProcessRegistry.Address, m.name)
 	}
 	m.advertise = advertiseAddr(m.cfg.AdvertiseAddr, m.tr.Addr())
+	if m.cfg.CountTraffic || m.cfg.MeterProvider != nil {
+		m.traffic = new(trafficTable)
+	}
 	dm, err := newDistMetrics(m, m.cfg.MeterProvider)
 	if err != nil {
 		return fmt.Errorf("dist: metrics: %w", err)

@@ -1,10 +1,10 @@
 // OpenTelemetry metrics of the dist layer (Config.MeterProvider).
 //
 // The message path only adds to plain atomic counters kept per peer
-// (peerCounters); asynchronous instruments read them, and the live
-// sessions' path statistics and queues, when the provider's reader
-// collects. With no provider the counters are not even allocated: the
-// path pays one nil check. Rare events (dead letters, migrations) use
+// (peerCounters, peerinfo.go); asynchronous instruments read them, and
+// the live sessions' path statistics and queues, when the provider's
+// reader collects. With no provider (and no Config.CountTraffic) the
+// counters are not even allocated: the path pays one nil check. Rare events (dead letters, migrations) use
 // synchronous instruments at the point they happen.
 
 package dist
@@ -12,8 +12,6 @@ package dist
 import (
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -25,22 +23,9 @@ import (
 // MeterName is the instrumentation scope of the dist layer's instruments.
 const MeterName = "github.com/cask-p2p/cask/dist"
 
-// peerCounters counts one peer's traffic for the life of the Manager: it
-// survives reconnects and the retirement of the peer's endpoint, so the
-// exported counters never go back.
-type peerCounters struct {
-	messagesSent     atomic.Uint64
-	bytesSent        atomic.Uint64
-	messagesReceived atomic.Uint64
-	bytesReceived    atomic.Uint64
-	sessions         atomic.Uint64 // sessions established with the peer
-}
-
 // distMetrics holds the instruments of one Manager; nil when it has no
 // MeterProvider.
 type distMetrics struct {
-	peers sync.Map // node name → *peerCounters
-
 	deadLetters       metric.Int64Counter
 	migrations        metric.Int64Counter
 	migrationDuration metric.Float64Histogram
@@ -101,7 +86,7 @@ func newDistMetrics(m *Manager, mp metric.MeterProvider) (*distMetrics, error) {
 		return nil, err
 	}
 	dm.registration, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		dm.peers.Range(func(k, v any) bool {
+		m.traffic.peers.Range(func(k, v any) bool {
 			c := v.(*peerCounters)
 			set := metric.WithAttributeSet(attribute.NewSet(peerAttr(k.(string))))
 			o.ObserveInt64(sent, int64(c.messagesSent.Load()), set)
@@ -134,19 +119,6 @@ func newDistMetrics(m *Manager, mp metric.MeterProvider) (*distMetrics, error) {
 }
 
 func peerAttr(node string) attribute.KeyValue { return attribute.String("peer", node) }
-
-// counters returns the counters of node, made on first use; nil when the
-// Manager has no metrics.
-func (dm *distMetrics) counters(node string) *peerCounters {
-	if dm == nil {
-		return nil
-	}
-	if c, ok := dm.peers.Load(node); ok {
-		return c.(*peerCounters)
-	}
-	c, _ := dm.peers.LoadOrStore(node, new(peerCounters))
-	return c.(*peerCounters)
-}
 
 // deadLetter counts one dead letter for node with err's reason.
 func (dm *distMetrics) deadLetter(node string, err error) {

@@ -211,11 +211,12 @@ func (c *controller) startMigration() {
 		go func() {
 			defer m.wg.Done()
 			ctx, cancel := context.WithDeadline(m.ctx, p.deadline)
-			start := time.Now()
+			start, from := time.Now(), addrString(conn.LocalAddr())
 			err := conn.Migrate(ctx, adapter)
 			cancel()
 			err = migrationError(err, m.ctx.Err() != nil, p.deadline.Sub(start))
 			m.metrics.migrated(peer, time.Since(start), err)
+			m.peerMigrated(peer, from, addrString(conn.LocalAddr()), start, time.Since(start), err)
 			if err != nil {
 				m.log.Warn("migration failed", "peer", peer, "err", err, "took", time.Since(start).Round(time.Microsecond))
 			} else {

@@ -3,15 +3,25 @@
 // link's round trip. The SRTT watchdog on the node that dialed that link
 // sees two slow samples in a row, migrates the connection to a fresh
 // socket (a clean path), and the SRTT falls back — with no message lost.
+// It prints a short timeline and writes an SVG plot of the SRTT of each
+// of the watchdog's links, with the fault and the migration marked.
 //
-//	go run ./examples/watchdog
+//	go run ./examples/watchdog [-svg file] [-debug-addr 127.0.0.1:8080 [-hold 1m]]
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +30,7 @@ import (
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/actors/testkit"
+	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/examples/watchdog/watchdog"
 	"github.com/cask-p2p/cask/membership"
 )
@@ -32,37 +43,104 @@ const (
 	trafficEvery = 10 * time.Millisecond
 )
 
+// options are the demo's flags.
+type options struct {
+	// svgPath is where the SRTT plot goes.
+	svgPath string
+	// debugAddr, when set, serves laptop's debug page (Node.DebugHandler)
+	// there while the demo runs.
+	debugAddr string
+	// hold keeps the nodes up this long after the summary.
+	hold time.Duration
+	// debugReady, when set, is called with the debug page's URL once it
+	// is served (tests).
+	debugReady func(url string)
+}
+
 func main() {
-	if err := run(os.Stdout); err != nil {
+	o := options{}
+	flag.StringVar(&o.svgPath, "svg", filepath.Join(os.TempDir(), "cask-watchdog-srtt.svg"), "write the SRTT plot (SVG) to this file")
+	flag.StringVar(&o.debugAddr, "debug-addr", "", "serve laptop's debug page on this address while the demo runs, e.g. 127.0.0.1:8080")
+	flag.DurationVar(&o.hold, "hold", 0, "keep the nodes (and the debug page) up this long after the summary")
+	flag.Parse()
+	if err := run(os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "watchdog demo:", err)
 		os.Exit(1)
 	}
 }
 
-type printer struct {
+// story is what the demo prints and plots; the observer actor and the
+// main goroutine both add to it.
+type story struct {
 	start time.Time
-	out   *os.File
+	out   io.Writer
+
+	mu       sync.Mutex
+	samples  map[string][]plotPoint // peer → SRTT samples
+	markers  []plotMarker
+	migrated bool
+	err      error
 }
 
-func (p *printer) say(format string, args ...any) {
-	fmt.Fprintf(p.out, "%6.2fs  %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
+// say prints one timeline line: the time since start, a tag, the text.
+func (s *story) say(tag, format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.out, "%6.2fs  %-9s %s\n", time.Since(s.start).Seconds(), tag, fmt.Sprintf(format, args...))
 }
 
-func run(out *os.File) error {
-	p := &printer{start: time.Now(), out: out}
+func (s *story) mark(label string) {
+	s.mu.Lock()
+	s.markers = append(s.markers, plotMarker{At: time.Since(s.start), Label: label})
+	s.mu.Unlock()
+}
+
+func (s *story) sample(peer string, srtt time.Duration) {
+	s.mu.Lock()
+	s.samples[peer] = append(s.samples[peer], plotPoint{At: time.Since(s.start), SRTT: srtt})
+	s.mu.Unlock()
+}
+
+// last returns peer's last n samples.
+func (s *story) last(peer string, n int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pts := s.samples[peer]
+	var out []string
+	for _, p := range pts[max(0, len(pts)-n):] {
+		out = append(out, p.SRTT.Round(time.Millisecond).String())
+	}
+	return out
+}
+
+// short is a node name without its host, for labels.
+func short(node string) string { name, _, _ := strings.Cut(node, "@"); return name }
+
+func run(out io.Writer, o options) error {
+	s := &story{start: time.Now(), out: out, samples: make(map[string][]plotPoint)}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 
 	c, err := testkit.StartCluster(3, testkit.ClusterConfig{
 		Name: func(i int) string { return []string{"hub@localhost", "laptop@localhost", "worker@localhost"}[i] },
-		Node: actors.Config{Membership: membership.Config{ShufflePeriod: time.Second}},
+		Node: actors.Config{
+			Membership: membership.Config{ShufflePeriod: time.Second},
+			Dist:       dist.Config{CountTraffic: true}, // message counts on the debug page
+		},
 	})
 	if err != nil {
 		return err
 	}
 	defer c.Stop()
 	hub, laptop, worker := c.Node(0), c.Node(1), c.Node(2)
-	p.say("started %s, %s, %s on loopback", hub.Name(), laptop.Name(), worker.Name())
+
+	if o.debugAddr != "" {
+		stop, err := serveDebug(o, laptop, s)
+		if err != nil {
+			return err
+		}
+		defer stop() // before c.Stop: deferred calls run last first
+	}
 
 	// laptop and worker join through hub; laptop dials hub, so laptop is
 	// the side that may migrate that connection.
@@ -71,8 +149,6 @@ func run(out *os.File) error {
 			return fmt.Errorf("%s join: %w", n.Name(), err)
 		}
 	}
-	p.say("membership: %s active view %v", laptop.Name(), laptop.ActiveView())
-
 	for _, n := range c.Nodes() {
 		if _, err := n.Root().SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
 			if m, ok := c.Message().(*wrapperspb.Int64Value); ok {
@@ -82,6 +158,9 @@ func run(out *os.File) error {
 			return err
 		}
 	}
+	s.say("start", "%s, %s, %s on loopback; %s and %s joined through %s (%s's active view %v); traffic every %v",
+		hub.Name(), laptop.Name(), worker.Name(), short(laptop.Name()), short(worker.Name()), short(hub.Name()),
+		short(laptop.Name()), laptop.ActiveView(), trafficEvery)
 
 	// Traffic: laptop asks hub and worker every 10 ms.
 	var sent, received atomic.Int64
@@ -111,32 +190,36 @@ func run(out *os.File) error {
 		}
 	}()
 
-	// The watchdog on laptop, printing its timeline.
-	var migrated atomic.Bool
-	var migrateErr atomic.Value
+	// The watchdog on laptop; its observer records the story.
 	var lastHubSRTT atomic.Int64
 	observer := laptop.Root().Spawn(actor.PropsFromFunc(func(ac actor.Context) {
 		switch ev := ac.Message().(type) {
 		case *watchdog.Sampled:
+			if ev.Err != nil {
+				return
+			}
 			if ev.Peer == hub.Name() {
 				lastHubSRTT.Store(int64(ev.SRTT))
 			}
-			mark := ""
-			if ev.Strikes > 0 {
-				mark = fmt.Sprintf("  strike %d", ev.Strikes)
-			}
-			p.say("sample   %-16s srtt %8v%s", ev.Peer, ev.SRTT.Round(100*time.Microsecond), mark)
+			s.sample(ev.Peer, ev.SRTT)
 		case *watchdog.MigrationStarted:
-			p.say("migrate  %s: two slow samples in a row, moving to a fresh socket", ev.Peer)
+			s.say("watchdog", "%s: two samples over %v in a row (%s): migrating to a fresh socket",
+				ev.Peer, threshold, strings.Join(s.last(ev.Peer, 2), ", "))
 		case *watchdog.MigrationFinished:
 			if ev.Err != nil {
-				migrateErr.Store(ev.Err)
-				p.say("migrate  %s failed after %v: %v", ev.Peer, ev.Took.Round(time.Microsecond), ev.Err)
+				s.say("migrate", "%s failed after %v: %v", ev.Peer, ev.Took.Round(time.Microsecond), ev.Err)
+				s.mu.Lock()
+				s.err = ev.Err
+				s.mu.Unlock()
 				return
 			}
 			sum, _ := laptop.PathStats(ev.Peer)
-			p.say("migrate  %s done in %v; path now %s → %s", ev.Peer, ev.Took.Round(time.Microsecond), sum.LocalAddr, sum.RemoteAddr)
-			migrated.Store(true)
+			s.say("migrated", "%s ↔ %s in %v; path now %s → %s", short(laptop.Name()), short(ev.Peer),
+				ev.Took.Round(time.Microsecond), sum.LocalAddr, sum.RemoteAddr)
+			s.mark(fmt.Sprintf("watchdog migrates %s ↔ %s (%v)", short(laptop.Name()), short(ev.Peer), ev.Took.Round(time.Microsecond)))
+			s.mu.Lock()
+			s.migrated = true
+			s.mu.Unlock()
 		}
 	}))
 	laptop.Root().Spawn(watchdog.Props(watchdog.Config{
@@ -149,18 +232,25 @@ func run(out *os.File) error {
 	}))
 
 	time.Sleep(1500 * time.Millisecond)
-	p.say("fault    adding %v to the round trip of %s ↔ %s (its current path)", addedRTT, laptop.Name(), hub.Name())
+	s.say("fault", "adding %v to the round trip of %s ↔ %s (its current path)", addedRTT, short(laptop.Name()), short(hub.Name()))
+	s.mark(fmt.Sprintf("fault: +%v on %s ↔ %s", addedRTT, short(laptop.Name()), short(hub.Name())))
 	c.Link(0, 1).SetDelay(addedRTT / 2)
 
 	deadline := time.Now().Add(15 * time.Second)
-	for !migrated.Load() && time.Now().Before(deadline) {
-		if err, _ := migrateErr.Load().(error); err != nil {
+	for {
+		s.mu.Lock()
+		migrated, err := s.migrated, s.err
+		s.mu.Unlock()
+		if err != nil {
 			return err
 		}
+		if migrated {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the watchdog did not migrate the slow peer within 15s")
+		}
 		time.Sleep(20 * time.Millisecond)
-	}
-	if !migrated.Load() {
-		return errors.New("the watchdog did not migrate the slow peer within 15s")
 	}
 	// Let a few samples show the SRTT on the new path.
 	recovered := time.Now().Add(5 * time.Second)
@@ -176,13 +266,78 @@ func run(out *os.File) error {
 	}
 	lost := sent.Load() - received.Load()
 	srtt := time.Duration(lastHubSRTT.Load())
-	p.say("traffic  sent %d, received %d, lost %d", sent.Load(), received.Load(), lost)
-	p.say("result   %s srtt %v after migration (threshold %v)", hub.Name(), srtt.Round(100*time.Microsecond), threshold)
+	s.say("summary", "sent %d, received %d, lost %d; %s srtt %v after the migration (threshold %v)",
+		sent.Load(), received.Load(), lost, short(hub.Name()), srtt.Round(100*time.Microsecond), threshold)
+
+	if err := s.writePlot(o.svgPath, laptop.Name()); err != nil {
+		return err
+	}
+	s.say("plot", "%s", o.svgPath)
 	switch {
 	case lost != 0:
 		return fmt.Errorf("%d messages lost", lost)
 	case srtt > threshold:
 		return fmt.Errorf("srtt stayed at %v after the migration", srtt)
 	}
+	if o.hold > 0 {
+		s.say("hold", "keeping the nodes up for %v", o.hold)
+		time.Sleep(o.hold)
+	}
 	return nil
+}
+
+// writePlot writes the SRTT of each of the watchdog's links, with the
+// fault and the migration marked, to path.
+func (s *story) writePlot(path, watcher string) error {
+	s.mu.Lock()
+	p := srttPlot{
+		Title:     fmt.Sprintf("SRTT of %s's links, sampled by its watchdog every %v", short(watcher), samplePeriod),
+		Threshold: threshold,
+		Markers:   append([]plotMarker(nil), s.markers...),
+		End:       time.Since(s.start),
+	}
+	peers := make([]string, 0, len(s.samples))
+	for peer := range s.samples {
+		peers = append(peers, peer)
+	}
+	slices.Sort(peers)
+	for _, peer := range peers {
+		p.Series = append(p.Series, plotSeries{Name: short(watcher) + " ↔ " + short(peer), Points: append([]plotPoint(nil), s.samples[peer]...)})
+	}
+	s.mu.Unlock()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := p.WriteSVG(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// serveDebug serves node's debug page on o.debugAddr until the returned
+// stop is called.
+func serveDebug(o options, node *actors.Node, s *story) (stop func(), err error) {
+	ln, err := net.Listen("tcp", o.debugAddr)
+	if err != nil {
+		return nil, fmt.Errorf("debug page: %w", err)
+	}
+	srv := &http.Server{Handler: node.DebugHandler(), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	url := "http://" + ln.Addr().String() + "/"
+	s.say("debug", "%s's debug page: %s", node.Name(), url)
+	if o.debugReady != nil {
+		o.debugReady(url)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }
