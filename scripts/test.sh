@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME="${FUZZTIME:-10s}"
 
+./scripts/deps.sh # iproute2 and chromium, when missing
+
 go test -count=1 -timeout 20m ./...
 # One package at a time: the race detector slows code 5-10x, and the
 # multi-node tests keep real timers (idle timeouts, shuffle periods).
