@@ -54,6 +54,7 @@ type Conn struct {
 	migrationMu sync.Mutex
 	paths       []*migrationPath
 	active      *migrationPath // the path in use, when Migrate opened it
+	measuredRTT time.Duration  // see pathRTT
 	pathsGone   bool           // the Conn ended and released its paths
 }
 
@@ -374,9 +375,10 @@ func (c *Conn) Migrate(ctx context.Context, adapter SocketAdapter) error {
 
 	// Probe until validated, ctx is done, or the connection ends (Probe
 	// itself does not watch the connection).
+	srtt := c.pathRTT()
 	probeCtx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(c.ctx, func() { cancel(context.Cause(c.ctx)) })
-	err = next.path.Probe(probeCtx)
+	err = probePath(probeCtx, next.path, probeRetry(srtt))
 	stop()
 	cancel(nil)
 	if err != nil {
@@ -391,7 +393,6 @@ func (c *Conn) Migrate(ctx context.Context, adapter SocketAdapter) error {
 		}
 		return fmt.Errorf("transport: migrate: probe: %w", convertErr(err))
 	}
-	srtt := c.qc.ConnectionStats().SmoothedRTT // of the path being left
 	if err := next.path.Switch(); err != nil {
 		next.retire()
 		return fmt.Errorf("transport: migrate: switch: %w", convertErr(err))
@@ -404,6 +405,50 @@ func (c *Conn) Migrate(ctx context.Context, adapter SocketAdapter) error {
 	n := c.migrations.Add(1)
 	c.logger.Info("transport: connection migrated", "local", pc.LocalAddr().String(), "migrations", n)
 	return nil
+}
+
+// pathRTT is the smoothed RTT of the path in use. Right after a migration
+// quic-go has not measured the new path yet and reports its 100 ms initial
+// estimate (with no deviation): then pathRTT is the last one measured, which
+// describes the network far better. migrationMu is held.
+func (c *Conn) pathRTT() time.Duration {
+	s := c.qc.ConnectionStats()
+	if s.MeanDeviation == 0 && c.measuredRTT > 0 {
+		return c.measuredRTT
+	}
+	c.measuredRTT = s.SmoothedRTT
+	return s.SmoothedRTT
+}
+
+// errProbeRetry ends one probing attempt of probePath.
+var errProbeRetry = errors.New("transport: probe again")
+
+// minProbeRetry is the shortest wait before probePath probes again.
+const minProbeRetry = 10 * time.Millisecond
+
+// probeRetry is how long probePath waits for the first PATH_RESPONSE
+// before it probes again, for a smoothed RTT of srtt on the path in use.
+func probeRetry(srtt time.Duration) time.Duration { return max(3*srtt, minProbeRetry) }
+
+// probePath probes p until it validates or ctx ends. quic-go repeats an
+// unanswered PATH_CHALLENGE only after 200 ms (its initial RTT estimate),
+// doubling. A quic-go peer ignores a challenge from a new address while it
+// has no spare connection ID of ours for it, until it has moved to the
+// path of the previous migration (then it retires one and we issue a new
+// one): back-to-back migrations meet that often, and each waited 200 ms.
+// So probePath calls Probe again, which sends a new challenge at once,
+// after wait, then twice as long, and so on. A response to a challenge
+// sent before a new Probe no longer counts, hence the doubling.
+func probePath(ctx context.Context, p *quic.Path, wait time.Duration) error {
+	for {
+		attempt, cancel := context.WithTimeoutCause(ctx, wait, errProbeRetry)
+		err := p.Probe(attempt)
+		cancel()
+		if err == nil || !errors.Is(err, errProbeRetry) || ctx.Err() != nil {
+			return err
+		}
+		wait *= 2
+	}
 }
 
 // migrationRefused maps quic-go's AddPath refusals, which are plain
