@@ -379,7 +379,8 @@ func TestMigratePeerManyTimesUnderLoad(t *testing.T) {
 	spawnEcho(t, b, "echo")
 	load := startSequenceLoad(t, a, b, 4, 256)
 	load.waitProgress(t, 1000, "before the migrations")
-	filesBefore, goroutinesBefore, heapBefore := openFiles(t), runtime.NumGoroutine(), heapInUse()
+	filesBefore, goroutinesBefore := openFiles(t), runtime.NumGoroutine()
+	heapBefore, stackBefore := memInUse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -413,19 +414,20 @@ func TestMigratePeerManyTimesUnderLoad(t *testing.T) {
 		return files <= filesBefore+tolerance
 	}, "open files to return to %d (+%d), %d now", filesBefore, tolerance, openFiles(t))
 	slices.Sort(took)
-	heapAfter := heapInUse()
-	t.Logf("%d migrations under load in %v: MigratePeer p50 %v, p90 %v, max %v; open files %d before, %d after, at most %d during; goroutines %d before, %d after; heap in use %.1f MiB before, %.1f MiB after (%.1f KiB per migration)",
+	heapAfter, stackAfter := memInUse()
+	perMigration := func(before, after uint64) float64 { return (float64(after) - float64(before)) / 1024 / float64(count) }
+	t.Logf("%d migrations under load in %v: MigratePeer p50 %v, p90 %v, max %v; open files %d before, %d after, at most %d during; goroutines %d before, %d after; heap in use %.1f MiB before, %.1f MiB after (%.1f KiB per migration); stacks %.1f KiB per migration",
 		count, elapsed.Round(time.Millisecond), took[count/2], took[count*9/10], took[count-1],
 		filesBefore, files, maxFiles, goroutinesBefore, runtime.NumGoroutine(),
-		float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20), (float64(heapAfter)-float64(heapBefore))/1024/float64(count))
+		float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20), perMigration(heapBefore, heapAfter), perMigration(stackBefore, stackAfter))
 }
 
-// heapInUse is the heap in use after a collection.
-func heapInUse() uint64 {
+// memInUse is the heap and the goroutine stacks in use after a collection.
+func memInUse() (heap, stacks uint64) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse
+	return ms.HeapInuse, ms.StackInuse
 }
 
 func TestMigrationsToOnePeerAreSerializedAndNeverBlockTheController(t *testing.T) {

@@ -85,7 +85,10 @@
 // # Migration
 //
 // Only the dialer may migrate (RFC 9000 §9): Conn.Migrate opens a new
-// socket, probes the path and switches to it; streams ride through. A
+// socket, probes the path and switches to it; streams ride through. An
+// unanswered probe is repeated after three smoothed RTTs (at least 10 ms),
+// then twice as long, and so on (quic-go alone waits 200 ms, and a quic-go
+// peer without a spare connection ID leaves a probe unanswered). A
 // connection may migrate any number of times with its open files flat.
 // quic-go v0.65 ties the quic.Transport of every path a connection has
 // sent on to that connection until it ends (closing it, or a read error
