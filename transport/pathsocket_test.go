@@ -351,3 +351,65 @@ func TestMigrateManyTimesFilesFlat(t *testing.T) {
 		t.Fatalf("open files after the connection ended: %d, before the migrations %d", files, filesBefore)
 	}
 }
+
+// TestLeftPathDrainsUntilQuiet checks the rule for the path a migration
+// left: its socket stays open while packets keep arriving on it (the peer
+// has not moved yet), and is released once nothing arrived for the drain
+// time.
+func TestLeftPathDrainsUntilQuiet(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newPathSocket(udp)
+	p := &migrationPath{pc: s}
+	readerDone := make(chan struct{})
+	go func() { // what quic.Transport's read loop does
+		defer close(readerDone)
+		b := make([]byte, 100)
+		for {
+			if _, _, err := s.ReadFrom(b); err != nil {
+				return
+			}
+		}
+	}()
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+
+	const drain = 100 * time.Millisecond
+	p.drainThenRetire(drain)
+	// The peer keeps sending for four drain times: the socket stays.
+	for end := time.Now().Add(4 * drain); time.Now().Before(end); {
+		if _, err := peer.WriteTo([]byte("still here"), s.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(drain / 10)
+	}
+	if socketOf(s).isRetired() {
+		t.Fatal("path retired while the peer was still sending to it")
+	}
+	// Then it goes quiet: retired within a few drain times.
+	quiet := time.Now()
+	for !socketOf(s).isRetired() {
+		if time.Since(quiet) > 5*time.Second {
+			t.Fatal("quiet path not retired")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(quiet); d < drain/2 {
+		t.Fatalf("retired %v after the last packet, drain time %v", d, drain)
+	}
+	// Retired, not closed: the read loop still waits.
+	select {
+	case <-readerDone:
+		t.Fatal("read loop ended at retire")
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.retire() // again: nothing
+	_ = s.Close()
+	<-readerDone
+}
