@@ -22,7 +22,8 @@ var _ pathstats.Source = (*Node)(nil)
 // dist.ErrNotConnected, dist.ErrNoConn, dist.ErrPeerDisableMigration
 // (terminal for this connection), dist.ErrTimeout (the old path keeps
 // working), dist.ErrMigrationNotAllowed (the peer dialed this connection:
-// only it can migrate) and dist.ErrMigrationLimit. See docs/migration.md.
+// only it can migrate). There is no limit on the number of migrations of
+// one connection. See docs/migration.md.
 func (n *Node) MigratePeer(ctx context.Context, peer string, opts ...dist.MigrateOption) error {
 	return n.dist.MigratePeer(ctx, peer, opts...)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -16,20 +17,21 @@ import (
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
-	"github.com/cask-p2p/cask/transport"
 )
 
 // The migration benchmark (run it once; every figure is a b.ReportMetric):
 //
 //	go test ./bench/ -run '^$' -bench Migration -benchtime 1x
 //
-// BenchmarkMigrationLatency times MigrateCount migrations of an idle
+// BenchmarkMigrationLatency times MigrateCount migrations of one idle
 // connection on loopback (fresh UDP socket, same IP, new port) through
 // Node.MigratePeer, and as many raw quic-go AddPath+Probe+Switch in the
-// same run. quic-go v0.65 keeps every socket a connection migrated to
-// until the connection ends (transport.MaxMigrationPaths caps them at
-// 16), so both sides use a fresh connection every migrationsPerConn
-// migrations.
+// same run. It also reports the open files after the Cask migrations,
+// less those before: right after the last one (the path in use and those
+// still draining) and once the paths left have drained. Raw
+// quic-go keeps every socket a connection migrated to until the
+// connection ends, so the raw side uses a fresh connection every
+// rawMigrationsPerConn migrations.
 //
 // BenchmarkMigrationGap keeps a pinger at PingPongWindow outstanding
 // requests to an echo on another node and migrates the connection
@@ -40,8 +42,9 @@ import (
 const (
 	// MigrateCount is the number of migrations timed per system.
 	MigrateCount = 100
-	// migrationsPerConn stays under transport.MaxMigrationPaths.
-	migrationsPerConn = 15
+	// rawMigrationsPerConn bounds the sockets a raw quic-go connection
+	// holds.
+	rawMigrationsPerConn = 15
 	// gapRounds is the number of migrations under ping-pong load.
 	gapRounds = 10
 	// gapSteady is the load time before and after each migration.
@@ -78,38 +81,44 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// caskMigrations times n MigratePeer calls, over fresh connections every
-// migrationsPerConn.
-func caskMigrations(b *testing.B, n int) []time.Duration {
-	conns := (n + migrationsPerConn - 1) / migrationsPerConn
-	peers := make([]*actors.Node, conns)
-	addrs := map[string]string{}
-	for i := range peers {
-		peers[i] = startBenchNode(b, fmt.Sprintf("mig-peer-%d@localhost", i), nil)
-		addrs[peers[i].Name()] = peers[i].Addr().String()
-	}
-	hub := startBenchNode(b, "mig-hub@localhost", addrs)
+// caskMigrations times n MigratePeer calls on one connection and returns
+// the open files after them less those before: right after the last
+// migration, and once the paths left drained (at most 5 s later).
+func caskMigrations(b *testing.B, n int) (took []time.Duration, extraFiles, settledFiles int) {
+	peer := startBenchNode(b, "mig-peer@localhost", nil)
+	hub := startBenchNode(b, "mig-hub@localhost", map[string]string{peer.Name(): peer.Addr().String()})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for _, p := range peers {
-		if err := hub.Connect(ctx, p.Name()); err != nil {
-			b.Fatal(err)
-		}
+	if err := hub.Connect(ctx, peer.Name()); err != nil {
+		b.Fatal(err)
 	}
-	out := make([]time.Duration, 0, n)
+	files := openFiles(b)
+	took = make([]time.Duration, 0, n)
 	for i := range n {
-		peer := peers[i/migrationsPerConn].Name()
 		start := time.Now()
-		if err := hub.MigratePeer(ctx, peer); err != nil {
-			b.Fatalf("migration %d to %s: %v", i, peer, err)
+		if err := hub.MigratePeer(ctx, peer.Name()); err != nil {
+			b.Fatalf("migration %d: %v", i, err)
 		}
-		out = append(out, time.Since(start))
+		took = append(took, time.Since(start))
 	}
-	return out
+	extraFiles = openFiles(b) - files
+	for deadline := time.Now().Add(5 * time.Second); openFiles(b) > files+1 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return took, extraFiles, openFiles(b) - files
+}
+
+// openFiles counts this process's open file descriptors.
+func openFiles(b *testing.B) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		b.Fatalf("count open files: %v", err)
+	}
+	return len(ents)
 }
 
 // rawMigrations times n quic-go AddPath+Probe+Switch calls, over fresh
-// connections every migrationsPerConn.
+// connections every rawMigrationsPerConn.
 func rawMigrations(b *testing.B, n int) []time.Duration {
 	serverTLS, clientTLS, err := rawTLS()
 	if err != nil {
@@ -143,7 +152,7 @@ func rawMigrations(b *testing.B, n int) []time.Duration {
 	var conn *quic.Conn
 	out := make([]time.Duration, 0, n)
 	for i := range n {
-		if i%migrationsPerConn == 0 {
+		if i%rawMigrationsPerConn == 0 {
 			if conn != nil {
 				_ = conn.CloseWithError(0, "")
 			}
@@ -175,18 +184,23 @@ func rawMigrations(b *testing.B, n int) []time.Duration {
 
 func BenchmarkMigrationLatency(b *testing.B) {
 	var cask, raw []time.Duration
+	extraFiles, settledFiles := 0, 0
 	for range b.N {
-		cask = append(cask, caskMigrations(b, MigrateCount)...)
+		took, files, settled := caskMigrations(b, MigrateCount)
+		cask = append(cask, took...)
+		extraFiles, settledFiles = max(extraFiles, files), max(settledFiles, settled)
 		raw = append(raw, rawMigrations(b, MigrateCount)...)
 	}
+	b.ReportMetric(float64(extraFiles), "cask-files-after")
+	b.ReportMetric(float64(settledFiles), "cask-files-settled")
 	b.ReportMetric(ms(percentile(cask, 0.5)), "cask-p50-ms")
 	b.ReportMetric(ms(percentile(cask, 0.99)), "cask-p99-ms")
 	b.ReportMetric(ms(percentile(raw, 0.5)), "raw-p50-ms")
 	b.ReportMetric(ms(percentile(raw, 0.99)), "raw-p99-ms")
 	b.ReportMetric(float64(percentile(cask, 0.5))/float64(percentile(raw, 0.5)), "p50-ratio")
 	b.ReportMetric(float64(percentile(cask, 0.99))/float64(percentile(raw, 0.99)), "p99-ratio")
-	b.Logf("%d migrations each: cask MigratePeer p50 %v p99 %v; raw quic-go p50 %v p99 %v",
-		len(cask), percentile(cask, 0.5), percentile(cask, 0.99), percentile(raw, 0.5), percentile(raw, 0.99))
+	b.Logf("%d migrations each: cask MigratePeer p50 %v p99 %v (one connection; open files after less before: %d, %d once drained); raw quic-go p50 %v p99 %v",
+		len(cask), percentile(cask, 0.5), percentile(cask, 0.99), extraFiles, settledFiles, percentile(raw, 0.5), percentile(raw, 0.99))
 }
 
 // timedPinger keeps window requests outstanding to target until told to
@@ -306,7 +320,3 @@ func BenchmarkMigrationGap(b *testing.B) {
 		len(around), PingPongWindow, replies, slices.Max(around), percentile(around, 0.5), slices.Max(steady),
 		percentile(migrations, 0.5), slices.Max(migrations))
 }
-
-// migrationsPerConn must stay below transport.MaxMigrationPaths: this
-// array type has a negative length otherwise.
-var _ [transport.MaxMigrationPaths - migrationsPerConn - 1]struct{}

@@ -136,7 +136,9 @@
 // the Manager and keeps serving its mailbox; the requester gets
 // *MigrateResult once the path is validated and in use, or the attempt
 // failed (ErrTimeout, ErrPeerDisableMigration, ErrMigrationNotAllowed on
-// the accepting side, ErrNotConnected, ErrNoConn, ErrMigrationLimit).
+// the accepting side, ErrNotConnected, ErrNoConn). A connection may
+// migrate any number of times (transport retires the sockets of paths it
+// left).
 // Migrations to one peer are queued and run in order; different peers
 // migrate concurrently. A peer without the migration capability in its
 // dist handshake is marked on the connection, which then refuses to

@@ -183,7 +183,6 @@ var errorTypes = []struct {
 	{ErrProtocol, "protocol"},
 	{ErrPeerDisableMigration, "peer_disabled_migration"},
 	{ErrMigrationNotAllowed, "migration_not_allowed"},
-	{ErrMigrationLimit, "migration_limit"},
 	{ErrTimeout, "timeout"},
 	{identity.ErrClusterSecret, "cluster_secret"},
 }

@@ -51,10 +51,6 @@ var (
 	// connection to this peer was dialed by the peer, so only the peer can
 	// move it. Also returned when this node's DisableMigration is set.
 	ErrMigrationNotAllowed = errors.New("dist: migration not allowed on this side")
-	// ErrMigrationLimit: the connection already used
-	// transport.MaxMigrationPaths migration sockets (quic-go keeps each
-	// until the connection ends). A new session starts afresh.
-	ErrMigrationLimit = errors.New("dist: migration limit reached for this connection")
 )
 
 // MigratePeer asks the dist manager to move the QUIC connection to Node
@@ -69,6 +65,7 @@ var (
 // by default, a socket on LocalAddr when set, or a socket opened by
 // Adapter (a relay, for instance). Setting both LocalAddr and Adapter is
 // an error. In-flight messages, watches and user streams ride through.
+// A connection may migrate any number of times.
 type MigratePeer struct {
 	Node string
 	// Timeout bounds path validation, counted from when the controller
@@ -85,7 +82,7 @@ type MigratePeer struct {
 // MigrateResult answers MigratePeer. Err is nil on success, otherwise a
 // *PeerError matching one of ErrNotConnected, ErrNoConn,
 // ErrPeerDisableMigration, ErrTimeout, ErrMigrationNotAllowed,
-// ErrMigrationLimit, ErrStopped, ErrBadNodeName or ErrSelf (or, when
+// ErrStopped, ErrBadNodeName or ErrSelf (or, when
 // the new socket could not be opened, the socket error).
 type MigrateResult struct {
 	Node string
@@ -287,8 +284,6 @@ func migrationError(err error, stopped bool, timeout time.Duration) error {
 		return translate(ErrPeerDisableMigration, err, transport.ErrPeerDisableMigration, "")
 	case errors.Is(err, transport.ErrMigrationNotAllowed):
 		return translate(ErrMigrationNotAllowed, err, transport.ErrMigrationNotAllowed, "")
-	case errors.Is(err, transport.ErrMigrationLimit):
-		return translate(ErrMigrationLimit, err, transport.ErrMigrationLimit, "")
 	case stopped:
 		return translate(ErrStopped, err, nil, "")
 	case errors.Is(err, transport.ErrClosed), errors.Is(err, transport.ErrIdleTimeout),

@@ -82,8 +82,6 @@ func TestMigrationErrorMapping(t *testing.T) {
 			"dist: migrate b@h: peer disabled migration"},
 		{fmt.Errorf("%w: the connection was accepted, only the dialer can migrate", transport.ErrMigrationNotAllowed), false, ErrMigrationNotAllowed,
 			"dist: migrate b@h: migration not allowed on this side: the connection was accepted, only the dialer can migrate"},
-		{fmt.Errorf("%w: 16 sockets already used", transport.ErrMigrationLimit), false, ErrMigrationLimit,
-			"dist: migrate b@h: migration limit reached for this connection: 16 sockets already used"},
 		{fmt.Errorf("%w: no packet", transport.ErrIdleTimeout), false, ErrNoConn,
 			"dist: migrate b@h: no connection: idle timeout: no packet"},
 		{&transport.CloseError{Code: transport.CodeShutdown, Remote: true}, false, ErrNoConn, ""},

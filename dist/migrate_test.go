@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -332,19 +336,98 @@ func TestMigratePeerErrors(t *testing.T) {
 	fast("stopped", dist.ErrStopped, func() error { return a.MigratePeer(ctx, b.Name()) })
 }
 
-func TestMigrationLimit(t *testing.T) {
-	a, b := migrationPair(t, actors.Config{}, actors.Config{})
-	spawnEcho(t, b, "echo")
-	ctx := ctxTimeout(t)
-	for i := range transport.MaxMigrationPaths {
-		if err := a.MigratePeer(ctx, b.Name()); err != nil {
-			t.Fatalf("migration %d: %v", i+1, err)
+// migrationsUnderLoad is how many times TestMigratePeerManyTimesUnderLoad
+// migrates one connection: CASK_MIGRATIONS when set (a soak run), else
+// 1,000, or 200 under the race detector (which makes it take about ten
+// times as long: 1,000 took 97 s there, 9 s without).
+func migrationsUnderLoad(t *testing.T) int {
+	t.Helper()
+	env := os.Getenv("CASK_MIGRATIONS")
+	if env == "" {
+		if raceEnabled {
+			return 200
 		}
+		return 1000
 	}
-	if err := a.MigratePeer(ctx, b.Name()); !errors.Is(err, dist.ErrMigrationLimit) {
-		t.Fatalf("migration past the limit: %v", err)
+	n, err := strconv.Atoi(env)
+	if err != nil || n < 1 {
+		t.Fatalf("CASK_MIGRATIONS=%q: want a positive count", env)
 	}
-	mustEcho(t, a, actor.NewPID(b.Name(), "echo"), "still up")
+	return n
+}
+
+// openFiles counts this process's open file descriptors.
+func openFiles(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("count open files: %v", err)
+	}
+	return len(ents)
+}
+
+// TestMigratePeerManyTimesUnderLoad migrates one connection again and
+// again (there is no lifetime cap) while four sender/receiver pairs keep
+// sequenced messages flowing: none lost, duplicated or reordered, no
+// NodeDown, and the open files after the last migration are those before
+// the first, give or take the path in use and the one it left (which
+// keeps its socket until the peer stopped sending to it).
+func TestMigratePeerManyTimesUnderLoad(t *testing.T) {
+	count := migrationsUnderLoad(t)
+	a, b := migrationPair(t, actors.Config{}, actors.Config{})
+	downA, downB := monitorProbe(t, a, b.Name()), monitorProbe(t, b, a.Name())
+	spawnEcho(t, b, "echo")
+	load := startSequenceLoad(t, a, b, 4, 256)
+	load.waitProgress(t, 1000, "before the migrations")
+	filesBefore, goroutinesBefore := openFiles(t), runtime.NumGoroutine()
+	heapBefore, stackBefore := memInUse()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	took := make([]time.Duration, 0, count)
+	maxFiles := 0
+	for i := range count {
+		t0 := time.Now()
+		if err := a.MigratePeer(ctx, b.Name()); err != nil {
+			t.Fatalf("migration %d of %d: %v", i+1, count, err)
+		}
+		took = append(took, time.Since(t0))
+		maxFiles = max(maxFiles, openFiles(t))
+	}
+	elapsed := time.Since(start)
+	load.waitProgress(t, 1000, "after the migrations")
+	mustEcho(t, a, actor.NewPID(b.Name(), "echo"), "after the migrations")
+	if s, err := a.PathStats(b.Name()); err != nil || s.Migrations != count {
+		t.Fatalf("path stats after %d migrations: %+v, %v", count, s, err)
+	}
+	load.stopAndCheck(t)
+	downA.none(t, "NodeDown", isNodeDown)
+	downB.none(t, "NodeDown", isNodeDown)
+
+	// The path in use has a socket of its own now; the one it left drains
+	// until the peer stopped sending to it.
+	const tolerance = 2
+	var files int
+	eventually(t, waitTimeout, func() bool {
+		files = openFiles(t)
+		return files <= filesBefore+tolerance
+	}, "open files to return to %d (+%d), %d now", filesBefore, tolerance, openFiles(t))
+	slices.Sort(took)
+	heapAfter, stackAfter := memInUse()
+	perMigration := func(before, after uint64) float64 { return (float64(after) - float64(before)) / 1024 / float64(count) }
+	t.Logf("%d migrations under load in %v: MigratePeer p50 %v, p90 %v, max %v; open files %d before, %d after, at most %d during; goroutines %d before, %d after; heap in use %.1f MiB before, %.1f MiB after (%.1f KiB per migration); stacks %.1f KiB per migration",
+		count, elapsed.Round(time.Millisecond), took[count/2], took[count*9/10], took[count-1],
+		filesBefore, files, maxFiles, goroutinesBefore, runtime.NumGoroutine(),
+		float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20), perMigration(heapBefore, heapAfter), perMigration(stackBefore, stackAfter))
+}
+
+// memInUse is the heap and the goroutine stacks in use after a collection.
+func memInUse() (heap, stacks uint64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse, ms.StackInuse
 }
 
 func TestMigrationsToOnePeerAreSerializedAndNeverBlockTheController(t *testing.T) {

@@ -42,40 +42,117 @@ type Conn struct {
 	peerOpenedStream atomic.Bool
 
 	// Migration state, guarded by migrationMu (also serializes Migrate).
-	// The node's shared socket is never in here: only sockets opened by
+	// The node's shared socket is never in here: only paths opened by
 	// Migrate, which the Conn owns. quic-go v0.65 binds every
 	// quic.Transport a connection has sent a packet on (even a probe that
-	// failed) to that connection: closing it would destroy the connection.
-	// So these sockets are released only when the Conn ends, and their
-	// number is capped by MaxMigrationPaths.
+	// failed) to that connection until it ends: closing one would destroy
+	// the connection. So each path's quic.Transport lives until the Conn
+	// ends, while its socket is retired (released, see pathSocket) once
+	// the connection is done with the path: at once for a failed attempt;
+	// for the path a migration left, when the peer has stopped sending to
+	// it (see drainThenRetire).
 	migrationMu sync.Mutex
 	paths       []*migrationPath
-	pathsGone   bool // the Conn ended and released its paths
+	active      *migrationPath // the path in use, when Migrate opened it
+	measuredRTT time.Duration  // see pathRTT
+	pathsGone   bool           // the Conn ended and released its paths
 }
 
-// MaxMigrationPaths caps the sockets Migrate may open on one connection
-// (successful or not) during its lifetime; see ErrMigrationLimit.
-const MaxMigrationPaths = 16
+// Bounds of the drain time: a path a migration left keeps its socket until
+// nothing arrived on it for three smoothed RTTs plus the peer's maximum ACK
+// delay, within these bounds.
+const (
+	minPathDrain = 100 * time.Millisecond
+	maxPathDrain = 2 * time.Second
+)
+
+// pathDrain is the drain time for a smoothed RTT of srtt.
+func pathDrain(srtt time.Duration) time.Duration {
+	return min(max(3*srtt+25*time.Millisecond, minPathDrain), maxPathDrain)
+}
 
 type addrBox struct{ addr net.Addr }
 
-// migrationPath is a path opened by Migrate: its socket, its quic.Transport
-// and the quic.Path on it. Closed only when the Conn ends.
+// migrationPath is a path opened by Migrate: its socket (a pathSocket),
+// its quic.Transport and the quic.Path on it.
 type migrationPath struct {
-	pc   net.PacketConn
+	pc   net.PacketConn // made by newPathSocket
 	tr   *quic.Transport
 	path *quic.Path
+
+	mu    sync.Mutex
+	drain *time.Timer // runs drainCheck while the path drains
+	ended bool        // retired or closed: no more drain checks
 }
 
-func (p *migrationPath) close() {
-	if p == nil {
+// drainThenRetire retires the path, which the connection just left, once
+// nothing arrived on it for d. The peer keeps sending to the old address
+// until it has seen this node's packets from the new one and (quic-go)
+// validated it, which takes a round trip or more; retiring the socket
+// before would lose everything the peer sends meanwhile, and, when the
+// peer cannot validate the new address yet (it needs a spare connection
+// ID from this node, which this node issues only when it hears from the
+// peer), the connection with it.
+func (p *migrationPath) drainThenRetire(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.ended {
+		p.drain = time.AfterFunc(d, func() { p.drainCheck(d) })
+	}
+}
+
+func (p *migrationPath) drainCheck(d time.Duration) {
+	quiet := time.Since(socketOf(p.pc).lastReceived())
+	p.mu.Lock()
+	if p.ended {
+		p.mu.Unlock()
+		return
+	}
+	if quiet < d {
+		p.drain.Reset(d - quiet)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	p.retire()
+}
+
+// end stops the drain checks; it reports whether the path had ended
+// already.
+func (p *migrationPath) end() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drain != nil {
+		p.drain.Stop()
+	}
+	was := p.ended
+	p.ended = true
+	return was
+}
+
+// retire abandons the path in quic-go (it will neither probe it nor switch
+// back to it) and releases its socket; the quic.Transport stays until the
+// Conn ends. Safe to call more than once and from any goroutine.
+func (p *migrationPath) retire() {
+	if p.end() {
 		return
 	}
 	if p.path != nil {
 		_ = p.path.Close()
 	}
-	_ = p.tr.Close()
+	socketOf(p.pc).retire()
+}
+
+// close releases everything of the path, once the connection has ended:
+// the socket first, so the Transport's read loop ends, then the
+// Transport.
+func (p *migrationPath) close() {
+	p.end()
+	if p.path != nil {
+		_ = p.path.Close()
+	}
 	_ = p.pc.Close()
+	_ = p.tr.Close()
 }
 
 func newConn(qc *quic.Conn, role Role, cfg *Config) *Conn {
@@ -105,7 +182,7 @@ func (c *Conn) watch() {
 	c.migrationMu.Lock()
 	c.pathsGone = true
 	paths := c.paths
-	c.paths = nil
+	c.paths, c.active = nil, nil
 	c.migrationMu.Unlock()
 	for _, p := range paths {
 		p.close()
@@ -256,6 +333,8 @@ func (c *Conn) SetPeerMigrationDisabled() { c.peerMigrationDisabled.Store(true) 
 // a socket from adapter (nil means a UDP socket on the current local IP, new
 // port), probes the path (PATH_CHALLENGE/PATH_RESPONSE) until it validates
 // or ctx is done, then switches to it. Streams and their data ride through.
+// A connection may migrate any number of times: the socket of a path the
+// connection left is released (see the package doc, "Migration").
 //
 // Errors: ErrMigrationNotAllowed on the acceptor (only the dialer may
 // migrate) or when Config.DisableMigration is set; ErrPeerDisableMigration
@@ -278,16 +357,14 @@ func (c *Conn) Migrate(ctx context.Context, adapter SocketAdapter) error {
 	if c.pathsGone || c.ctx.Err() != nil {
 		return context.Cause(c.ctx)
 	}
-	if len(c.paths) >= MaxMigrationPaths {
-		return fmt.Errorf("%w: %d sockets already used", ErrMigrationLimit, len(c.paths))
-	}
 	if adapter == nil {
 		adapter = UDPAdapter{Addr: net.JoinHostPort(hostOf(c.LocalAddr()), "0")}
 	}
-	pc, err := adapter.Open()
+	sock, err := adapter.Open()
 	if err != nil {
 		return fmt.Errorf("transport: migrate: open socket: %w", err)
 	}
+	pc := newPathSocket(sock)
 	next := &migrationPath{pc: pc, tr: &quic.Transport{Conn: pc}}
 	next.path, err = c.qc.AddPath(next.tr)
 	if err != nil {
@@ -298,13 +375,14 @@ func (c *Conn) Migrate(ctx context.Context, adapter SocketAdapter) error {
 
 	// Probe until validated, ctx is done, or the connection ends (Probe
 	// itself does not watch the connection).
+	srtt := c.pathRTT()
 	probeCtx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(c.ctx, func() { cancel(context.Cause(c.ctx)) })
-	err = next.path.Probe(probeCtx)
+	err = probePath(probeCtx, next.path, probeRetry(srtt))
 	stop()
 	cancel(nil)
 	if err != nil {
-		_ = next.path.Close() // the socket stays bound until the Conn ends
+		next.retire()
 		switch {
 		case c.ctx.Err() != nil:
 			return context.Cause(c.ctx)
@@ -316,13 +394,61 @@ func (c *Conn) Migrate(ctx context.Context, adapter SocketAdapter) error {
 		return fmt.Errorf("transport: migrate: probe: %w", convertErr(err))
 	}
 	if err := next.path.Switch(); err != nil {
-		_ = next.path.Close()
+		next.retire()
 		return fmt.Errorf("transport: migrate: switch: %w", convertErr(err))
 	}
+	if left := c.active; left != nil {
+		left.drainThenRetire(pathDrain(srtt))
+	}
+	c.active = next
 	c.localAddr.Store(&addrBox{pc.LocalAddr()})
 	n := c.migrations.Add(1)
 	c.logger.Info("transport: connection migrated", "local", pc.LocalAddr().String(), "migrations", n)
 	return nil
+}
+
+// pathRTT is the smoothed RTT of the path in use. Right after a migration
+// quic-go has not measured the new path yet and reports its 100 ms initial
+// estimate (with no deviation): then pathRTT is the last one measured, which
+// describes the network far better. migrationMu is held.
+func (c *Conn) pathRTT() time.Duration {
+	s := c.qc.ConnectionStats()
+	if s.MeanDeviation == 0 && c.measuredRTT > 0 {
+		return c.measuredRTT
+	}
+	c.measuredRTT = s.SmoothedRTT
+	return s.SmoothedRTT
+}
+
+// errProbeRetry ends one probing attempt of probePath.
+var errProbeRetry = errors.New("transport: probe again")
+
+// minProbeRetry is the shortest wait before probePath probes again.
+const minProbeRetry = 10 * time.Millisecond
+
+// probeRetry is how long probePath waits for the first PATH_RESPONSE
+// before it probes again, for a smoothed RTT of srtt on the path in use.
+func probeRetry(srtt time.Duration) time.Duration { return max(3*srtt, minProbeRetry) }
+
+// probePath probes p until it validates or ctx ends. quic-go repeats an
+// unanswered PATH_CHALLENGE only after 200 ms (its initial RTT estimate),
+// doubling. A quic-go peer ignores a challenge from a new address while it
+// has no spare connection ID of ours for it, until it has moved to the
+// path of the previous migration (then it retires one and we issue a new
+// one): back-to-back migrations meet that often, and each waited 200 ms.
+// So probePath calls Probe again, which sends a new challenge at once,
+// after wait, then twice as long, and so on. A response to a challenge
+// sent before a new Probe no longer counts, hence the doubling.
+func probePath(ctx context.Context, p *quic.Path, wait time.Duration) error {
+	for {
+		attempt, cancel := context.WithTimeoutCause(ctx, wait, errProbeRetry)
+		err := p.Probe(attempt)
+		cancel()
+		if err == nil || !errors.Is(err, errProbeRetry) || ctx.Err() != nil {
+			return err
+		}
+		wait *= 2
+	}
 }
 
 // migrationRefused maps quic-go's AddPath refusals, which are plain

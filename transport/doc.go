@@ -79,16 +79,33 @@
 // handshake failed), ErrTooManyHandshakes. A reset stream gives a
 // *StreamError matching ErrStreamReset. Conn.Context is done when the
 // connection ends, and context.Cause gives the converted reason. Migration
-// errors are ErrMigrationTimeout, ErrMigrationNotAllowed,
-// ErrPeerDisableMigration and ErrMigrationLimit.
+// errors are ErrMigrationTimeout, ErrMigrationNotAllowed and
+// ErrPeerDisableMigration.
 //
 // # Migration
 //
 // Only the dialer may migrate (RFC 9000 §9): Conn.Migrate opens a new
-// socket, probes the path and switches to it; streams ride through.
-// quic-go v0.65 ties every socket a connection has sent on to that
-// connection, so migration sockets (also those of failed attempts) are
-// released when the connection ends, at most MaxMigrationPaths of them.
+// socket, probes the path and switches to it; streams ride through. An
+// unanswered probe is repeated after three smoothed RTTs (at least 10 ms),
+// then twice as long, and so on (quic-go alone waits 200 ms, and a quic-go
+// peer without a spare connection ID leaves a probe unanswered). A
+// connection may migrate any number of times with its open files flat.
+// quic-go v0.65 ties the quic.Transport of every path a connection has
+// sent on to that connection until it ends (closing it, or a read error
+// on its socket, destroys the connection), so each path opened by Migrate
+// keeps its quic.Transport (two goroutines and a few KiB) until the
+// connection ends, but not its socket: a retired path's socket is closed
+// and replaced by a silent stand-in (reads block until the connection
+// ends, writes are dropped as if lost on the wire). A path is retired at
+// once when its probe fails, and when a migration left it, once nothing
+// arrived on it for a drain time (three smoothed RTTs plus 25 ms, within
+// 100 ms and 2 s), so what the peer sent to the old address before it
+// moved still arrives. Migrate abandons a retired path in quic-go first,
+// so quic-go never probes it again nor switches back to it; what it may
+// still send there (a PATH_RESPONSE, a repeated CONNECTION_CLOSE) is lost
+// like any packet to a vanished address, and QUIC recovers. The node's
+// shared socket and a DialVia socket are not migration paths: they stay
+// open until the node, respectively the connection, ends.
 // quic-go v0.65 cannot advertise disable_active_migration; the Cask
 // handshake carries that capability and calls
 // Conn.SetPeerMigrationDisabled.

@@ -50,9 +50,6 @@ var (
 	// ErrPeerDisableMigration means the peer forbade active migration. It is
 	// terminal for the connection: later attempts fail the same way.
 	ErrPeerDisableMigration = errors.New("transport: peer disabled migration")
-	// ErrMigrationLimit means the connection already used
-	// MaxMigrationPaths migration sockets; dial a new connection instead.
-	ErrMigrationLimit = errors.New("transport: migration limit reached")
 )
 
 // ErrorCode is an application error code sent with CONNECTION_CLOSE (and
@@ -175,7 +172,7 @@ var errDeadline net.Error = deadlineError{}
 
 // isOwnError reports whether err was already converted by this package.
 func isOwnError(err error) bool {
-	for _, s := range []error{ErrClosed, ErrIdleTimeout, ErrPeerClosed, ErrStreamReset, ErrHandshake, ErrTooManyHandshakes, ErrMigrationTimeout, ErrMigrationNotAllowed, ErrPeerDisableMigration, ErrMigrationLimit, ErrNotStarted} {
+	for _, s := range []error{ErrClosed, ErrIdleTimeout, ErrPeerClosed, ErrStreamReset, ErrHandshake, ErrTooManyHandshakes, ErrMigrationTimeout, ErrMigrationNotAllowed, ErrPeerDisableMigration, ErrNotStarted} {
 		if errors.Is(err, s) {
 			return true
 		}

@@ -206,26 +206,7 @@ func TestTransportCloseReleasesMigrationSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The migration socket is closed: writing to it fails.
-	if _, err := m.pc.WriteTo([]byte("x"), b.Addr()); err == nil {
+	if _, err := socketOf(m.pc).pc.WriteTo([]byte("x"), b.Addr()); err == nil {
 		t.Fatal("migration socket still open after Transport.Close")
 	}
-}
-
-func TestMigrateLimit(t *testing.T) {
-	a := startTransport(t, Config{})
-	b := startTransport(t, Config{})
-	dialed, accepted := connect(t, a, b)
-	wait := echoStreams(t, accepted)
-	ctx := testContext(t, 10*time.Second)
-	for i := range MaxMigrationPaths {
-		if err := dialed.Migrate(ctx, nil); err != nil {
-			t.Fatalf("migration %d: %v", i, err)
-		}
-	}
-	if err := dialed.Migrate(ctx, nil); !errors.Is(err, ErrMigrationLimit) {
-		t.Fatalf("migration past the limit: %v", err)
-	}
-	roundTrip(t, dialed, []byte("still fine"))
-	_ = dialed.CloseWithError(CodeNone, "")
-	wait()
 }
