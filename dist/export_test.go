@@ -25,3 +25,12 @@ func OverrunCredit(s *Stream, extra int) {
 // LearnedDialFailed notes a failed dial to node's learned addr, as dial
 // does.
 func LearnedDialFailed(l *LearnedAddrs, node, addr string) { l.dialFailed(node, addr) }
+
+// LinkState counts the entries of the link table of system's dist layer:
+// local actors with links, peers with links, trapping actors.
+func LinkState(system *actor.ActorSystem) (ends, nodes, traps int) {
+	t := linksOf(system)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.ends), len(t.nodes), len(t.traps)
+}

@@ -270,10 +270,13 @@ func (t *linkTable) deliverLocked(target, from *actor.PID, reason ExitReason, de
 		return
 	}
 	if e := t.ends[target.Id]; e != nil && e.reason == "" {
-		e.reason, e.detail = ExitAbnormal, clip(fmt.Sprintf("exit signal from %s: %s", from, describe(reason, detail)))
+		e.reason, e.detail = ExitAbnormal, clip("exit signal from "+pidName(from)+": "+describe(reason, detail))
 	}
 	*acts = append(*acts, linkAction{kind: actStop, target: target})
 }
+
+// pidName prints a PID as address/id in exit details.
+func pidName(p *actor.PID) string { return p.Address + "/" + p.Id }
 
 func describe(reason ExitReason, detail string) string {
 	if detail == "" {
@@ -295,7 +298,7 @@ func (t *linkTable) link(a, b *actor.PID) error {
 		return errors.New("dist: Link needs two PIDs")
 	}
 	if !t.local(a) && !t.local(b) {
-		return fmt.Errorf("%w: neither %s nor %s", ErrNotLocal, a, b)
+		return fmt.Errorf("%w: neither %s nor %s", ErrNotLocal, pidName(a), pidName(b))
 	}
 	if keyOf(a) == keyOf(b) {
 		return nil // Erlang: linking to oneself does nothing
@@ -327,7 +330,7 @@ func (t *linkTable) unlink(a, b *actor.PID) error {
 		return errors.New("dist: Unlink needs two PIDs")
 	}
 	if !t.local(a) && !t.local(b) {
-		return fmt.Errorf("%w: neither %s nor %s", ErrNotLocal, a, b)
+		return fmt.Errorf("%w: neither %s nor %s", ErrNotLocal, pidName(a), pidName(b))
 	}
 	var acts []linkAction
 	t.mu.Lock()
@@ -370,8 +373,8 @@ func (t *linkTable) dropSpawnLink(parent, child *actor.PID) {
 }
 
 // spawned links child, just spawned on this node for a peer's SpawnLink,
-// with the remote parent. Called from the child's OnInit, before its
-// first message: the watch is the first message in its system queue.
+// with the remote parent. Called by the child's middleware before the
+// child sees its first message (controller.spawnProps).
 func (t *linkTable) spawned(child, parent *actor.PID) {
 	var acts []linkAction
 	t.mu.Lock()
@@ -655,20 +658,4 @@ func (m *Manager) Unlink(a, b *actor.PID) error {
 		return ErrStopped
 	}
 	return m.links.unlink(a, b)
-}
-
-// LinkedWith lists the actors local actor pid is linked with.
-func (m *Manager) LinkedWith(pid *actor.PID) []*actor.PID {
-	t := m.links
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e := t.ends[pid.GetId()]
-	if e == nil || pid.Address != m.name {
-		return nil
-	}
-	out := make([]*actor.PID, 0, len(e.partners))
-	for _, p := range e.partners {
-		out = append(out, p)
-	}
-	return out
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cask-p2p/cask/proto/caskpb"
@@ -114,7 +115,7 @@ func (m *Manager) kind(name string) *kind {
 func (m *Manager) checkSpawnOptions(s *Spawn) error {
 	for _, p := range [...]*actor.PID{s.Link, s.Monitor} {
 		if p != nil && p.Address != m.name {
-			return fmt.Errorf("%w: %s", ErrNotLocal, p)
+			return fmt.Errorf("%w: %s", ErrNotLocal, pidName(p))
 		}
 	}
 	return nil
@@ -237,10 +238,13 @@ func (c *controller) onSpawnRequest(r *spawnRequest) {
 	_ = r.s.sendControl(&caskpb.Control{Body: &caskpb.Control_SpawnResponse{SpawnResponse: resp}})
 }
 
-// spawnProps adds to props what a SpawnLink or SpawnMonitor needs: at
-// OnInit, which runs once the actor is registered and before its Started
-// is posted, the link with the requester's actor and the requester's
-// watch, each a Watch at the head of the new actor's system queue.
+// spawnProps adds to props what a SpawnLink or SpawnMonitor needs: a
+// receiver middleware that, when the new actor's first message (Started)
+// arrives and before the actor sees it, links it with the requester's
+// actor and adds the requester's watch. Both are Watch system messages
+// posted while Started runs, so they are handled before anything that
+// could stop the actor afterwards (protoactor posts nothing to a mailbox
+// before Started: OnInit runs before the mailbox has its dispatcher).
 func (c *controller) spawnProps(s *session, props *actor.Props, req *caskpb.SpawnRequest) *actor.Props {
 	var link, monitor *actor.PID
 	if id := req.GetLinkId(); id != "" {
@@ -250,15 +254,23 @@ func (c *controller) spawnProps(s *session, props *actor.Props, req *caskpb.Spaw
 		monitor = actor.NewPID(c.peer, id)
 	}
 	m := c.m
-	return props.Clone(actor.WithOnInit(func(ctx actor.Context) {
-		self := ctx.Self()
-		if link != nil {
-			m.links.spawned(self, link)
-		}
-		if monitor != nil {
-			s.ep.addWatchIn(self.Id, monitor)
-			p, _ := m.system.ProcessRegistry.GetLocal(self.Id)
-			p.SendSystemMessage(self, &actor.Watch{Watcher: monitor})
+	var once sync.Once
+	return props.Clone(actor.WithReceiverMiddleware(func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(ctx actor.ReceiverContext, env *actor.MessageEnvelope) {
+			if _, ok := env.Message.(*actor.Started); ok {
+				once.Do(func() {
+					self := ctx.Self()
+					if link != nil {
+						m.links.spawned(self, link)
+					}
+					if monitor != nil {
+						s.ep.addWatchIn(self.Id, monitor)
+						p, _ := m.system.ProcessRegistry.GetLocal(self.Id)
+						p.SendSystemMessage(self, &actor.Watch{Watcher: monitor})
+					}
+				})
+			}
+			next(ctx, env)
 		}
 	}))
 }
