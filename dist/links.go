@@ -300,6 +300,13 @@ func (t *linkTable) link(a, b *actor.PID) error {
 	if !t.local(a) && !t.local(b) {
 		return fmt.Errorf("%w: neither %s nor %s", ErrNotLocal, pidName(a), pidName(b))
 	}
+	for _, p := range [...]*actor.PID{a, b} {
+		if !t.local(p) {
+			if err := ValidateNodeName(p.Address); err != nil {
+				return err
+			}
+		}
+	}
 	if keyOf(a) == keyOf(b) {
 		return nil // Erlang: linking to oneself does nothing
 	}
