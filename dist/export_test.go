@@ -13,6 +13,10 @@ func EndpointRetired(p actor.Process) bool {
 // control of user streams, as an older build.
 func WithoutStreamCredit(m *Manager) { m.withoutStreamCredit = true }
 
+// WithoutLinks makes m, before Start, announce no links capability, as
+// an older build.
+func WithoutLinks(m *Manager) { m.withoutLinks = true }
+
 // OverrunCredit lets s write extra bytes past the credit its peer
 // granted, as a misbehaving peer would.
 func OverrunCredit(s *Stream, extra int) {

@@ -3,6 +3,7 @@ package dist_test
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"testing"
 	"time"
@@ -576,4 +577,54 @@ func TestLinkFailureStorm(t *testing.T) {
 	}
 	waitFor(t, waitTimeout, "goroutines back", func() bool { return runtime.NumGoroutine() <= baseline+3 })
 	t.Logf("goroutines: %d before the second round, %d after it", baseline, runtime.NumGoroutine())
+}
+
+// TestSpawnLinkNeedsLinksCapability: a peer that does not announce links
+// (an older build, which would spawn the actor unlinked) is not asked to
+// spawn with a link or a monitor; a plain spawn still works.
+func TestSpawnLinkNeedsLinksCapability(t *testing.T) {
+	start := func(name string, older bool, peers map[string]string) (*dist.Manager, *actor.ActorSystem) {
+		tr, err := transport.New(transport.Config{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Start(); err != nil {
+			t.Fatal(err)
+		}
+		system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger() }))
+		system.ProcessRegistry.Address = name
+		m, err := dist.New(system, tr, dist.Config{Name: name, Peers: peers, DisableDNS: true, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if older {
+			dist.WithoutLinks(m)
+		}
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = m.Stop()
+			_ = tr.Close()
+			system.Shutdown()
+		})
+		return m, system
+	}
+	old, _ := start("old@localhost", true, nil)
+	if err := old.RegisterKind("worker", workerProps()); err != nil {
+		t.Fatal(err)
+	}
+	cur, curSystem := start("new@localhost", false, map[string]string{"old@localhost": old.AdvertisedAddr()})
+	parent := curSystem.Root.Spawn(workerProps())
+	_, err := cur.SpawnRemote(ctxTimeout(t), "old@localhost", "worker", "", dist.SpawnLink(parent))
+	if !errors.Is(err, dist.ErrSpawnFailed) {
+		t.Fatalf("SpawnLink to an older peer: %v, want ErrSpawnFailed", err)
+	}
+	t.Logf("refused: %v", err)
+	if _, err := cur.SpawnRemote(ctxTimeout(t), "old@localhost", "worker", ""); err != nil {
+		t.Fatalf("plain spawn: %v", err)
+	}
+	if ends, peers, _ := dist.LinkState(curSystem); ends != 0 || peers != 0 {
+		t.Fatalf("link table after the refused spawn: %d actors, %d peers", ends, peers)
+	}
 }

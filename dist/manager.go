@@ -73,6 +73,9 @@ type Manager struct {
 	// withoutStreamCredit: announce no CAPABILITY_STREAM_CREDIT, as an
 	// older build; set by tests before Start (export_test.go).
 	withoutStreamCredit bool
+	// withoutLinks: announce no CAPABILITY_LINKS, as an older build;
+	// set by tests before Start (export_test.go).
+	withoutLinks bool
 	// peerSlots counts controllers holding a MaxPeers slot: those with a
 	// session or a connect attempt (controller.holdsSlot).
 	peerSlots atomic.Int64

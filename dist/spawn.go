@@ -172,6 +172,11 @@ func (c *controller) prepareSpawn(f *spawnInFlight, req *caskpb.SpawnRequest) er
 	if f.link == nil && f.monitor == nil {
 		return nil
 	}
+	if c.sess.caps&(1<<caskpb.Capability_CAPABILITY_LINKS) == 0 {
+		// An older build would ignore the link and the monitor and
+		// spawn the actor unlinked.
+		return fmt.Errorf("%w: %s does not support SpawnLink and SpawnMonitor (an older build)", ErrSpawnFailed, c.peer)
+	}
 	if req.Name == "" {
 		req.Name = c.m.spawnName()
 	}
