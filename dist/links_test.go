@@ -628,3 +628,41 @@ func TestSpawnLinkNeedsLinksCapability(t *testing.T) {
 		t.Fatalf("link table after the refused spawn: %d actors, %d peers", ends, peers)
 	}
 }
+
+// TestLinkUnreachablePeer: a link to an actor on a node that cannot be
+// reached ends with noconnection at once.
+func TestLinkUnreachablePeer(t *testing.T) {
+	n := mesh(t, 1, actors.Config{})[0]
+	trap := trapper(t, n)
+	ghost := actor.NewPID("ghost@localhost", "anyone")
+	link(t, n, trap.PID, ghost)
+	e := trap.exited(t, ghost)
+	expectReason(t, e, dist.ExitNoConnection)
+	t.Logf("exit: %s", e.Detail)
+	linkStateEmpty(t, n)
+	if err := n.Link(trap.PID, actor.NewPID("nonode", "x")); !errors.Is(err, dist.ErrBadNodeName) {
+		t.Fatalf("link to a bad node name: %v, want ErrBadNodeName", err)
+	}
+}
+
+// TestLinkKeepsSessionFromIdleReaping: a session that carries a link is
+// not reaped as idle (that would end the link with noconnection); once
+// the link is gone, it is.
+func TestLinkKeepsSessionFromIdleReaping(t *testing.T) {
+	nodes := mesh(t, 2, actors.Config{Dist: dist.Config{ReapIdleAfter: 100 * time.Millisecond, ReapMinAge: time.Millisecond}})
+	a := nodes[0].Root().Spawn(workerProps())
+	spawnNamed(t, nodes[1], workerProps(), "w")
+	w := actor.NewPID(nodes[1].Name(), "w")
+	link(t, nodes[0], a, w)
+	linkSettled(t, nodes[0], w)
+	time.Sleep(time.Second) // ten idle periods
+	if got := nodes[0].Nodes(); len(got) != 1 {
+		t.Fatalf("sessions of n0 with a link across: %v", got)
+	}
+	alive(t, nodes[0], a)
+	if err := nodes[0].Unlink(a, w); err != nil {
+		t.Fatal(err)
+	}
+	linkStateEmpty(t, nodes...)
+	waitFor(t, waitTimeout, "the idle session reaped", func() bool { return len(nodes[0].Nodes()) == 0 })
+}
