@@ -161,7 +161,11 @@
 //
 // NodeUp and NodeDown are sent by the dist manager actor, in the order the
 // controller saw the events. ConnectResult and SpawnResult answer Connect
-// and Spawn sent (or requested) to the dist manager. Inbound messages are
+// and Spawn sent (or requested) to the dist manager. *Exited is posted to
+// a trapping actor's mailbox, and a non-trapping one is stopped, by
+// whoever learnt of the exit: the link watcher actor (a local partner
+// exited), a session reader (the peer's exit signal, in stream order) or
+// a controller (the session ended). Inbound messages are
 // posted to mailboxes from a stream's reader goroutine; a sender never
 // blocks unless a data stream has more than WriteBufferLimit bytes queued
 // (back-pressure, like Erlang's busy distribution port).
