@@ -35,6 +35,11 @@
 // dist.ErrNotProtobuf, an identity error, context.DeadlineExceeded).
 // Node.Disconnect closes a session on purpose.
 //
+// Node.Link and Node.Unlink link actors across nodes as Erlang's link/1;
+// TrapExits props receive *dist.Exited instead of being stopped;
+// SpawnRemote takes dist.SpawnLink and dist.SpawnMonitor, and
+// RegisterKind dist.AllowSpawnBy (docs/dist.md, "Links").
+//
 // The blocking methods (Connect, SpawnRemote, Disconnect) are thin wrappers over
 // messages to the dist manager actor (Node.Dist), which actors can send
 // themselves: dist.Connect, dist.Spawn, dist.MonitorNode, dist.Pin.

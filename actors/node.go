@@ -177,16 +177,34 @@ func (n *Node) MonitorNode(peer string, watcher *actor.PID) { n.dist.MonitorNode
 // DemonitorNode removes a monitor set with MonitorNode.
 func (n *Node) DemonitorNode(peer string, watcher *actor.PID) { n.dist.DemonitorNode(peer, watcher) }
 
-// RegisterKind makes props spawnable by peers under kind.
-func (n *Node) RegisterKind(kind string, props *actor.Props) error {
-	return n.dist.RegisterKind(kind, props)
+// RegisterKind makes props spawnable by peers under kind. By default
+// any admitted peer may spawn it; dist.AllowSpawnBy(nodes...) limits
+// that to the nodes named.
+func (n *Node) RegisterKind(kind string, props *actor.Props, opts ...dist.KindOption) error {
+	return n.dist.RegisterKind(kind, props, opts...)
 }
 
 // SpawnRemote spawns an actor of a kind registered on peer, named name
-// (empty: generated), and returns its PID.
-func (n *Node) SpawnRemote(ctx context.Context, peer, kind, name string) (*actor.PID, error) {
-	return n.dist.SpawnRemote(ctx, peer, kind, name)
+// (empty: generated), and returns its PID. dist.SpawnLink(pid) and
+// dist.SpawnMonitor(pid) link it with, or make it watched by, an actor of
+// this node before it handles its first message.
+func (n *Node) SpawnRemote(ctx context.Context, peer, kind, name string, opts ...dist.SpawnOption) (*actor.PID, error) {
+	return n.dist.SpawnRemote(ctx, peer, kind, name, opts...)
 }
+
+// Link links actors a and b, at least one of them on this node, as
+// Erlang's link/1: when either exits abnormally (failure, shutdown,
+// noconnection, noproc) the other is stopped, or gets *dist.Exited if it
+// was built with TrapExits. See docs/dist.md, "Links".
+func (n *Node) Link(a, b *actor.PID) error { return n.dist.Link(a, b) }
+
+// Unlink removes the link between a and b.
+func (n *Node) Unlink(a, b *actor.PID) error { return n.dist.Unlink(a, b) }
+
+// TrapExits returns a copy of props whose actors trap exits: the exit of
+// an actor linked with them arrives as a *dist.Exited message instead of
+// stopping them (Erlang's process_flag(trap_exit, true)).
+func TrapExits(props *actor.Props) *actor.Props { return dist.TrapExits(props) }
 
 // Pin keeps the session to peer open against idle reaping until Unpin.
 func (n *Node) Pin(peer string) { n.dist.Pin(peer) }

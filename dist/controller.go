@@ -109,7 +109,7 @@ type controller struct {
 
 	waiters   []*actor.PID // Connect requests waiting for the session
 	spawnSeq  uint64
-	spawns    map[uint64]*actor.PID // request id → reply-to
+	spawns    map[uint64]*spawnInFlight // request id → what waits for the answer
 	spawnWait []*pendingSpawn
 	// control frames (membership) waiting for the session
 	pendingControl []*caskpb.Control
@@ -140,7 +140,7 @@ type controller struct {
 }
 
 func newController(m *Manager, ep *endpoint) *controller {
-	return &controller{m: m, ep: ep, peer: ep.name, spawns: make(map[uint64]*actor.PID)}
+	return &controller{m: m, ep: ep, peer: ep.name, spawns: make(map[uint64]*spawnInFlight)}
 }
 
 func (c *controller) Receive(ctx actor.Context) {
@@ -482,7 +482,9 @@ func (c *controller) establish(s *session) {
 
 // retire detaches the current session: senders stop using it, watches
 // across it end with Terminated(AddressTerminated) for local watchers and
-// Unwatch for local watchees, and monitors get NodeDown.
+// Unwatch for local watchees, links across it end with an exit signal to
+// the local partner (links.sessionEnded: noconnection, or shutdown after
+// the peer's goodbye), and monitors get NodeDown.
 func (c *controller) retire(reason NodeDownReason, err error) {
 	s := c.sess
 	if s == nil {
@@ -493,8 +495,11 @@ func (c *controller) retire(reason NodeDownReason, err error) {
 	c.state = stateIdle
 	out, in := c.ep.detach(s)
 	c.endWatches(out, in)
-	for id, reply := range c.spawns {
-		c.m.system.Root.Send(reply, &SpawnResult{Err: peerErr("spawn", c.peer, ErrConnectionLost)})
+	c.m.links.sessionEnded(c.peer, reason)
+	for id, f := range c.spawns {
+		if f.replyTo != nil {
+			c.m.system.Root.Send(f.replyTo, &SpawnResult{Err: peerErr("spawn", c.peer, ErrConnectionLost)})
+		}
 		delete(c.spawns, id)
 	}
 	if err != nil {
@@ -731,7 +736,8 @@ func (c *controller) reap() {
 		return
 	}
 	if now.Sub(c.idleSince) < c.m.cfg.ReapIdleAfter || now.Sub(s.start) < c.m.cfg.ReapMinAge ||
-		c.ep.pins.Load() > 0 || s.remotePinned.Load() || s.hasUserStreams() || c.ep.hasWatches() || c.ep.hasPending() {
+		c.ep.pins.Load() > 0 || s.remotePinned.Load() || s.hasUserStreams() || c.ep.hasWatches() || c.ep.hasPending() ||
+		c.m.links.hasNode(c.peer) {
 		return
 	}
 	c.m.log.Info("reaping idle session", c.log("idle", now.Sub(c.idleSince).Round(time.Millisecond))...)

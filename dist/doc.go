@@ -98,6 +98,17 @@
 //     (Stopped), when it never existed (NotFound), and when the session is
 //     lost (AddressTerminated). Watches of local actors by remote watchers
 //     are removed when the session goes.
+//   - Links (links.go): Link and Unlink join two actors, at least one of
+//     them local; TrapExits props get *Exited instead of being stopped;
+//     SpawnLink and SpawnMonitor put a link or a watch in place before a
+//     remotely spawned actor's first message. Exit reasons normal,
+//     shutdown, abnormal, noconnection (the session ended), noproc. An
+//     exit signal travels as a system envelope on its target's data
+//     stream, after the messages sent to it before. The link table is
+//     mutex-guarded; the link watcher actor ("dist.links") turns the
+//     Terminated of linked local actors into exit signals; exit reasons
+//     come from protoactor's SupervisorEvent (stop directive), exit
+//     signals, Stop, and the receiver middleware of link-aware actors.
 //   - MonitorNode delivers NodeUp and NodeDown{Reason} to a watcher PID.
 //   - A restarted node is a new incarnation: its anonymous PID ids start
 //     from a sequence derived from the incarnation, so PIDs of the old
@@ -108,14 +119,15 @@
 //     connection dialed by the node with the smaller name wins on both
 //     sides. Queued messages belong to the endpoint, not to a connection,
 //     so nothing is lost.
-//   - Remote spawn of kinds registered with RegisterKind.
+//   - Remote spawn of kinds registered with RegisterKind, by any admitted
+//     peer unless AllowSpawnBy names the ones that may.
 //   - At most MaxPeers peers have a session or a connect attempt at once:
 //     past it a new peer's dist hello is refused (REJECT_REASON_TOO_MANY_
 //     PEERS, which its dialer sees as ErrTooManyPeers with ErrRejected)
 //     before a controller is made for it, and a connect to a new peer
 //     fails with ErrTooManyPeers. Peers with a session are unaffected.
 //   - A session idle for ReapIdleAfter, older than ReapMinAge, pinned by
-//     neither side and carrying no watch is closed with a goodbye
+//     neither side and carrying no watch or link is closed with a goodbye
 //     exchange that loses nothing in flight; it reopens on demand.
 //   - Only protobuf messages cross nodes. A non-protobuf message, a type
 //     the receiver does not know, a payload that does not decode and a
@@ -162,7 +174,11 @@
 //
 // NodeUp and NodeDown are sent by the dist manager actor, in the order the
 // controller saw the events. ConnectResult and SpawnResult answer Connect
-// and Spawn sent (or requested) to the dist manager. Inbound messages are
+// and Spawn sent (or requested) to the dist manager. *Exited is posted to
+// a trapping actor's mailbox, and a non-trapping one is stopped, by
+// whoever learnt of the exit: the link watcher actor (a local partner
+// exited), a session reader (the peer's exit signal, in stream order) or
+// a controller (the session ended). Inbound messages are
 // posted to mailboxes from a stream's reader goroutine; a sender never
 // blocks unless a data stream has more than WriteBufferLimit bytes queued
 // (back-pressure, like Erlang's busy distribution port).

@@ -32,6 +32,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
 )
 
 // endpoint is the actor.Process for every PID of one remote node. The
@@ -399,6 +401,10 @@ func (ep *endpoint) hasWatches() bool {
 func (ep *endpoint) undeliverable(pid *actor.PID, msg any, sender *actor.PID, err error) {
 	ep.mgr.log.Debug("message not delivered", "peer", ep.name, "target", pid.GetId(), "err", err)
 	ep.mgr.publishDeadLetter(pid, msg, sender, ep.name, err)
+	if _, ok := msg.(*caskpb.LinkRequest); ok {
+		// A link that could not be made ends with noconnection.
+		ep.mgr.links.linkFailed(sender, pid, err)
+	}
 }
 
 func (ep *endpoint) addWatchIn(localID string, watcher *actor.PID) {
@@ -410,6 +416,12 @@ func (ep *endpoint) addWatchIn(localID string, watcher *actor.PID) {
 func (ep *endpoint) removeWatchIn(localID string, watcher *actor.PID) {
 	ep.mu.Lock()
 	removeWatch(ep.watchesIn, localID, watcher.Id)
+	ep.mu.Unlock()
+}
+
+func (ep *endpoint) addWatchOut(remoteID string, watcher *actor.PID) {
+	ep.mu.Lock()
+	ep.watchesOut = addWatch(ep.watchesOut, remoteID, watcher)
 	ep.mu.Unlock()
 }
 

@@ -68,6 +68,12 @@ var (
 	// connect attempts), so a connect to a new peer fails with it, and a
 	// peer refused for it sees it too (with ErrRejected).
 	ErrTooManyPeers = errors.New("dist: too many peers")
+	// ErrNotLocal: an operation needs a PID of this node (Link and Unlink
+	// need at least one; SpawnLink and SpawnMonitor name one).
+	ErrNotLocal = errors.New("dist: PID is not on this node")
+	// ErrSpawnNotAllowed: the kind's allow-list (AllowSpawnBy) does not
+	// name the node that asked to spawn it.
+	ErrSpawnNotAllowed = errors.New("dist: spawn not allowed")
 )
 
 // PeerError wraps an error with the peer and the operation that failed.

@@ -13,6 +13,10 @@ func EndpointRetired(p actor.Process) bool {
 // control of user streams, as an older build.
 func WithoutStreamCredit(m *Manager) { m.withoutStreamCredit = true }
 
+// WithoutLinks makes m, before Start, announce no links capability, as
+// an older build.
+func WithoutLinks(m *Manager) { m.withoutLinks = true }
+
 // OverrunCredit lets s write extra bytes past the credit its peer
 // granted, as a misbehaving peer would.
 func OverrunCredit(s *Stream, extra int) {
@@ -25,3 +29,12 @@ func OverrunCredit(s *Stream, extra int) {
 // LearnedDialFailed notes a failed dial to node's learned addr, as dial
 // does.
 func LearnedDialFailed(l *LearnedAddrs, node, addr string) { l.dialFailed(node, addr) }
+
+// LinkState counts the entries of the link table of system's dist layer:
+// local actors with links, peers with links, trapping actors.
+func LinkState(system *actor.ActorSystem) (ends, nodes, traps int) {
+	t := linksOf(system)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.ends), len(t.nodes), len(t.traps)
+}

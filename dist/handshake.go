@@ -123,6 +123,9 @@ func negotiateVersion(lo, hi uint32) (uint32, bool) {
 
 func (m *Manager) capabilities() uint64 {
 	caps := uint64(1) << caskpb.Capability_CAPABILITY_USER_STREAMS
+	if !m.withoutLinks {
+		caps |= 1 << caskpb.Capability_CAPABILITY_LINKS
+	}
 	if !m.withoutStreamCredit {
 		caps |= 1 << caskpb.Capability_CAPABILITY_STREAM_CREDIT
 	}

@@ -154,6 +154,17 @@ func (s *session) deliver(e *envelope, types *[]inboundType, pids *pidCache) err
 	}
 	target := pids.target(e, s.mgr.name)
 	if e.system {
+		switch msg.(type) {
+		case *caskpb.LinkRequest, *caskpb.LinkRelease, *caskpb.ExitSignal:
+			// Link signals (links.go): from an actor of the peer, in
+			// order with the messages to target before them.
+			if sender == nil || sender.Address != s.peer {
+				s.refuse(e, t.name, sender, caskpb.FailureReason_FAILURE_REASON_BAD_SYSTEM_MESSAGE, "link signal without a sender of "+s.peer)
+				return nil
+			}
+			s.mgr.links.inbound(target, sender, msg)
+			return nil
+		}
 		proc, _ := s.mgr.system.ProcessRegistry.GetLocal(e.target)
 		switch m := msg.(type) {
 		case *actor.Watch:
@@ -403,7 +414,12 @@ func (s *session) deliveryFailed(df *caskpb.DeliveryFailure) {
 		}
 	}
 	s.log().Warn("peer refused a message", "target", df.GetTarget(), "type", df.GetTypeName(), "err", err)
-	s.mgr.publishDeadLetter(&actor.PID{Address: s.peer, Id: df.GetTarget()}, df.GetTypeName(), sender, s.peer, err)
+	target := &actor.PID{Address: s.peer, Id: df.GetTarget()}
+	s.mgr.publishDeadLetter(target, df.GetTypeName(), sender, s.peer, err)
+	if df.GetTypeName() == linkRequestType {
+		// A peer that does not know links refused the link.
+		s.mgr.links.linkFailed(sender, target, err)
+	}
 }
 
 func (s *session) readError(err error, where string) {

@@ -55,7 +55,13 @@ type Manager struct {
 	closes sync.WaitGroup // graceful session closes in progress
 
 	kindsMu sync.RWMutex
-	kinds   map[string]*actor.Props
+	kinds   map[string]*kind
+	// spawnNames numbers the names this node gives actors it spawns on
+	// peers with SpawnLink or SpawnMonitor and no name.
+	spawnNames atomic.Uint64
+
+	// links is the node's link table (links.go).
+	links *linkTable
 
 	membership atomic.Pointer[actor.PID]
 	acceptors  acceptors
@@ -67,6 +73,9 @@ type Manager struct {
 	// withoutStreamCredit: announce no CAPABILITY_STREAM_CREDIT, as an
 	// older build; set by tests before Start (export_test.go).
 	withoutStreamCredit bool
+	// withoutLinks: announce no CAPABILITY_LINKS, as an older build;
+	// set by tests before Start (export_test.go).
+	withoutLinks bool
 	// peerSlots counts controllers holding a MaxPeers slot: those with a
 	// session or a connect attempt (controller.holdsSlot).
 	peerSlots atomic.Int64
@@ -116,9 +125,10 @@ func New(system *actor.ActorSystem, tr *transport.Transport, cfg Config) (*Manag
 	m := &Manager{
 		cfg: cfg, name: cfg.Name, inc: inc, system: system, tr: tr, resolver: chain, learned: learned,
 		log: cfg.Logger.With("node", cfg.Name), ctx: ctx, cancel: cancel,
-		kinds: make(map[string]*actor.Props),
+		kinds: make(map[string]*kind),
 	}
 	m.badAddress.m = m
+	m.links = newLinkTable(m)
 	return m, nil
 }
 
@@ -152,6 +162,9 @@ func (m *Manager) Start() error {
 	}
 	m.metrics = dm
 	m.system.ProcessRegistry.RegisterAddressResolver(m.resolve)
+	if err := m.links.start(); err != nil {
+		return fmt.Errorf("dist: spawn link watcher: %w", err)
+	}
 	props := actor.PropsFromProducer(func() actor.Actor { return newManagerActor(m) },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, func(reason any) actor.Directive {
 			m.log.Error("controller crashed", "reason", reason)
@@ -255,6 +268,10 @@ func (m *Manager) requestConnect(node string) {
 func (m *Manager) Stop() error {
 	m.stopOnce.Do(func() {
 		m.stopping.Store(true)
+		// Exit signals (shutdown) to remote partners of this node's
+		// linked actors go out on the data streams before the goodbyes
+		// below flush and finish them.
+		m.links.stop()
 		if m.pid != nil {
 			fut := m.system.Root.RequestFuture(m.pid, &shutdown{}, 2*m.cfg.ShutdownGrace+time.Second)
 			_, _ = fut.Result()

@@ -87,7 +87,11 @@ func (a *managerActor) Receive(ctx actor.Context) {
 			ctx.Respond(&ConnectResult{Node: msg.Node, Err: peerErr("connect", msg.Node, ErrStopped)})
 		}
 	case *Spawn:
-		if err := a.m.checkPeer(msg.Node); err != nil {
+		err := a.m.checkPeer(msg.Node)
+		if err == nil {
+			err = a.m.checkSpawnOptions(msg)
+		}
+		if err != nil {
 			ctx.Respond(&SpawnResult{Err: peerErr("spawn", msg.Node, err)})
 			return
 		}

@@ -101,6 +101,12 @@ type Spawn struct {
 	Node string
 	Kind string
 	Name string
+	// Link, an actor of this node, is linked with the new actor before
+	// the new actor handles its first message (SpawnLink).
+	Link *actor.PID
+	// Monitor, an actor of this node, watches the new actor from before
+	// it handles its first message (SpawnMonitor).
+	Monitor *actor.PID
 }
 
 // SpawnResult answers Spawn.

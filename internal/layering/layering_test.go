@@ -37,6 +37,7 @@ var rank = map[string]int{
 	"examples/watchdog/watchdog":    60,
 	"bench":                         70,
 	"examples/hello":                70,
+	"examples/links":                70,
 	"examples/messages":             70,
 	"examples/watchdog":             70,
 	"bench/cmd/caskbench":           80,

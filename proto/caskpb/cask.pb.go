@@ -93,6 +93,9 @@ const (
 	// The node flow-controls user streams with StreamCredit grants
 	// (docs/streams.md); user streams need it on both sides.
 	Capability_CAPABILITY_STREAM_CREDIT Capability = 3
+	// The node understands links and exit signals (LinkRequest, LinkRelease,
+	// ExitSignal in system envelopes; SpawnRequest.link_id).
+	Capability_CAPABILITY_LINKS Capability = 6
 )
 
 // Enum value maps for Capability.
@@ -102,12 +105,14 @@ var (
 		1: "CAPABILITY_MIGRATION",
 		2: "CAPABILITY_USER_STREAMS",
 		3: "CAPABILITY_STREAM_CREDIT",
+		6: "CAPABILITY_LINKS",
 	}
 	Capability_value = map[string]int32{
 		"CAPABILITY_NONE":          0,
 		"CAPABILITY_MIGRATION":     1,
 		"CAPABILITY_USER_STREAMS":  2,
 		"CAPABILITY_STREAM_CREDIT": 3,
+		"CAPABILITY_LINKS":         6,
 	}
 )
 
@@ -207,6 +212,70 @@ func (RejectReason) EnumDescriptor() ([]byte, []int) {
 	return file_cask_proto_rawDescGZIP(), []int{2}
 }
 
+// ExitReason is why a linked actor exited.
+type ExitReason int32
+
+const (
+	ExitReason_EXIT_REASON_UNSPECIFIED ExitReason = 0
+	// Stopped by Stop or Poison: does not stop linked actors.
+	ExitReason_EXIT_REASON_NORMAL ExitReason = 1
+	// Its parent or its node is stopping.
+	ExitReason_EXIT_REASON_SHUTDOWN ExitReason = 2
+	// Stopped by its supervisor after a failure, or by an exit signal.
+	ExitReason_EXIT_REASON_ABNORMAL ExitReason = 3
+	// The session to its node ended.
+	ExitReason_EXIT_REASON_NOCONNECTION ExitReason = 4
+	// It did not exist when the link was made.
+	ExitReason_EXIT_REASON_NOPROC ExitReason = 5
+)
+
+// Enum value maps for ExitReason.
+var (
+	ExitReason_name = map[int32]string{
+		0: "EXIT_REASON_UNSPECIFIED",
+		1: "EXIT_REASON_NORMAL",
+		2: "EXIT_REASON_SHUTDOWN",
+		3: "EXIT_REASON_ABNORMAL",
+		4: "EXIT_REASON_NOCONNECTION",
+		5: "EXIT_REASON_NOPROC",
+	}
+	ExitReason_value = map[string]int32{
+		"EXIT_REASON_UNSPECIFIED":  0,
+		"EXIT_REASON_NORMAL":       1,
+		"EXIT_REASON_SHUTDOWN":     2,
+		"EXIT_REASON_ABNORMAL":     3,
+		"EXIT_REASON_NOCONNECTION": 4,
+		"EXIT_REASON_NOPROC":       5,
+	}
+)
+
+func (x ExitReason) Enum() *ExitReason {
+	p := new(ExitReason)
+	*p = x
+	return p
+}
+
+func (x ExitReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ExitReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_cask_proto_enumTypes[3].Descriptor()
+}
+
+func (ExitReason) Type() protoreflect.EnumType {
+	return &file_cask_proto_enumTypes[3]
+}
+
+func (x ExitReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ExitReason.Descriptor instead.
+func (ExitReason) EnumDescriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{3}
+}
+
 // FailureReason says why a message could not be delivered.
 type FailureReason int32
 
@@ -247,11 +316,11 @@ func (x FailureReason) String() string {
 }
 
 func (FailureReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_cask_proto_enumTypes[3].Descriptor()
+	return file_cask_proto_enumTypes[4].Descriptor()
 }
 
 func (FailureReason) Type() protoreflect.EnumType {
-	return &file_cask_proto_enumTypes[3]
+	return &file_cask_proto_enumTypes[4]
 }
 
 func (x FailureReason) Number() protoreflect.EnumNumber {
@@ -260,7 +329,7 @@ func (x FailureReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FailureReason.Descriptor instead.
 func (FailureReason) EnumDescriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{3}
+	return file_cask_proto_rawDescGZIP(), []int{4}
 }
 
 // MembershipType mirrors the HyParView message kinds.
@@ -312,11 +381,11 @@ func (x MembershipType) String() string {
 }
 
 func (MembershipType) Descriptor() protoreflect.EnumDescriptor {
-	return file_cask_proto_enumTypes[4].Descriptor()
+	return file_cask_proto_enumTypes[5].Descriptor()
 }
 
 func (MembershipType) Type() protoreflect.EnumType {
-	return &file_cask_proto_enumTypes[4]
+	return &file_cask_proto_enumTypes[5]
 }
 
 func (x MembershipType) Number() protoreflect.EnumNumber {
@@ -325,7 +394,7 @@ func (x MembershipType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MembershipType.Descriptor instead.
 func (MembershipType) EnumDescriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{4}
+	return file_cask_proto_rawDescGZIP(), []int{5}
 }
 
 type SpawnError int32
@@ -335,6 +404,8 @@ const (
 	SpawnError_SPAWN_ERROR_UNKNOWN_KIND SpawnError = 1
 	SpawnError_SPAWN_ERROR_NAME_TAKEN   SpawnError = 2
 	SpawnError_SPAWN_ERROR_FAILED       SpawnError = 3
+	// The kind's allow-list does not name the requesting node.
+	SpawnError_SPAWN_ERROR_NOT_ALLOWED SpawnError = 4
 )
 
 // Enum value maps for SpawnError.
@@ -344,12 +415,14 @@ var (
 		1: "SPAWN_ERROR_UNKNOWN_KIND",
 		2: "SPAWN_ERROR_NAME_TAKEN",
 		3: "SPAWN_ERROR_FAILED",
+		4: "SPAWN_ERROR_NOT_ALLOWED",
 	}
 	SpawnError_value = map[string]int32{
 		"SPAWN_ERROR_NONE":         0,
 		"SPAWN_ERROR_UNKNOWN_KIND": 1,
 		"SPAWN_ERROR_NAME_TAKEN":   2,
 		"SPAWN_ERROR_FAILED":       3,
+		"SPAWN_ERROR_NOT_ALLOWED":  4,
 	}
 )
 
@@ -364,11 +437,11 @@ func (x SpawnError) String() string {
 }
 
 func (SpawnError) Descriptor() protoreflect.EnumDescriptor {
-	return file_cask_proto_enumTypes[5].Descriptor()
+	return file_cask_proto_enumTypes[6].Descriptor()
 }
 
 func (SpawnError) Type() protoreflect.EnumType {
-	return &file_cask_proto_enumTypes[5]
+	return &file_cask_proto_enumTypes[6]
 }
 
 func (x SpawnError) Number() protoreflect.EnumNumber {
@@ -377,7 +450,7 @@ func (x SpawnError) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SpawnError.Descriptor instead.
 func (SpawnError) EnumDescriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{5}
+	return file_cask_proto_rawDescGZIP(), []int{6}
 }
 
 // GoodbyeReason says why a node closes a session on purpose.
@@ -414,11 +487,11 @@ func (x GoodbyeReason) String() string {
 }
 
 func (GoodbyeReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_cask_proto_enumTypes[6].Descriptor()
+	return file_cask_proto_enumTypes[7].Descriptor()
 }
 
 func (GoodbyeReason) Type() protoreflect.EnumType {
-	return &file_cask_proto_enumTypes[6]
+	return &file_cask_proto_enumTypes[7]
 }
 
 func (x GoodbyeReason) Number() protoreflect.EnumNumber {
@@ -427,7 +500,7 @@ func (x GoodbyeReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GoodbyeReason.Descriptor instead.
 func (GoodbyeReason) EnumDescriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{6}
+	return file_cask_proto_rawDescGZIP(), []int{7}
 }
 
 // StreamRefusal says why a node refused a user stream.
@@ -470,11 +543,11 @@ func (x StreamRefusal) String() string {
 }
 
 func (StreamRefusal) Descriptor() protoreflect.EnumDescriptor {
-	return file_cask_proto_enumTypes[7].Descriptor()
+	return file_cask_proto_enumTypes[8].Descriptor()
 }
 
 func (StreamRefusal) Type() protoreflect.EnumType {
-	return &file_cask_proto_enumTypes[7]
+	return &file_cask_proto_enumTypes[8]
 }
 
 func (x StreamRefusal) Number() protoreflect.EnumNumber {
@@ -483,7 +556,7 @@ func (x StreamRefusal) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StreamRefusal.Descriptor instead.
 func (StreamRefusal) EnumDescriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{7}
+	return file_cask_proto_rawDescGZIP(), []int{8}
 }
 
 // AuthRejectReason says why a node refused the identity handshake.
@@ -560,11 +633,11 @@ func (x AuthRejectReason) String() string {
 }
 
 func (AuthRejectReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_cask_proto_enumTypes[8].Descriptor()
+	return file_cask_proto_enumTypes[9].Descriptor()
 }
 
 func (AuthRejectReason) Type() protoreflect.EnumType {
-	return &file_cask_proto_enumTypes[8]
+	return &file_cask_proto_enumTypes[9]
 }
 
 func (x AuthRejectReason) Number() protoreflect.EnumNumber {
@@ -573,7 +646,7 @@ func (x AuthRejectReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AuthRejectReason.Descriptor instead.
 func (AuthRejectReason) EnumDescriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{8}
+	return file_cask_proto_rawDescGZIP(), []int{9}
 }
 
 // StreamHeader is the first frame of every data and user stream.
@@ -890,7 +963,8 @@ type Envelope struct {
 	TypeName string `protobuf:"bytes,6,opt,name=type_name,json=typeName,proto3" json:"type_name,omitempty"`
 	// The message, protobuf-encoded.
 	Payload []byte `protobuf:"bytes,7,opt,name=payload,proto3" json:"payload,omitempty"`
-	// A system message (Watch, Unwatch, Terminated, Stop).
+	// A system message (Watch, Unwatch, Terminated, Stop, LinkRequest,
+	// LinkRelease, ExitSignal).
 	System bool `protobuf:"varint,8,opt,name=system,proto3" json:"system,omitempty"`
 	// Message headers (protoactor MessageHeader), as key/value pairs.
 	Header          []string `protobuf:"bytes,9,rep,name=header,proto3" json:"header,omitempty"`
@@ -999,6 +1073,136 @@ func (x *Envelope) GetTargetRequestId() uint32 {
 	return 0
 }
 
+// LinkRequest links the sender with the target. A target that does not
+// exist answers with ExitSignal{EXIT_REASON_NOPROC}.
+type LinkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkRequest) Reset() {
+	*x = LinkRequest{}
+	mi := &file_cask_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkRequest) ProtoMessage() {}
+
+func (x *LinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
+func (*LinkRequest) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{4}
+}
+
+// LinkRelease removes the link between the sender and the target.
+type LinkRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkRelease) Reset() {
+	*x = LinkRelease{}
+	mi := &file_cask_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkRelease) ProtoMessage() {}
+
+func (x *LinkRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkRelease.ProtoReflect.Descriptor instead.
+func (*LinkRelease) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{5}
+}
+
+// ExitSignal tells the target that the sender, linked with it, exited.
+type ExitSignal struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Reason ExitReason             `protobuf:"varint,1,opt,name=reason,proto3,enum=cask.v1.ExitReason" json:"reason,omitempty"`
+	// Human-readable detail (the failure's reason, the chain of exits);
+	// at most 256 bytes.
+	Detail        string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExitSignal) Reset() {
+	*x = ExitSignal{}
+	mi := &file_cask_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExitSignal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExitSignal) ProtoMessage() {}
+
+func (x *ExitSignal) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExitSignal.ProtoReflect.Descriptor instead.
+func (*ExitSignal) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ExitSignal) GetReason() ExitReason {
+	if x != nil {
+		return x.Reason
+	}
+	return ExitReason_EXIT_REASON_UNSPECIFIED
+}
+
+func (x *ExitSignal) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // Control is every frame on the control stream after the handshake.
 type Control struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1018,7 +1222,7 @@ type Control struct {
 
 func (x *Control) Reset() {
 	*x = Control{}
-	mi := &file_cask_proto_msgTypes[4]
+	mi := &file_cask_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1234,7 @@ func (x *Control) String() string {
 func (*Control) ProtoMessage() {}
 
 func (x *Control) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[4]
+	mi := &file_cask_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1247,7 @@ func (x *Control) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Control.ProtoReflect.Descriptor instead.
 func (*Control) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{4}
+	return file_cask_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Control) GetBody() isControl_Body {
@@ -1176,7 +1380,7 @@ type StreamCredit struct {
 
 func (x *StreamCredit) Reset() {
 	*x = StreamCredit{}
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1392,7 @@ func (x *StreamCredit) String() string {
 func (*StreamCredit) ProtoMessage() {}
 
 func (x *StreamCredit) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1405,7 @@ func (x *StreamCredit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCredit.ProtoReflect.Descriptor instead.
 func (*StreamCredit) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{5}
+	return file_cask_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamCredit) GetStreamId() uint64 {
@@ -1242,7 +1446,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1458,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1471,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{6}
+	return file_cask_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Membership) GetType() MembershipType {
@@ -1344,7 +1548,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1560,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1573,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{7}
+	return file_cask_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeAddress) GetNode() string {
@@ -1398,7 +1602,7 @@ type SessionPin struct {
 
 func (x *SessionPin) Reset() {
 	*x = SessionPin{}
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1614,7 @@ func (x *SessionPin) String() string {
 func (*SessionPin) ProtoMessage() {}
 
 func (x *SessionPin) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1627,7 @@ func (x *SessionPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPin.ProtoReflect.Descriptor instead.
 func (*SessionPin) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{8}
+	return file_cask_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionPin) GetPinned() bool {
@@ -1439,14 +1643,20 @@ type SpawnRequest struct {
 	RequestId uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Kind      string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Optional actor name; empty means a generated one.
-	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Link the new actor with this actor of the requesting node (PID id)
+	// before it handles its first message (dist.SpawnLink).
+	LinkId string `protobuf:"bytes,4,opt,name=link_id,json=linkId,proto3" json:"link_id,omitempty"`
+	// Watch the new actor on behalf of this actor of the requesting node
+	// (PID id) before it handles its first message (dist.SpawnMonitor).
+	MonitorId     string `protobuf:"bytes,5,opt,name=monitor_id,json=monitorId,proto3" json:"monitor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1668,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1681,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{9}
+	return file_cask_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SpawnRequest) GetRequestId() uint64 {
@@ -1495,6 +1705,20 @@ func (x *SpawnRequest) GetName() string {
 	return ""
 }
 
+func (x *SpawnRequest) GetLinkId() string {
+	if x != nil {
+		return x.LinkId
+	}
+	return ""
+}
+
+func (x *SpawnRequest) GetMonitorId() string {
+	if x != nil {
+		return x.MonitorId
+	}
+	return ""
+}
+
 type SpawnResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1508,7 +1732,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1744,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1757,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{10}
+	return file_cask_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SpawnResponse) GetRequestId() uint64 {
@@ -1582,7 +1806,7 @@ type DeliveryFailure struct {
 
 func (x *DeliveryFailure) Reset() {
 	*x = DeliveryFailure{}
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1818,7 @@ func (x *DeliveryFailure) String() string {
 func (*DeliveryFailure) ProtoMessage() {}
 
 func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1831,7 @@ func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryFailure.ProtoReflect.Descriptor instead.
 func (*DeliveryFailure) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{11}
+	return file_cask_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeliveryFailure) GetTarget() string {
@@ -1674,7 +1898,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1910,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1923,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{12}
+	return file_cask_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Goodbye) GetReason() GoodbyeReason {
@@ -1731,7 +1955,7 @@ type StreamAccept struct {
 
 func (x *StreamAccept) Reset() {
 	*x = StreamAccept{}
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1967,7 @@ func (x *StreamAccept) String() string {
 func (*StreamAccept) ProtoMessage() {}
 
 func (x *StreamAccept) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1980,7 @@ func (x *StreamAccept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAccept.ProtoReflect.Descriptor instead.
 func (*StreamAccept) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{13}
+	return file_cask_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StreamAccept) GetRefusal() StreamRefusal {
@@ -1796,7 +2020,7 @@ type AuthFrame struct {
 
 func (x *AuthFrame) Reset() {
 	*x = AuthFrame{}
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2032,7 @@ func (x *AuthFrame) String() string {
 func (*AuthFrame) ProtoMessage() {}
 
 func (x *AuthFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2045,7 @@ func (x *AuthFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthFrame.ProtoReflect.Descriptor instead.
 func (*AuthFrame) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{14}
+	return file_cask_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AuthFrame) GetBody() isAuthFrame_Body {
@@ -1919,7 +2143,7 @@ type AuthHello struct {
 
 func (x *AuthHello) Reset() {
 	*x = AuthHello{}
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2155,7 @@ func (x *AuthHello) String() string {
 func (*AuthHello) ProtoMessage() {}
 
 func (x *AuthHello) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2168,7 @@ func (x *AuthHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthHello.ProtoReflect.Descriptor instead.
 func (*AuthHello) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{15}
+	return file_cask_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AuthHello) GetNode() string {
@@ -2004,7 +2228,7 @@ type AuthChallenge struct {
 
 func (x *AuthChallenge) Reset() {
 	*x = AuthChallenge{}
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2240,7 @@ func (x *AuthChallenge) String() string {
 func (*AuthChallenge) ProtoMessage() {}
 
 func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2253,7 @@ func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
 func (*AuthChallenge) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{16}
+	return file_cask_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AuthChallenge) GetNonce() []byte {
@@ -2069,7 +2293,7 @@ type AuthResponse struct {
 
 func (x *AuthResponse) Reset() {
 	*x = AuthResponse{}
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2305,7 @@ func (x *AuthResponse) String() string {
 func (*AuthResponse) ProtoMessage() {}
 
 func (x *AuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2318,7 @@ func (x *AuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
 func (*AuthResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{17}
+	return file_cask_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AuthResponse) GetSignature() []byte {
@@ -2145,7 +2369,7 @@ type AuthResult struct {
 
 func (x *AuthResult) Reset() {
 	*x = AuthResult{}
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2381,7 @@ func (x *AuthResult) String() string {
 func (*AuthResult) ProtoMessage() {}
 
 func (x *AuthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2394,7 @@ func (x *AuthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
 func (*AuthResult) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{18}
+	return file_cask_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AuthResult) GetOk() bool {
@@ -2237,7 +2461,13 @@ const file_cask_proto_rawDesc = "" +
 	"\x06system\x18\b \x01(\bR\x06system\x12\x16\n" +
 	"\x06header\x18\t \x03(\tR\x06header\x12*\n" +
 	"\x11target_request_id\x18\n" +
-	" \x01(\rR\x0ftargetRequestId\"\xb2\x03\n" +
+	" \x01(\rR\x0ftargetRequestId\"\r\n" +
+	"\vLinkRequest\"\r\n" +
+	"\vLinkRelease\"Q\n" +
+	"\n" +
+	"ExitSignal\x12+\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x13.cask.v1.ExitReasonR\x06reason\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\"\xb2\x03\n" +
 	"\aControl\x12<\n" +
 	"\rspawn_request\x18\x01 \x01(\v2\x15.cask.v1.SpawnRequestH\x00R\fspawnRequest\x12?\n" +
 	"\x0espawn_response\x18\x02 \x01(\v2\x16.cask.v1.SpawnResponseH\x00R\rspawnResponse\x12E\n" +
@@ -2269,12 +2499,15 @@ const file_cask_proto_rawDesc = "" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"$\n" +
 	"\n" +
 	"SessionPin\x12\x16\n" +
-	"\x06pinned\x18\x01 \x01(\bR\x06pinned\"U\n" +
+	"\x06pinned\x18\x01 \x01(\bR\x06pinned\"\x8d\x01\n" +
 	"\fSpawnRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"\x88\x01\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x17\n" +
+	"\alink_id\x18\x04 \x01(\tR\x06linkId\x12\x1d\n" +
+	"\n" +
+	"monitor_id\x18\x05 \x01(\tR\tmonitorId\"\x88\x01\n" +
 	"\rSpawnResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x15\n" +
@@ -2330,13 +2563,14 @@ const file_cask_proto_rawDesc = "" +
 	"StreamKind\x12\x1b\n" +
 	"\x17STREAM_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10STREAM_KIND_DATA\x10\x01\x12\x14\n" +
-	"\x10STREAM_KIND_USER\x10\x02*v\n" +
+	"\x10STREAM_KIND_USER\x10\x02*\x8c\x01\n" +
 	"\n" +
 	"Capability\x12\x13\n" +
 	"\x0fCAPABILITY_NONE\x10\x00\x12\x18\n" +
 	"\x14CAPABILITY_MIGRATION\x10\x01\x12\x1b\n" +
 	"\x17CAPABILITY_USER_STREAMS\x10\x02\x12\x1c\n" +
-	"\x18CAPABILITY_STREAM_CREDIT\x10\x03*\xe3\x01\n" +
+	"\x18CAPABILITY_STREAM_CREDIT\x10\x03\x12\x14\n" +
+	"\x10CAPABILITY_LINKS\x10\x06*\xe3\x01\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18REJECT_REASON_WRONG_NODE\x10\x01\x12\x19\n" +
@@ -2344,7 +2578,15 @@ const file_cask_proto_rawDesc = "" +
 	"\x17REJECT_REASON_DUPLICATE\x10\x03\x12\x1f\n" +
 	"\x1bREJECT_REASON_SHUTTING_DOWN\x10\x04\x12\x1b\n" +
 	"\x17REJECT_REASON_BAD_HELLO\x10\x05\x12 \n" +
-	"\x1cREJECT_REASON_TOO_MANY_PEERS\x10\x06*\x92\x01\n" +
+	"\x1cREJECT_REASON_TOO_MANY_PEERS\x10\x06*\xab\x01\n" +
+	"\n" +
+	"ExitReason\x12\x1b\n" +
+	"\x17EXIT_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12EXIT_REASON_NORMAL\x10\x01\x12\x18\n" +
+	"\x14EXIT_REASON_SHUTDOWN\x10\x02\x12\x18\n" +
+	"\x14EXIT_REASON_ABNORMAL\x10\x03\x12\x1c\n" +
+	"\x18EXIT_REASON_NOCONNECTION\x10\x04\x12\x16\n" +
+	"\x12EXIT_REASON_NOPROC\x10\x05*\x92\x01\n" +
 	"\rFailureReason\x12\x1e\n" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFAILURE_REASON_UNKNOWN_TYPE\x10\x01\x12\x19\n" +
@@ -2358,13 +2600,14 @@ const file_cask_proto_rawDesc = "" +
 	"\x1eMEMBERSHIP_TYPE_NEIGHBOR_REPLY\x10\x04\x12\x1e\n" +
 	"\x1aMEMBERSHIP_TYPE_DISCONNECT\x10\x05\x12\x1b\n" +
 	"\x17MEMBERSHIP_TYPE_SHUFFLE\x10\x06\x12!\n" +
-	"\x1dMEMBERSHIP_TYPE_SHUFFLE_REPLY\x10\a*t\n" +
+	"\x1dMEMBERSHIP_TYPE_SHUFFLE_REPLY\x10\a*\x91\x01\n" +
 	"\n" +
 	"SpawnError\x12\x14\n" +
 	"\x10SPAWN_ERROR_NONE\x10\x00\x12\x1c\n" +
 	"\x18SPAWN_ERROR_UNKNOWN_KIND\x10\x01\x12\x1a\n" +
 	"\x16SPAWN_ERROR_NAME_TAKEN\x10\x02\x12\x16\n" +
-	"\x12SPAWN_ERROR_FAILED\x10\x03*e\n" +
+	"\x12SPAWN_ERROR_FAILED\x10\x03\x12\x1b\n" +
+	"\x17SPAWN_ERROR_NOT_ALLOWED\x10\x04*e\n" +
 	"\rGoodbyeReason\x12\x1e\n" +
 	"\x1aGOODBYE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17GOODBYE_REASON_SHUTDOWN\x10\x01\x12\x17\n" +
@@ -2401,64 +2644,69 @@ func file_cask_proto_rawDescGZIP() []byte {
 	return file_cask_proto_rawDescData
 }
 
-var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
 	(RejectReason)(0),       // 2: cask.v1.RejectReason
-	(FailureReason)(0),      // 3: cask.v1.FailureReason
-	(MembershipType)(0),     // 4: cask.v1.MembershipType
-	(SpawnError)(0),         // 5: cask.v1.SpawnError
-	(GoodbyeReason)(0),      // 6: cask.v1.GoodbyeReason
-	(StreamRefusal)(0),      // 7: cask.v1.StreamRefusal
-	(AuthRejectReason)(0),   // 8: cask.v1.AuthRejectReason
-	(*StreamHeader)(nil),    // 9: cask.v1.StreamHeader
-	(*DistHello)(nil),       // 10: cask.v1.DistHello
-	(*DistWelcome)(nil),     // 11: cask.v1.DistWelcome
-	(*Envelope)(nil),        // 12: cask.v1.Envelope
-	(*Control)(nil),         // 13: cask.v1.Control
-	(*StreamCredit)(nil),    // 14: cask.v1.StreamCredit
-	(*Membership)(nil),      // 15: cask.v1.Membership
-	(*NodeAddress)(nil),     // 16: cask.v1.NodeAddress
-	(*SessionPin)(nil),      // 17: cask.v1.SessionPin
-	(*SpawnRequest)(nil),    // 18: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 19: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 20: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 21: cask.v1.Goodbye
-	(*StreamAccept)(nil),    // 22: cask.v1.StreamAccept
-	(*AuthFrame)(nil),       // 23: cask.v1.AuthFrame
-	(*AuthHello)(nil),       // 24: cask.v1.AuthHello
-	(*AuthChallenge)(nil),   // 25: cask.v1.AuthChallenge
-	(*AuthResponse)(nil),    // 26: cask.v1.AuthResponse
-	(*AuthResult)(nil),      // 27: cask.v1.AuthResult
+	(ExitReason)(0),         // 3: cask.v1.ExitReason
+	(FailureReason)(0),      // 4: cask.v1.FailureReason
+	(MembershipType)(0),     // 5: cask.v1.MembershipType
+	(SpawnError)(0),         // 6: cask.v1.SpawnError
+	(GoodbyeReason)(0),      // 7: cask.v1.GoodbyeReason
+	(StreamRefusal)(0),      // 8: cask.v1.StreamRefusal
+	(AuthRejectReason)(0),   // 9: cask.v1.AuthRejectReason
+	(*StreamHeader)(nil),    // 10: cask.v1.StreamHeader
+	(*DistHello)(nil),       // 11: cask.v1.DistHello
+	(*DistWelcome)(nil),     // 12: cask.v1.DistWelcome
+	(*Envelope)(nil),        // 13: cask.v1.Envelope
+	(*LinkRequest)(nil),     // 14: cask.v1.LinkRequest
+	(*LinkRelease)(nil),     // 15: cask.v1.LinkRelease
+	(*ExitSignal)(nil),      // 16: cask.v1.ExitSignal
+	(*Control)(nil),         // 17: cask.v1.Control
+	(*StreamCredit)(nil),    // 18: cask.v1.StreamCredit
+	(*Membership)(nil),      // 19: cask.v1.Membership
+	(*NodeAddress)(nil),     // 20: cask.v1.NodeAddress
+	(*SessionPin)(nil),      // 21: cask.v1.SessionPin
+	(*SpawnRequest)(nil),    // 22: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 23: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 24: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 25: cask.v1.Goodbye
+	(*StreamAccept)(nil),    // 26: cask.v1.StreamAccept
+	(*AuthFrame)(nil),       // 27: cask.v1.AuthFrame
+	(*AuthHello)(nil),       // 28: cask.v1.AuthHello
+	(*AuthChallenge)(nil),   // 29: cask.v1.AuthChallenge
+	(*AuthResponse)(nil),    // 30: cask.v1.AuthResponse
+	(*AuthResult)(nil),      // 31: cask.v1.AuthResult
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
 	2,  // 1: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
-	18, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	19, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	20, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	21, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	17, // 6: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
-	15, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
-	14, // 8: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
-	4,  // 9: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
-	16, // 10: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
-	5,  // 11: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
-	3,  // 12: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
-	6,  // 13: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	7,  // 14: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
-	24, // 15: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
-	25, // 16: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
-	26, // 17: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
-	27, // 18: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
-	8,  // 19: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	3,  // 2: cask.v1.ExitSignal.reason:type_name -> cask.v1.ExitReason
+	22, // 3: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	23, // 4: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	24, // 5: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	25, // 6: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	21, // 7: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
+	19, // 8: cask.v1.Control.membership:type_name -> cask.v1.Membership
+	18, // 9: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
+	5,  // 10: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
+	20, // 11: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
+	6,  // 12: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
+	4,  // 13: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
+	7,  // 14: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
+	8,  // 15: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
+	28, // 16: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
+	29, // 17: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
+	30, // 18: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
+	31, // 19: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
+	9,  // 20: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -2466,7 +2714,7 @@ func file_cask_proto_init() {
 	if File_cask_proto != nil {
 		return
 	}
-	file_cask_proto_msgTypes[4].OneofWrappers = []any{
+	file_cask_proto_msgTypes[7].OneofWrappers = []any{
 		(*Control_SpawnRequest)(nil),
 		(*Control_SpawnResponse)(nil),
 		(*Control_DeliveryFailure)(nil),
@@ -2475,7 +2723,7 @@ func file_cask_proto_init() {
 		(*Control_Membership)(nil),
 		(*Control_StreamCredit)(nil),
 	}
-	file_cask_proto_msgTypes[14].OneofWrappers = []any{
+	file_cask_proto_msgTypes[17].OneofWrappers = []any{
 		(*AuthFrame_Hello)(nil),
 		(*AuthFrame_Challenge)(nil),
 		(*AuthFrame_Response)(nil),
@@ -2486,8 +2734,8 @@ func file_cask_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   19,
+			NumEnums:      10,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
