@@ -268,14 +268,23 @@ func TestLargeMessageDoesNotDelayOthers(t *testing.T) {
 // Terminated on the returned session.
 func watchFrom(t *testing.T, n *actors.Node, target *actor.PID) <-chan *actor.Terminated {
 	ch := make(chan *actor.Terminated, 1)
+	watching := make(chan struct{})
 	n.Root().Spawn(actor.PropsFromFunc(func(c actor.Context) {
 		switch m := c.Message().(type) {
 		case *actor.Started:
 			c.Watch(target)
+			close(watching)
 		case *actor.Terminated:
 			ch <- m
 		}
 	}))
+	// Return once the Watch is on its way, so whatever the test sends
+	// to the target next travels behind it.
+	select {
+	case <-watching:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher did not start")
+	}
 	return ch
 }
 
