@@ -114,6 +114,8 @@ func knobs(t *testing.T) Config {
 			MaxPeers:            77,
 			MaxLearnedAddrs:     10,
 			ShutdownGrace:       300 * time.Millisecond,
+			SessionGrace:        20 * time.Second,
+			SessionBuffer:       4 << 20,
 		},
 		Membership: membership.Config{
 			ContactNodes:            []string{"b@localhost"},

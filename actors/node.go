@@ -173,6 +173,11 @@ func (n *Node) SpawnRemote(ctx context.Context, peer, kind, name string) (*actor
 	return n.dist.SpawnRemote(ctx, peer, kind, name)
 }
 
+// SessionStats returns what the sessions with peer did: sessions,
+// resumptions after a lost connection, messages dead-lettered when a
+// session ended, bytes not yet acknowledged (docs/dist.md, "Sessions").
+func (n *Node) SessionStats(peer string) dist.SessionStats { return n.dist.SessionStats(peer) }
+
 // Pin keeps the session to peer open against idle reaping until Unpin.
 func (n *Node) Pin(peer string) { n.dist.Pin(peer) }
 

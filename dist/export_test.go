@@ -13,6 +13,10 @@ func EndpointRetired(p actor.Process) bool {
 // control of user streams, as an older build.
 func WithoutStreamCredit(m *Manager) { m.withoutStreamCredit = true }
 
+// WithoutSessions makes m announce no CAPABILITY_SESSIONS, as a build
+// before sessions (call before Start).
+func WithoutSessions(m *Manager) { m.withoutSessions = true }
+
 // OverrunCredit lets s write extra bytes past the credit its peer
 // granted, as a misbehaving peer would.
 func OverrunCredit(s *Stream, extra int) {

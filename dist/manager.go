@@ -67,6 +67,12 @@ type Manager struct {
 	// withoutStreamCredit: announce no CAPABILITY_STREAM_CREDIT, as an
 	// older build; set by tests before Start (export_test.go).
 	withoutStreamCredit bool
+	// withoutSessions: announce no CAPABILITY_SESSIONS and send no session
+	// ids, as a build before sessions; set by tests before Start.
+	withoutSessions bool
+	// sessionStats: node name → *sessionCounters (SessionStats), kept for
+	// the Manager's life.
+	sessionStats sync.Map
 	// peerSlots counts controllers holding a MaxPeers slot: those with a
 	// session or a connect attempt (controller.holdsSlot).
 	peerSlots atomic.Int64

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cask-p2p/cask/proto/caskpb"
 	"github.com/cask-p2p/cask/transport"
@@ -40,6 +39,17 @@ type session struct {
 	ep   *endpoint
 	peer string
 	conn *transport.Conn
+	// state is what outlives this connection (sessionstate.go); prev is
+	// the connection before this one in the same session, whose goroutines
+	// must end before this one's readers and writers start.
+	state *sessionState
+	prev  *session
+	// done is closed once every goroutine of this connection returned.
+	done chan struct{}
+	// ackSignal wakes the acker: a data frame arrived.
+	ackSignal chan struct{}
+	ackMu     sync.Mutex
+	acked     map[uint32]uint64 // positions last acknowledged, under ackMu
 
 	controlReader *bufio.Reader // may hold bytes read past the handshake
 	role          transport.Role
@@ -87,24 +97,30 @@ type session struct {
 	streamsStopped bool
 }
 
-func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, inc, caps uint64, peerMax uint32) *session {
+func newSession(m *Manager, ep *endpoint, st *sessionState, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, caps uint64, peerMax uint32) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		mgr: m, ep: ep, peer: ep.name, conn: conn, controlReader: br, role: conn.Role(),
-		inc: Incarnation(inc), caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
+		mgr: m, ep: ep, state: st, peer: ep.name, conn: conn, controlReader: br, role: conn.Role(),
+		inc: st.peerInc, caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
 		inboundDone: make(chan struct{}),
+		done:        make(chan struct{}),
+		ackSignal:   make(chan struct{}, 1),
 		maxSend:     m.cfg.MaxMessageSize,
 		counters:    ep.counters,
 	}
+	if st.lastConn != nil {
+		s.prev = st.lastConn
+	}
+	st.lastConn = s
 	if peerMax > 0 && int(peerMax) < s.maxSend {
 		s.maxSend = int(peerMax)
 	}
 	s.writers = make([]*streamWriter, m.cfg.DataStreams)
 	for i := range s.writers {
 		i := i
-		s.writers[i] = newStreamWriter(s, i, func() (io.WriteCloser, error) { return s.openData(i) })
+		s.writers[i] = newStreamWriter(s, i, st.out[i], st.sequenced, func(first uint64) (io.WriteCloser, error) { return s.openData(i, first) })
 	}
-	s.controlWriter = newStreamWriter(s, -1, func() (io.WriteCloser, error) { return ctrl, nil })
+	s.controlWriter = newStreamWriter(s, -1, &outStream{}, false, func(uint64) (io.WriteCloser, error) { return ctrl, nil })
 	return s
 }
 
@@ -120,6 +136,10 @@ func (s *session) run(controller *actor.PID) {
 	go s.acceptData()
 	go s.readControl()
 	go s.acceptUser()
+	if s.state.sequenced {
+		s.wg.Add(1)
+		go s.runAcks()
+	}
 	s.mgr.wg.Add(1)
 	go func() {
 		defer s.mgr.wg.Done()
@@ -131,6 +151,7 @@ func (s *session) run(controller *actor.PID) {
 		s.closeWriters()
 		s.stopStreams()
 		s.wg.Wait()
+		close(s.done)
 		s.mu.Lock()
 		err, reason := s.err, s.reason
 		s.mu.Unlock()
@@ -214,8 +235,10 @@ func (s *session) isClosing() bool {
 }
 
 // goodbye drains this side: every data writer flushes and finishes its
-// stream, then Goodbye is the last control frame. It returns when the
-// inbound side is complete too, or after the grace period.
+// stream, the peer acknowledges every frame (on a sequenced session), then
+// Goodbye goes out. The control stream stays open, carrying
+// acknowledgements, until the inbound side is complete too; then it is
+// finished. It returns then, or after ShutdownGrace.
 func (s *session) goodbye(reason caskpb.GoodbyeReason) {
 	s.mu.Lock()
 	s.closing = true
@@ -242,27 +265,38 @@ func (s *session) goodbye(reason caskpb.GoodbyeReason) {
 		}
 		w.mu.Unlock()
 	}
-	b, _ := proto.Marshal(&caskpb.Control{Body: &caskpb.Control_Goodbye{Goodbye: &caskpb.Goodbye{Reason: reason, DataStreams: uint32(opened)}}})
-	w := s.controlWriter
-	w.mu.Lock()
-	if !w.closing {
-		if !w.started {
-			w.started = true
-			s.wg.Add(1)
-			go w.run()
+	if s.state.sequenced {
+		// Wait for the acknowledgements, so what the peer read is not
+		// counted undelivered when the session ends.
+		tick := time.NewTicker(ackDelay)
+		for s.state.outstanding.Load() > 0 {
+			select {
+			case <-tick.C:
+			case <-timer.C:
+				tick.Stop()
+				return
+			case <-s.ctx.Done():
+				tick.Stop()
+				return
+			}
 		}
-		w.buf = transport.AppendFrame(w.buf, b)
+		tick.Stop()
 	}
-	w.unlockAndSignal()
+	if s.sendControl(&caskpb.Control{Body: &caskpb.Control_Goodbye{Goodbye: &caskpb.Goodbye{Reason: reason, DataStreams: uint32(opened)}}}) != nil {
+		return
+	}
 	select {
-	case <-w.close():
+	case <-s.inboundDone:
 	case <-timer.C:
 		return
 	case <-s.ctx.Done():
 		return
 	}
+	if s.state.sequenced {
+		s.flushAck()
+	}
 	select {
-	case <-s.inboundDone:
+	case <-s.controlWriter.close():
 	case <-timer.C:
 	case <-s.ctx.Done():
 	}

@@ -93,6 +93,9 @@ const (
 	// The node flow-controls user streams with StreamCredit grants
 	// (docs/streams.md); user streams need it on both sides.
 	Capability_CAPABILITY_STREAM_CREDIT Capability = 3
+	// The node sequences and acknowledges data stream frames (SessionAck)
+	// and resumes a session on a new connection (docs/dist.md, "Sessions").
+	Capability_CAPABILITY_SESSIONS Capability = 4
 )
 
 // Enum value maps for Capability.
@@ -102,12 +105,14 @@ var (
 		1: "CAPABILITY_MIGRATION",
 		2: "CAPABILITY_USER_STREAMS",
 		3: "CAPABILITY_STREAM_CREDIT",
+		4: "CAPABILITY_SESSIONS",
 	}
 	Capability_value = map[string]int32{
 		"CAPABILITY_NONE":          0,
 		"CAPABILITY_MIGRATION":     1,
 		"CAPABILITY_USER_STREAMS":  2,
 		"CAPABILITY_STREAM_CREDIT": 3,
+		"CAPABILITY_SESSIONS":      4,
 	}
 )
 
@@ -587,6 +592,12 @@ type StreamHeader struct {
 	// User streams: the opener's receive window, in bytes: how much the
 	// acceptor may send before the first StreamCredit grant.
 	ReceiveWindow uint32 `protobuf:"varint,4,opt,name=receive_window,json=receiveWindow,proto3" json:"receive_window,omitempty"`
+	// Data streams: the sequence number of the first frame on this stream,
+	// counted per pool index over the whole session (the first frame of a
+	// session is 0). A stream opened on a resumed session starts where the
+	// receiver said it was (DistHello/DistWelcome received); the receiver
+	// drops frames it already had.
+	FirstSeq      uint64 `protobuf:"varint,5,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -649,6 +660,13 @@ func (x *StreamHeader) GetReceiveWindow() uint32 {
 	return 0
 }
 
+func (x *StreamHeader) GetFirstSeq() uint64 {
+	if x != nil {
+		return x.FirstSeq
+	}
+	return 0
+}
+
 // DistHello is the first frame the dialer writes on the control stream,
 // after the transport (QUIC + identity) handshake completed.
 type DistHello struct {
@@ -672,8 +690,16 @@ type DistHello struct {
 	// dialable (bound to 0.0.0.0 or [::]): the peer then uses the
 	// connection's source address.
 	AdvertiseAddr string `protobuf:"bytes,8,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Sessions: the sender's id for its session with the receiver (non-zero
+	// with CAPABILITY_SESSIONS).
+	SessionId uint64 `protobuf:"varint,9,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The receiver's session id the sender wants to resume (0: none), and
+	// how many frames of each data stream of that session the sender has
+	// received.
+	ResumeSessionId uint64             `protobuf:"varint,10,opt,name=resume_session_id,json=resumeSessionId,proto3" json:"resume_session_id,omitempty"`
+	Received        []*SessionPosition `protobuf:"bytes,11,rep,name=received,proto3" json:"received,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DistHello) Reset() {
@@ -762,6 +788,27 @@ func (x *DistHello) GetAdvertiseAddr() string {
 	return ""
 }
 
+func (x *DistHello) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *DistHello) GetResumeSessionId() uint64 {
+	if x != nil {
+		return x.ResumeSessionId
+	}
+	return 0
+}
+
+func (x *DistHello) GetReceived() []*SessionPosition {
+	if x != nil {
+		return x.Received
+	}
+	return nil
+}
+
 // DistWelcome answers DistHello.
 type DistWelcome struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -777,6 +824,12 @@ type DistWelcome struct {
 	MaxMessageSize uint32 `protobuf:"varint,8,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
 	// The address the acceptor advertises, as DistHello.advertise_addr.
 	AdvertiseAddr string `protobuf:"bytes,9,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	// Sessions: the acceptor's id for its session with the dialer, whether
+	// that session is the one the hello asked to resume, and then how many
+	// frames of each data stream the acceptor has received.
+	SessionId     uint64             `protobuf:"varint,10,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Resumed       bool               `protobuf:"varint,11,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	Received      []*SessionPosition `protobuf:"bytes,12,rep,name=received,proto3" json:"received,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -872,6 +925,27 @@ func (x *DistWelcome) GetAdvertiseAddr() string {
 		return x.AdvertiseAddr
 	}
 	return ""
+}
+
+func (x *DistWelcome) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *DistWelcome) GetResumed() bool {
+	if x != nil {
+		return x.Resumed
+	}
+	return false
+}
+
+func (x *DistWelcome) GetReceived() []*SessionPosition {
+	if x != nil {
+		return x.Received
+	}
+	return nil
 }
 
 // Envelope carries one actor message or system message on a data stream.
@@ -1011,6 +1085,7 @@ type Control struct {
 	//	*Control_SessionPin
 	//	*Control_Membership
 	//	*Control_StreamCredit
+	//	*Control_SessionAck
 	Body          isControl_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1116,6 +1191,15 @@ func (x *Control) GetStreamCredit() *StreamCredit {
 	return nil
 }
 
+func (x *Control) GetSessionAck() *SessionAck {
+	if x != nil {
+		if x, ok := x.Body.(*Control_SessionAck); ok {
+			return x.SessionAck
+		}
+	}
+	return nil
+}
+
 type isControl_Body interface {
 	isControl_Body()
 }
@@ -1148,6 +1232,10 @@ type Control_StreamCredit struct {
 	StreamCredit *StreamCredit `protobuf:"bytes,7,opt,name=stream_credit,json=streamCredit,proto3,oneof"`
 }
 
+type Control_SessionAck struct {
+	SessionAck *SessionAck `protobuf:"bytes,8,opt,name=session_ack,json=sessionAck,proto3,oneof"`
+}
+
 func (*Control_SpawnRequest) isControl_Body() {}
 
 func (*Control_SpawnResponse) isControl_Body() {}
@@ -1161,6 +1249,109 @@ func (*Control_SessionPin) isControl_Body() {}
 func (*Control_Membership) isControl_Body() {}
 
 func (*Control_StreamCredit) isControl_Body() {}
+
+func (*Control_SessionAck) isControl_Body() {}
+
+// SessionPosition says how many frames of one data stream (by pool index)
+// a node has received in the current session.
+type SessionPosition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Received      uint64                 `protobuf:"varint,2,opt,name=received,proto3" json:"received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionPosition) Reset() {
+	*x = SessionPosition{}
+	mi := &file_cask_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionPosition) ProtoMessage() {}
+
+func (x *SessionPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionPosition.ProtoReflect.Descriptor instead.
+func (*SessionPosition) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SessionPosition) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SessionPosition) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+// SessionAck acknowledges data stream frames cumulatively: for each data
+// stream listed, every frame below received was delivered, so the sender
+// may forget them. Sent batched, a few milliseconds after frames arrive.
+type SessionAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Positions     []*SessionPosition     `protobuf:"bytes,1,rep,name=positions,proto3" json:"positions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionAck) Reset() {
+	*x = SessionAck{}
+	mi := &file_cask_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionAck) ProtoMessage() {}
+
+func (x *SessionAck) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionAck.ProtoReflect.Descriptor instead.
+func (*SessionAck) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SessionAck) GetPositions() []*SessionPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
 
 // StreamCredit returns send credit on one user stream: the sender of the
 // frame has consumed bytes more of what its peer wrote on that stream, so
@@ -1176,7 +1367,7 @@ type StreamCredit struct {
 
 func (x *StreamCredit) Reset() {
 	*x = StreamCredit{}
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1379,7 @@ func (x *StreamCredit) String() string {
 func (*StreamCredit) ProtoMessage() {}
 
 func (x *StreamCredit) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[5]
+	mi := &file_cask_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1392,7 @@ func (x *StreamCredit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCredit.ProtoReflect.Descriptor instead.
 func (*StreamCredit) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{5}
+	return file_cask_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StreamCredit) GetStreamId() uint64 {
@@ -1242,7 +1433,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1445,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[6]
+	mi := &file_cask_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1458,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{6}
+	return file_cask_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Membership) GetType() MembershipType {
@@ -1344,7 +1535,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1547,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1560,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{7}
+	return file_cask_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeAddress) GetNode() string {
@@ -1398,7 +1589,7 @@ type SessionPin struct {
 
 func (x *SessionPin) Reset() {
 	*x = SessionPin{}
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1601,7 @@ func (x *SessionPin) String() string {
 func (*SessionPin) ProtoMessage() {}
 
 func (x *SessionPin) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1614,7 @@ func (x *SessionPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPin.ProtoReflect.Descriptor instead.
 func (*SessionPin) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{8}
+	return file_cask_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SessionPin) GetPinned() bool {
@@ -1446,7 +1637,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1649,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1662,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{9}
+	return file_cask_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SpawnRequest) GetRequestId() uint64 {
@@ -1508,7 +1699,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1711,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1724,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{10}
+	return file_cask_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SpawnResponse) GetRequestId() uint64 {
@@ -1582,7 +1773,7 @@ type DeliveryFailure struct {
 
 func (x *DeliveryFailure) Reset() {
 	*x = DeliveryFailure{}
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1785,7 @@ func (x *DeliveryFailure) String() string {
 func (*DeliveryFailure) ProtoMessage() {}
 
 func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1798,7 @@ func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryFailure.ProtoReflect.Descriptor instead.
 func (*DeliveryFailure) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{11}
+	return file_cask_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeliveryFailure) GetTarget() string {
@@ -1674,7 +1865,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1877,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1890,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{12}
+	return file_cask_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Goodbye) GetReason() GoodbyeReason {
@@ -1731,7 +1922,7 @@ type StreamAccept struct {
 
 func (x *StreamAccept) Reset() {
 	*x = StreamAccept{}
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1934,7 @@ func (x *StreamAccept) String() string {
 func (*StreamAccept) ProtoMessage() {}
 
 func (x *StreamAccept) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1947,7 @@ func (x *StreamAccept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAccept.ProtoReflect.Descriptor instead.
 func (*StreamAccept) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{13}
+	return file_cask_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StreamAccept) GetRefusal() StreamRefusal {
@@ -1796,7 +1987,7 @@ type AuthFrame struct {
 
 func (x *AuthFrame) Reset() {
 	*x = AuthFrame{}
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +1999,7 @@ func (x *AuthFrame) String() string {
 func (*AuthFrame) ProtoMessage() {}
 
 func (x *AuthFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2012,7 @@ func (x *AuthFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthFrame.ProtoReflect.Descriptor instead.
 func (*AuthFrame) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{14}
+	return file_cask_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AuthFrame) GetBody() isAuthFrame_Body {
@@ -1919,7 +2110,7 @@ type AuthHello struct {
 
 func (x *AuthHello) Reset() {
 	*x = AuthHello{}
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2122,7 @@ func (x *AuthHello) String() string {
 func (*AuthHello) ProtoMessage() {}
 
 func (x *AuthHello) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2135,7 @@ func (x *AuthHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthHello.ProtoReflect.Descriptor instead.
 func (*AuthHello) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{15}
+	return file_cask_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AuthHello) GetNode() string {
@@ -2004,7 +2195,7 @@ type AuthChallenge struct {
 
 func (x *AuthChallenge) Reset() {
 	*x = AuthChallenge{}
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2207,7 @@ func (x *AuthChallenge) String() string {
 func (*AuthChallenge) ProtoMessage() {}
 
 func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2220,7 @@ func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
 func (*AuthChallenge) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{16}
+	return file_cask_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AuthChallenge) GetNonce() []byte {
@@ -2069,7 +2260,7 @@ type AuthResponse struct {
 
 func (x *AuthResponse) Reset() {
 	*x = AuthResponse{}
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2272,7 @@ func (x *AuthResponse) String() string {
 func (*AuthResponse) ProtoMessage() {}
 
 func (x *AuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2285,7 @@ func (x *AuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
 func (*AuthResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{17}
+	return file_cask_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AuthResponse) GetSignature() []byte {
@@ -2145,7 +2336,7 @@ type AuthResult struct {
 
 func (x *AuthResult) Reset() {
 	*x = AuthResult{}
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2348,7 @@ func (x *AuthResult) String() string {
 func (*AuthResult) ProtoMessage() {}
 
 func (x *AuthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2361,7 @@ func (x *AuthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
 func (*AuthResult) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{18}
+	return file_cask_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AuthResult) GetOk() bool {
@@ -2199,12 +2390,13 @@ var File_cask_proto protoreflect.FileDescriptor
 const file_cask_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"cask.proto\x12\acask.v1\"\x86\x01\n" +
+	"cask.proto\x12\acask.v1\"\xa3\x01\n" +
 	"\fStreamHeader\x12'\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.cask.v1.StreamKindR\x04kind\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x10\n" +
 	"\x03tag\x18\x03 \x01(\tR\x03tag\x12%\n" +
-	"\x0ereceive_window\x18\x04 \x01(\rR\rreceiveWindow\"\x91\x02\n" +
+	"\x0ereceive_window\x18\x04 \x01(\rR\rreceiveWindow\x12\x1b\n" +
+	"\tfirst_seq\x18\x05 \x01(\x04R\bfirstSeq\"\x92\x03\n" +
 	"\tDistHello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x1f\n" +
@@ -2215,7 +2407,12 @@ const file_cask_proto_rawDesc = "" +
 	"\fcapabilities\x18\x05 \x01(\x04R\fcapabilities\x12\x17\n" +
 	"\ato_node\x18\x06 \x01(\tR\x06toNode\x12(\n" +
 	"\x10max_message_size\x18\a \x01(\rR\x0emaxMessageSize\x12%\n" +
-	"\x0eadvertise_addr\x18\b \x01(\tR\radvertiseAddr\"\xb5\x02\n" +
+	"\x0eadvertise_addr\x18\b \x01(\tR\radvertiseAddr\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\t \x01(\x04R\tsessionId\x12*\n" +
+	"\x11resume_session_id\x18\n" +
+	" \x01(\x04R\x0fresumeSessionId\x124\n" +
+	"\breceived\x18\v \x03(\v2\x18.cask.v1.SessionPositionR\breceived\"\xa4\x03\n" +
 	"\vDistWelcome\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12-\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x15.cask.v1.RejectReasonR\x06reason\x12\x16\n" +
@@ -2225,7 +2422,12 @@ const file_cask_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\rR\aversion\x12\"\n" +
 	"\fcapabilities\x18\a \x01(\x04R\fcapabilities\x12(\n" +
 	"\x10max_message_size\x18\b \x01(\rR\x0emaxMessageSize\x12%\n" +
-	"\x0eadvertise_addr\x18\t \x01(\tR\radvertiseAddr\"\xbe\x02\n" +
+	"\x0eadvertise_addr\x18\t \x01(\tR\radvertiseAddr\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\n" +
+	" \x01(\x04R\tsessionId\x12\x18\n" +
+	"\aresumed\x18\v \x01(\bR\aresumed\x124\n" +
+	"\breceived\x18\f \x03(\v2\x18.cask.v1.SessionPositionR\breceived\"\xbe\x02\n" +
 	"\bEnvelope\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12%\n" +
 	"\x0esender_address\x18\x02 \x01(\tR\rsenderAddress\x12\x1b\n" +
@@ -2237,7 +2439,7 @@ const file_cask_proto_rawDesc = "" +
 	"\x06system\x18\b \x01(\bR\x06system\x12\x16\n" +
 	"\x06header\x18\t \x03(\tR\x06header\x12*\n" +
 	"\x11target_request_id\x18\n" +
-	" \x01(\rR\x0ftargetRequestId\"\xb2\x03\n" +
+	" \x01(\rR\x0ftargetRequestId\"\xea\x03\n" +
 	"\aControl\x12<\n" +
 	"\rspawn_request\x18\x01 \x01(\v2\x15.cask.v1.SpawnRequestH\x00R\fspawnRequest\x12?\n" +
 	"\x0espawn_response\x18\x02 \x01(\v2\x16.cask.v1.SpawnResponseH\x00R\rspawnResponse\x12E\n" +
@@ -2248,8 +2450,16 @@ const file_cask_proto_rawDesc = "" +
 	"\n" +
 	"membership\x18\x06 \x01(\v2\x13.cask.v1.MembershipH\x00R\n" +
 	"membership\x12<\n" +
-	"\rstream_credit\x18\a \x01(\v2\x15.cask.v1.StreamCreditH\x00R\fstreamCreditB\x06\n" +
-	"\x04body\"A\n" +
+	"\rstream_credit\x18\a \x01(\v2\x15.cask.v1.StreamCreditH\x00R\fstreamCredit\x126\n" +
+	"\vsession_ack\x18\b \x01(\v2\x13.cask.v1.SessionAckH\x00R\n" +
+	"sessionAckB\x06\n" +
+	"\x04body\"C\n" +
+	"\x0fSessionPosition\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x1a\n" +
+	"\breceived\x18\x02 \x01(\x04R\breceived\"D\n" +
+	"\n" +
+	"SessionAck\x126\n" +
+	"\tpositions\x18\x01 \x03(\v2\x18.cask.v1.SessionPositionR\tpositions\"A\n" +
 	"\fStreamCredit\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\x98\x02\n" +
@@ -2330,13 +2540,14 @@ const file_cask_proto_rawDesc = "" +
 	"StreamKind\x12\x1b\n" +
 	"\x17STREAM_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10STREAM_KIND_DATA\x10\x01\x12\x14\n" +
-	"\x10STREAM_KIND_USER\x10\x02*v\n" +
+	"\x10STREAM_KIND_USER\x10\x02*\x8f\x01\n" +
 	"\n" +
 	"Capability\x12\x13\n" +
 	"\x0fCAPABILITY_NONE\x10\x00\x12\x18\n" +
 	"\x14CAPABILITY_MIGRATION\x10\x01\x12\x1b\n" +
 	"\x17CAPABILITY_USER_STREAMS\x10\x02\x12\x1c\n" +
-	"\x18CAPABILITY_STREAM_CREDIT\x10\x03*\xe3\x01\n" +
+	"\x18CAPABILITY_STREAM_CREDIT\x10\x03\x12\x17\n" +
+	"\x13CAPABILITY_SESSIONS\x10\x04*\xe3\x01\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18REJECT_REASON_WRONG_NODE\x10\x01\x12\x19\n" +
@@ -2402,7 +2613,7 @@ func file_cask_proto_rawDescGZIP() []byte {
 }
 
 var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
@@ -2418,47 +2629,53 @@ var file_cask_proto_goTypes = []any{
 	(*DistWelcome)(nil),     // 11: cask.v1.DistWelcome
 	(*Envelope)(nil),        // 12: cask.v1.Envelope
 	(*Control)(nil),         // 13: cask.v1.Control
-	(*StreamCredit)(nil),    // 14: cask.v1.StreamCredit
-	(*Membership)(nil),      // 15: cask.v1.Membership
-	(*NodeAddress)(nil),     // 16: cask.v1.NodeAddress
-	(*SessionPin)(nil),      // 17: cask.v1.SessionPin
-	(*SpawnRequest)(nil),    // 18: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 19: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 20: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 21: cask.v1.Goodbye
-	(*StreamAccept)(nil),    // 22: cask.v1.StreamAccept
-	(*AuthFrame)(nil),       // 23: cask.v1.AuthFrame
-	(*AuthHello)(nil),       // 24: cask.v1.AuthHello
-	(*AuthChallenge)(nil),   // 25: cask.v1.AuthChallenge
-	(*AuthResponse)(nil),    // 26: cask.v1.AuthResponse
-	(*AuthResult)(nil),      // 27: cask.v1.AuthResult
+	(*SessionPosition)(nil), // 14: cask.v1.SessionPosition
+	(*SessionAck)(nil),      // 15: cask.v1.SessionAck
+	(*StreamCredit)(nil),    // 16: cask.v1.StreamCredit
+	(*Membership)(nil),      // 17: cask.v1.Membership
+	(*NodeAddress)(nil),     // 18: cask.v1.NodeAddress
+	(*SessionPin)(nil),      // 19: cask.v1.SessionPin
+	(*SpawnRequest)(nil),    // 20: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 21: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 22: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 23: cask.v1.Goodbye
+	(*StreamAccept)(nil),    // 24: cask.v1.StreamAccept
+	(*AuthFrame)(nil),       // 25: cask.v1.AuthFrame
+	(*AuthHello)(nil),       // 26: cask.v1.AuthHello
+	(*AuthChallenge)(nil),   // 27: cask.v1.AuthChallenge
+	(*AuthResponse)(nil),    // 28: cask.v1.AuthResponse
+	(*AuthResult)(nil),      // 29: cask.v1.AuthResult
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
-	2,  // 1: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
-	18, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	19, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	20, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	21, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	17, // 6: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
-	15, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
-	14, // 8: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
-	4,  // 9: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
-	16, // 10: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
-	5,  // 11: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
-	3,  // 12: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
-	6,  // 13: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	7,  // 14: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
-	24, // 15: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
-	25, // 16: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
-	26, // 17: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
-	27, // 18: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
-	8,  // 19: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	14, // 1: cask.v1.DistHello.received:type_name -> cask.v1.SessionPosition
+	2,  // 2: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
+	14, // 3: cask.v1.DistWelcome.received:type_name -> cask.v1.SessionPosition
+	20, // 4: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	21, // 5: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	22, // 6: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	23, // 7: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	19, // 8: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
+	17, // 9: cask.v1.Control.membership:type_name -> cask.v1.Membership
+	16, // 10: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
+	15, // 11: cask.v1.Control.session_ack:type_name -> cask.v1.SessionAck
+	14, // 12: cask.v1.SessionAck.positions:type_name -> cask.v1.SessionPosition
+	4,  // 13: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
+	18, // 14: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
+	5,  // 15: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
+	3,  // 16: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
+	6,  // 17: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
+	7,  // 18: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
+	26, // 19: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
+	27, // 20: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
+	28, // 21: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
+	29, // 22: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
+	8,  // 23: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -2474,8 +2691,9 @@ func file_cask_proto_init() {
 		(*Control_SessionPin)(nil),
 		(*Control_Membership)(nil),
 		(*Control_StreamCredit)(nil),
+		(*Control_SessionAck)(nil),
 	}
-	file_cask_proto_msgTypes[14].OneofWrappers = []any{
+	file_cask_proto_msgTypes[16].OneofWrappers = []any{
 		(*AuthFrame_Hello)(nil),
 		(*AuthFrame_Challenge)(nil),
 		(*AuthFrame_Response)(nil),
@@ -2487,7 +2705,7 @@ func file_cask_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

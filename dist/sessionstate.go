@@ -1,0 +1,460 @@
+// The part of a session that outlives its connection: sequence numbers,
+// the frames not yet acknowledged, type tables and PID caches per data
+// stream, and the ids both sides resume it by.
+//
+// Every data stream frame has a sequence number implied by its position:
+// frames are counted per pool index over the whole session, on whatever
+// connection they travel. The sender keeps each frame it wrote (or
+// buffered) in its stream's ring until the peer acknowledges it
+// (SessionAck, sent by the receiver's acker a few milliseconds after frames
+// arrive, cumulative per stream); the bytes kept are bounded by
+// Config.SessionBuffer, past which senders block (back-pressure). When a
+// connection is lost the controller keeps the sessionState for
+// Config.SessionGrace; a new connection whose handshake names it resumes
+// it: each side tells the other how far it has received, and each writer
+// first resends what its peer has not, on a stream whose header says the
+// sequence number of its first frame, so the receiver drops what it
+// already had. When a session ends, whatever is left in the rings is a
+// dead letter on this node (deadLetterUndelivered).
+//
+// Ownership: the controller creates a sessionState, hands it to each
+// connection's session and ends it. An outStream's nextSeq and type table
+// are guarded by the mutex of the writer currently using them (one
+// connection's writer at a time: a new connection's writers are made only
+// after the previous connection's writers are closed); its ring by its own
+// mu, shared by the writer goroutine, the control reader (acks) and the
+// dead-lettering at the session's end. An inStream belongs to the one
+// reader holding it (busy, under inMu); received is atomic for the acker.
+
+package dist
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cask-p2p/cask/proto/caskpb"
+)
+
+// sessionState is what a session keeps across connections.
+type sessionState struct {
+	m    *Manager
+	peer string
+	// localID and remoteID name the session on each side; a hello that
+	// names both resumes it (controller.onInbound, onDialResult).
+	localID, remoteID uint64
+	peerInc           Incarnation
+	// sequenced: the peer acknowledges frames (CAPABILITY_SESSIONS), so
+	// writers keep what they send until it is acknowledged and the session
+	// can be resumed. Without it frames are forgotten once written, as
+	// by builds before sessions.
+	sequenced bool
+	out       []*outStream // by pool index, Config.DataStreams of them
+	// outstanding counts the bytes of frames appended and not yet
+	// acknowledged, over every stream (Config.SessionBuffer bounds it).
+	outstanding atomic.Int64
+	// lastConn is the newest connection's session; a resumed connection
+	// waits for its goroutines to end before it touches the streams.
+	lastConn *session
+
+	inMu sync.Mutex
+	in   map[uint32]*inStream // by the peer's pool index
+}
+
+// outStream is one outbound data stream's session state.
+type outStream struct {
+	// Guarded by the mutex of the writer using the stream.
+	nextSeq    uint64            // sequence number of the next frame appended
+	types      map[string]uint32 // protobuf full name → type id
+	lastType   string            // lastType and lastTypeID repeat the previous frame's entry of types
+	lastTypeID uint32
+
+	mu    sync.Mutex
+	acked uint64      // every frame below it was delivered
+	ring  []sentBatch // frames kept until acknowledged, in order
+	free  [][]byte    // buffers of acknowledged batches, for reuse
+}
+
+// sentBatch is frames first..end-1 of a stream, encoded back to back as
+// they were (or will be) written.
+type sentBatch struct {
+	first, end uint64
+	b          []byte
+}
+
+// inStream is one inbound data stream's session state.
+type inStream struct {
+	received atomic.Uint64 // frames delivered (or refused) so far
+	busy     bool          // a reader holds it; under sessionState.inMu
+	types    []inboundType
+	pids     pidCache
+	ids      interner
+}
+
+// maxFreeBuffers bounds the spare buffers an outStream keeps.
+const maxFreeBuffers = 4
+
+func newSessionID() uint64 {
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
+}
+
+func newSessionState(m *Manager, peer string, localID, remoteID uint64, inc Incarnation, caps uint64) *sessionState {
+	st := &sessionState{
+		m: m, peer: peer, localID: localID, remoteID: remoteID, peerInc: inc,
+		sequenced: caps&(1<<caskpb.Capability_CAPABILITY_SESSIONS) != 0 && remoteID != 0 && localID != 0 && !m.withoutSessions,
+		in:        make(map[uint32]*inStream),
+	}
+	st.out = make([]*outStream, m.cfg.DataStreams)
+	for i := range st.out {
+		st.out[i] = &outStream{}
+	}
+	return st
+}
+
+// positions is how many frames of each inbound stream were received, for
+// a handshake. Read while a reader may still count, it is a lower bound,
+// which is all resumption needs: the peer resends from there and this
+// node drops what it already had.
+func (st *sessionState) positions() []*caskpb.SessionPosition {
+	st.inMu.Lock()
+	defer st.inMu.Unlock()
+	ps := make([]*caskpb.SessionPosition, 0, len(st.in))
+	for i, in := range st.in {
+		ps = append(ps, &caskpb.SessionPosition{Index: i, Received: in.received.Load()})
+	}
+	return ps
+}
+
+// acquireIn gives a reader the inbound state of stream index; nil when
+// another reader holds it (the peer opened two streams with one index).
+func (st *sessionState) acquireIn(index uint32) *inStream {
+	st.inMu.Lock()
+	defer st.inMu.Unlock()
+	in := st.in[index]
+	if in == nil {
+		if len(st.in) >= maxInboundStreams {
+			return nil
+		}
+		in = &inStream{}
+		st.in[index] = in
+	}
+	if in.busy {
+		return nil
+	}
+	in.busy = true
+	return in
+}
+
+func (st *sessionState) releaseIn(in *inStream) {
+	st.inMu.Lock()
+	in.busy = false
+	st.inMu.Unlock()
+}
+
+// maxInboundStreams bounds the peer-controlled inbound stream table (the
+// pool is at most 1024 streams).
+const maxInboundStreams = 1024
+
+// applyPositions acknowledges what the peer says it received, from its
+// handshake. It fails when the peer claims frames this node never sent:
+// the two sides do not share the session after all.
+func (st *sessionState) applyPositions(ps []*caskpb.SessionPosition) error {
+	for _, p := range ps {
+		if int(p.GetIndex()) >= len(st.out) {
+			if p.GetReceived() == 0 {
+				continue
+			}
+			return fmt.Errorf("%w: peer received %d frames on data stream %d, this node has %d streams",
+				ErrProtocol, p.GetReceived(), p.GetIndex(), len(st.out))
+		}
+		o := st.out[p.GetIndex()]
+		o.mu.Lock()
+		sent := o.nextSeqLocked()
+		o.mu.Unlock()
+		if p.GetReceived() > sent {
+			return fmt.Errorf("%w: peer received %d frames on data stream %d, this node sent %d",
+				ErrProtocol, p.GetReceived(), p.GetIndex(), sent)
+		}
+		st.ack(int(p.GetIndex()), p.GetReceived())
+	}
+	return nil
+}
+
+// nextSeqLocked is the sequence number after the last frame kept; with o.mu
+// held and no writer using the stream.
+func (o *outStream) nextSeqLocked() uint64 {
+	if n := len(o.ring); n > 0 {
+		return max(o.ring[n-1].end, o.acked, o.nextSeq)
+	}
+	return max(o.acked, o.nextSeq)
+}
+
+// ack forgets the frames of stream index below received and reports
+// whether senders blocked on SessionBuffer may go on.
+func (st *sessionState) ack(index int, received uint64) (unblocked bool) {
+	o := st.out[index]
+	o.mu.Lock()
+	if received <= o.acked {
+		o.mu.Unlock()
+		return false
+	}
+	o.acked = received
+	var freed int64
+	n := 0
+	for _, b := range o.ring {
+		if b.end > received {
+			break
+		}
+		freed += int64(len(b.b))
+		if len(o.free) < maxFreeBuffers && cap(b.b) <= 1<<20 {
+			o.free = append(o.free, b.b[:0])
+		}
+		n++
+	}
+	if n > 0 {
+		clear(o.ring[:n])
+		o.ring = o.ring[n:]
+	}
+	o.mu.Unlock()
+	if freed == 0 {
+		return false
+	}
+	limit := int64(st.m.cfg.SessionBuffer)
+	after := st.outstanding.Add(-freed)
+	return after < limit && after+freed >= limit
+}
+
+// keep records a batch of frames as sent (or about to be), until the
+// peer acknowledges them.
+func (o *outStream) keep(first, end uint64, b []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if end <= o.acked {
+		return
+	}
+	o.ring = append(o.ring, sentBatch{first: first, end: end, b: b})
+}
+
+// spare returns a buffer of an acknowledged batch, or nil.
+func (o *outStream) spare() []byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n := len(o.free); n > 0 {
+		b := o.free[n-1]
+		o.free[n-1] = nil
+		o.free = o.free[:n-1]
+		return b
+	}
+	return nil
+}
+
+// unacked returns the frames not acknowledged, from the first one on: what
+// a new connection's writer sends before anything else. The slices alias
+// the ring; only this stream's writer goroutine recycles them, after it
+// wrote them.
+func (o *outStream) unacked() (first uint64, chunks [][]byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	first = o.acked
+	for _, b := range o.ring {
+		if b.end <= o.acked {
+			continue
+		}
+		data := b.b
+		if b.first < o.acked {
+			data = skipFrames(data, int(o.acked-b.first))
+		}
+		chunks = append(chunks, data)
+	}
+	return first, chunks
+}
+
+// skipFrames drops the first n length-prefixed frames of b.
+func skipFrames(b []byte, n int) []byte {
+	for ; n > 0 && len(b) > 0; n-- {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || int(l) > len(b)-k {
+			return nil
+		}
+		b = b[k+int(l):]
+	}
+	return b
+}
+
+// pendingFrames reports whether stream index has frames the peer has not
+// acknowledged (so a resumed connection must resend them).
+func (o *outStream) pendingFrames() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, b := range o.ring {
+		if b.end > o.acked {
+			return true
+		}
+	}
+	return false
+}
+
+// takeUndelivered empties every ring and returns the frames that were not
+// acknowledged, per stream, with the type names each stream defined.
+func (st *sessionState) takeUndelivered() (frames [][]byte, typeNames []map[uint32]string) {
+	frames = make([][]byte, len(st.out))
+	typeNames = make([]map[uint32]string, len(st.out))
+	for i, o := range st.out {
+		o.mu.Lock()
+		var all []byte
+		for _, b := range o.ring {
+			if b.end <= o.acked {
+				continue
+			}
+			data := b.b
+			if b.first < o.acked {
+				data = skipFrames(data, int(o.acked-b.first))
+			}
+			all = append(all, data...)
+		}
+		o.ring = nil
+		o.free = nil
+		names := make(map[uint32]string, len(o.types))
+		for name, id := range o.types {
+			names[id] = name
+		}
+		o.mu.Unlock()
+		frames[i], typeNames[i] = all, names
+	}
+	st.outstanding.Store(0)
+	return frames, typeNames
+}
+
+// deadLetterUndelivered publishes a dead letter for every frame the peer
+// did not acknowledge, with err as the reason, and returns how many. The
+// session's connections must have ended (their writers put what they held
+// in the rings).
+func (st *sessionState) deadLetterUndelivered(err error) int {
+	frames, typeNames := st.takeUndelivered()
+	n := 0
+	var e envelope
+	for i, b := range frames {
+		for len(b) > 0 {
+			l, k := binary.Uvarint(b)
+			if k <= 0 || int(l) > len(b)-k {
+				break
+			}
+			frame := b[k : k+int(l)]
+			b = b[k+int(l):]
+			if decodeEnvelopeInterned(frame, &e, nil) != nil {
+				continue
+			}
+			n++
+			st.deadLetterFrame(&e, typeNames[i][e.typeID], err)
+		}
+	}
+	return n
+}
+
+// deadLetterFrame publishes one undelivered frame: the message decoded
+// again when its type is known here, else its type name.
+func (st *sessionState) deadLetterFrame(e *envelope, typeName string, err error) {
+	target := &actor.PID{Address: st.peer, Id: e.target, RequestId: e.targetRequestID}
+	var sender *actor.PID
+	if e.senderID != "" {
+		addr := e.senderAddress
+		if addr == "" {
+			addr = st.m.name
+		}
+		sender = &actor.PID{Address: addr, Id: e.senderID, RequestId: e.senderRequestID}
+	}
+	var msg any = typeName
+	if t := newInboundType(typeName); t.mt != nil {
+		m := t.newMessage()
+		if unmarshalFresh.Unmarshal(e.payload, m) == nil {
+			msg = m
+		}
+	}
+	st.m.publishDeadLetter(target, msg, sender, st.peer, err)
+}
+
+// ErrSessionEnded is the reason of a message dead-lettered because its
+// session ended before the peer acknowledged it: the grace window ran out
+// (Config.SessionGrace), the peer restarted, this node disconnected or
+// stopped. The error says which, and matches the NodeDown's error when
+// there was one.
+var ErrSessionEnded = errors.New("dist: session ended")
+
+// sessionEndedError is the reason of messages dead-lettered when a session
+// ends.
+type sessionEndedError struct {
+	reason NodeDownReason
+	cause  error
+}
+
+func (e *sessionEndedError) Error() string {
+	msg := "dist: session ended (" + string(e.reason) + ") before the peer acknowledged the message"
+	if e.cause != nil {
+		msg += ": " + bare(e.cause.Error())
+	}
+	return msg
+}
+
+func (e *sessionEndedError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrSessionEnded}
+	}
+	return []error{ErrSessionEnded, e.cause}
+}
+
+// SessionStats counts what the sessions with one peer did over the
+// Manager's life (Manager.SessionStats).
+type SessionStats struct {
+	// Sessions counts sessions that came up; Resumptions, connections
+	// that resumed a session after its previous connection was lost.
+	Sessions, Resumptions uint64
+	// DeadLettered counts messages that were sent into a session but
+	// dead-lettered when it ended, before the peer acknowledged them
+	// (ErrSessionEnded), including those queued while it waited for a
+	// new connection.
+	DeadLettered uint64
+	// Unacknowledged is the bytes of frames the peer has not yet
+	// acknowledged in the current session (bounded by SessionBuffer).
+	Unacknowledged int64
+}
+
+// sessionCounters are a peer's SessionStats counters, kept by the Manager
+// for its life.
+type sessionCounters struct {
+	sessions, resumptions, deadLettered atomic.Uint64
+	live                                atomic.Pointer[sessionState]
+}
+
+func (m *Manager) sessionCounters(node string) *sessionCounters {
+	if v, ok := m.sessionStats.Load(node); ok {
+		return v.(*sessionCounters)
+	}
+	v, _ := m.sessionStats.LoadOrStore(node, &sessionCounters{})
+	return v.(*sessionCounters)
+}
+
+// SessionStats returns the session counters of node (zero for a node this
+// Manager never had a session with).
+func (m *Manager) SessionStats(node string) SessionStats {
+	v, ok := m.sessionStats.Load(node)
+	if !ok {
+		return SessionStats{}
+	}
+	c := v.(*sessionCounters)
+	s := SessionStats{Sessions: c.sessions.Load(), Resumptions: c.resumptions.Load(), DeadLettered: c.deadLettered.Load()}
+	if st := c.live.Load(); st != nil {
+		s.Unacknowledged = st.outstanding.Load()
+	}
+	return s
+}
