@@ -127,6 +127,11 @@ type controller struct {
 	pendingControl []*caskpb.Control
 
 	migrations migrationQueue // MigratePeer requests (migrate.go)
+	// handoverSeq numbers handovers, so a stale one's result is dropped.
+	handoverSeq uint64
+	// handingOver: a handover's dial runs; the old connection's end
+	// then waits for it instead of being reported unreachable.
+	handingOver bool
 
 	// Reconnect backoff: failures in a row, the current phase, its timer
 	// (messages carry backoffSeq so a stopped timer's tick is ignored)
@@ -215,6 +220,10 @@ func (c *controller) receive(ctx actor.Context) {
 		c.onMigratePeer(msg, ctx.Sender())
 	case *migrateDone:
 		c.onMigrateDone()
+	case *handoverNeeded:
+		c.startHandover(msg.p, msg.cause)
+	case *handoverDialed:
+		c.onHandoverDialed(msg)
 	case *GetPathStats:
 		ctx.Respond(c.pathStats())
 	case *Disconnect:
@@ -478,16 +487,20 @@ func (c *controller) onInbound(in *inboundHello) {
 		reject(caskpb.RejectReason_REJECT_REASON_TOO_MANY_PEERS, tooManyPeersDetail(c.m.cfg.MaxPeers))
 		return
 	}
+	inc := Incarnation(h.GetIncarnation())
+	resumes := c.st != nil && c.st.sequenced && h.GetResumeSessionId() == c.st.localID &&
+		h.GetSessionId() == c.st.remoteID && inc == c.st.peerInc
 	switch c.state {
 	case stateConnected:
 		old := c.sess
 		switch {
-		case Incarnation(h.GetIncarnation()) != old.inc:
+		case inc != old.inc:
 			c.retire(ReasonRestarted, fmt.Errorf("peer restarted (incarnation %v → %v)", old.inc, Incarnation(h.GetIncarnation())))
 			old.closeWith(errors.New("peer restarted"), ReasonRestarted, transport.CodeDuplicate)
-		case old.role == transport.RoleAcceptor, c.m.name >= c.peer:
-			// The peer dialed again: it gave up on the old connection.
-			// The session lives on if the new one resumes it (below).
+		case resumes, old.role == transport.RoleAcceptor, c.m.name >= c.peer:
+			// The peer dialed again: it gave up on the old connection,
+			// or hands the session over to a new one. The session
+			// lives on if the new connection resumes it (below).
 			c.dropConnection(old)
 			old.closeWith(errors.New("replaced by a new connection from the peer"), ReasonConnectionLost, transport.CodeDuplicate)
 		default:
@@ -503,9 +516,7 @@ func (c *controller) onInbound(in *inboundHello) {
 		c.dialSeq++ // the running attempt's result is now stale
 		c.state = stateIdle
 	}
-	inc := Incarnation(h.GetIncarnation())
-	resumed := c.st != nil && c.st.sequenced && h.GetResumeSessionId() == c.st.localID &&
-		h.GetSessionId() == c.st.remoteID && inc == c.st.peerInc
+	resumed := resumes && c.st != nil // c.st is gone if the old connection's end ended it
 	var localID uint64
 	if !c.m.withoutSessions {
 		localID = newSessionID()
@@ -605,8 +616,17 @@ func (c *controller) resumable(reason NodeDownReason) bool {
 // monitors hear NodeUnreachable, sends queue, and the controller
 // reconnects at once (then with the reconnect backoff).
 func (c *controller) connectionLost(s *session, reason NodeDownReason, err error) {
-	c.dropConnection(s)
+	if s != nil {
+		c.dropConnection(s)
+	}
 	c.lostReason, c.lostErr = reason, err
+	if c.handingOver {
+		// The handover's new connection is on its way (or its failure
+		// calls this again).
+		c.m.log.Info("connection ended during a handover", c.log("err", err)...)
+		c.armGrace()
+		return
+	}
 	c.m.log.Info("connection lost, session kept", c.log("grace", c.m.cfg.SessionGrace, "err", err)...)
 	if !c.unreachable {
 		c.unreachable = true

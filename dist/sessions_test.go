@@ -2,6 +2,7 @@ package dist_test
 
 import (
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -308,4 +309,86 @@ func TestSessionPeerRestartDeadLettersEveryUndeliveredMessage(t *testing.T) {
 	}
 	t.Logf("sent %d: %d delivered (old and new incarnation), %d dead letters when the old session ended",
 		sent, len(delivered), ended)
+}
+
+// TestMigratePeerOnAcceptingSideHandsOver: the node that accepted the
+// connection migrates too: MigratePeer hands the session over to a new
+// connection it dials from the requested address, and answers once the
+// peer resumed the session there. Under sequenced load both ways nothing
+// is lost, duplicated or reordered, and no monitor hears of it.
+func TestMigratePeerOnAcceptingSideHandsOver(t *testing.T) {
+	a, b := migrationPair(t, actors.Config{}, actors.Config{})
+	monA, monB := monitorProbe(t, a, b.Name()), monitorProbe(t, b, a.Name())
+	ab := startSequenceLoad(t, a, b, 2, 256)
+	ba := startSequenceLoad(t, b, a, 2, 256)
+	ab.waitProgress(t, 2000, "a → b before the handover")
+	ba.waitProgress(t, 2000, "b → a before the handover")
+
+	start := time.Now()
+	if err := b.MigratePeer(ctxTimeout(t), a.Name(), dist.MigrationLocalAddr("127.0.0.2")); err != nil {
+		t.Fatalf("MigratePeer on the accepting side: %v", err)
+	}
+	t.Logf("handover took %v", time.Since(start).Round(time.Microsecond))
+	after, err := b.PathStats(a.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ipOf(t, after.LocalAddr).Equal(net.IPv4(127, 0, 0, 2)) {
+		t.Fatalf("after the handover b's local address is %v", after.LocalAddr)
+	}
+	if st := b.SessionStats(a.Name()); st.Resumptions != 1 || st.Sessions != 1 || st.DeadLettered != 0 {
+		t.Fatalf("b's session stats: %+v", st)
+	}
+	ab.waitProgress(t, 2000, "a → b after the handover")
+	ba.waitProgress(t, 2000, "b → a after the handover")
+	// b dialed the new connection, so it can now migrate it in place.
+	if err := b.MigratePeer(ctxTimeout(t), a.Name()); err != nil {
+		t.Fatalf("path migration after the handover: %v", err)
+	}
+	ab.stopAndCheck(t)
+	ba.stopAndCheck(t)
+	quiet := func(m any) bool { return isNodeDown(m) || isUnreachable(m) }
+	monA.none(t, "NodeDown or NodeUnreachable", quiet)
+	monB.none(t, "NodeDown or NodeUnreachable", quiet)
+}
+
+// TestMigrateRescuesDeadPathWithFullCongestionWindow: the old path dies
+// with a burst in flight, so quic-go cannot probe a new path (its
+// congestion window is full of data nothing will acknowledge,
+// TestMigrateAfterDeadPathFilledCongestionWindow in transport). MigratePeer
+// hands the session over to a new connection instead, within its timeout,
+// and nothing is lost.
+func TestMigrateRescuesDeadPathWithFullCongestionWindow(t *testing.T) {
+	const idle = 5 * time.Second
+	fa := adapter.NewFaulty(transport.UDPAdapter{Addr: "127.0.0.1:0"})
+	a, b := migrationPair(t, actors.Config{Transport: transport.Config{Adapter: fa, IdleTimeout: idle}},
+		actors.Config{Transport: transport.Config{IdleTimeout: idle}})
+	mon := monitorProbe(t, a, b.Name())
+	var bulk atomic.Int64
+	spawnNamed(t, b, actor.PropsFromFunc(func(c actor.Context) {
+		if _, ok := c.Message().(*wrapperspb.BytesValue); ok {
+			bulk.Add(1)
+		}
+	}), "bulk")
+	load := startSequenceLoad(t, a, b, 4, 256)
+	load.waitProgress(t, 2000, "before the path dies")
+
+	fa.SetBlackhole(true)
+	const bursts = 32
+	for range bursts { // 2 MiB into the dead path
+		a.Root().Send(actor.NewPID(b.Name(), "bulk"), wrapperspb.Bytes(make([]byte, 64<<10)))
+	}
+	load.waitStalled(t, 200*time.Millisecond)
+	start := time.Now()
+	if err := a.MigratePeer(ctxTimeout(t), b.Name(), dist.MigrationLocalAddr("127.0.0.2"), dist.MigrationTimeout(4*time.Second)); err != nil {
+		t.Fatalf("MigratePeer from a dead path: %v", err)
+	}
+	t.Logf("rescued %v after MigratePeer began", time.Since(start).Round(time.Millisecond))
+	load.waitProgress(t, 2000, "after the rescue")
+	load.stopAndCheck(t)
+	eventually(t, waitTimeout, func() bool { return bulk.Load() == bursts }, "%d bulk messages (got %d)", bursts, bulk.Load())
+	mon.none(t, "NodeDown", isNodeDown)
+	if st := a.SessionStats(b.Name()); st.DeadLettered != 0 || st.Sessions != 1 {
+		t.Fatalf("session stats: %+v", st)
+	}
 }
