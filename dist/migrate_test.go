@@ -443,6 +443,7 @@ func TestMigrateAllTwentyPeers(t *testing.T) {
 		spawnEcho(t, peers[i], "echo")
 	}
 	hub := startNode(t, "hub@localhost", actors.Config{Dist: dist.Config{DisableDNS: true, Peers: peersOf(peers...)}})
+	spawnEcho(t, hub, "echo-hub")
 	for _, p := range peers {
 		if err := hub.Connect(ctxTimeout(t), p.Name()); err != nil {
 			t.Fatal(err)
@@ -466,10 +467,15 @@ func TestMigrateAllTwentyPeers(t *testing.T) {
 		}
 		mustEcho(t, hub, actor.NewPID(p.Name(), "echo"), "after")
 	}
-	// The peers accepted their connections: they may not migrate them.
+	// The peers accepted their connections: theirs is a handover to a
+	// new connection, which they dial.
 	for peer, err := range peers[0].MigrateAll(ctx) {
-		if !errors.Is(err, dist.ErrMigrationNotAllowed) {
+		if err != nil {
 			t.Errorf("accepting side MigrateAll → %s: %v", peer, err)
 		}
+		if st := peers[0].SessionStats(peer); st.Resumptions != 1 {
+			t.Errorf("accepting side MigrateAll → %s: %+v", peer, st)
+		}
 	}
+	mustEcho(t, peers[0], actor.NewPID(hub.Name(), "echo-hub"), "after the handover")
 }
