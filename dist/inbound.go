@@ -133,9 +133,8 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 			br.Discard(used)
 		}
 		s.activity.Add(1)
-		select {
-		case s.ackSignal <- struct{}{}:
-		default:
+		if !s.ackPending.Load() && s.ackPending.CompareAndSwap(false, true) {
+			s.ackTimer.Reset(ackDelay)
 		}
 	}
 }
@@ -509,32 +508,18 @@ func (s *session) acknowledged(a *caskpb.SessionAck) error {
 	return nil
 }
 
-// ackDelay is how long the acker waits after a frame arrives before it
-// acknowledges: frames arriving meanwhile share one SessionAck.
+// ackDelay is how long a session waits after a data frame arrives before
+// it acknowledges: frames arriving meanwhile share one SessionAck. The
+// ack timer (session.ackTimer) runs ackTick; no goroutine waits for it.
 const ackDelay = 5 * time.Millisecond
 
-// runAcks sends SessionAck frames while the connection lives: after a data
-// frame arrives it waits ackDelay, then acknowledges every stream whose
-// position moved, in one control frame.
-func (s *session) runAcks() {
-	defer s.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for {
-		select {
-		case <-s.ackSignal:
-		case <-s.ctx.Done():
-			return
-		}
-		timer.Reset(ackDelay)
-		select {
-		case <-timer.C:
-		case <-s.ctx.Done():
-			timer.Stop()
-			return
-		}
-		s.flushAck()
+// ackTick acknowledges what arrived since the timer was armed.
+func (s *session) ackTick() {
+	s.ackPending.Store(false)
+	if s.ctx.Err() != nil {
+		return
 	}
+	s.flushAck()
 }
 
 // flushAck sends one SessionAck for every inbound stream whose position

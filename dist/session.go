@@ -46,10 +46,12 @@ type session struct {
 	prev  *session
 	// done is closed once every goroutine of this connection returned.
 	done chan struct{}
-	// ackSignal wakes the acker: a data frame arrived.
-	ackSignal chan struct{}
-	ackMu     sync.Mutex
-	acked     map[uint32]uint64 // positions last acknowledged, under ackMu
+	// ackTimer runs ackTick ackDelay after the first data frame since the
+	// last SessionAck (ackPending); acked is what that sent, under ackMu.
+	ackTimer   *time.Timer
+	ackPending atomic.Bool
+	ackMu      sync.Mutex
+	acked      map[uint32]uint64
 
 	controlReader *bufio.Reader // may hold bytes read past the handshake
 	role          transport.Role
@@ -104,13 +106,14 @@ func newSession(m *Manager, ep *endpoint, st *sessionState, conn *transport.Conn
 		inc: st.peerInc, caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
 		inboundDone: make(chan struct{}),
 		done:        make(chan struct{}),
-		ackSignal:   make(chan struct{}, 1),
 		maxSend:     m.cfg.MaxMessageSize,
 		counters:    ep.counters,
 	}
 	if st.lastConn != nil {
 		s.prev = st.lastConn
 	}
+	s.ackTimer = time.AfterFunc(time.Hour, s.ackTick)
+	s.ackTimer.Stop()
 	st.lastConn = s
 	if peerMax > 0 && int(peerMax) < s.maxSend {
 		s.maxSend = int(peerMax)
@@ -136,10 +139,6 @@ func (s *session) run(controller *actor.PID) {
 	go s.acceptData()
 	go s.readControl()
 	go s.acceptUser()
-	if s.state.sequenced {
-		s.wg.Add(1)
-		go s.runAcks()
-	}
 	s.mgr.wg.Add(1)
 	go func() {
 		defer s.mgr.wg.Done()
@@ -151,6 +150,7 @@ func (s *session) run(controller *actor.PID) {
 		s.closeWriters()
 		s.stopStreams()
 		s.wg.Wait()
+		s.ackTimer.Stop()
 		close(s.done)
 		s.mu.Lock()
 		err, reason := s.err, s.reason
