@@ -367,15 +367,13 @@ func (w *streamWriter) run() {
 	}
 	if w.sequenced && w.st.pendingFrames() {
 		// A resumed session: first what the peer has not acknowledged.
-		first, chunks := w.st.unacked()
+		first, frames := w.st.unacked()
 		if !openStream(first) {
 			return
 		}
-		for _, c := range chunks {
-			if _, err := stream.Write(c); err != nil {
-				w.s.fail(err)
-				return
-			}
+		if _, err := stream.Write(frames); err != nil {
+			w.s.fail(err)
+			return
 		}
 	}
 	var out []byte
@@ -385,14 +383,8 @@ func (w *streamWriter) run() {
 		case <-w.s.ctx.Done():
 			return
 		}
-		var spare []byte
-		if w.sequenced {
-			spare = w.st.spare()
-		} else {
-			spare = out[:0]
-		}
 		w.mu.Lock()
-		out, w.buf = w.buf, spare
+		out, w.buf = w.buf, out[:0]
 		first, frames := w.bufSeq, w.bufFrames
 		w.bufSeq, w.bufFrames = first+frames, 0
 		closing := w.closing && len(w.buf) == 0
@@ -400,8 +392,8 @@ func (w *streamWriter) run() {
 		w.drained.Broadcast()
 		if len(out) > 0 {
 			if w.sequenced {
-				// Kept before it is written: an acknowledgement may
-				// arrive as soon as it is.
+				// Kept (copied) before it is written: an
+				// acknowledgement may arrive as soon as it is.
 				w.st.keep(first, first+frames, out)
 			}
 			if !openStream(first) {
@@ -412,9 +404,6 @@ func (w *streamWriter) run() {
 				return
 			}
 			w.s.activity.Add(1)
-			if w.sequenced {
-				out = nil // the ring has it
-			}
 		}
 		if closing {
 			if stream != nil {

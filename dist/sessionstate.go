@@ -75,16 +75,21 @@ type outStream struct {
 	lastTypeID uint32
 
 	mu    sync.Mutex
-	acked uint64      // every frame below it was delivered
-	ring  []sentBatch // frames kept until acknowledged, in order
-	free  [][]byte    // buffers of acknowledged batches, for reuse
+	acked uint64 // every frame below it was delivered
+	// ring holds the frames from headSeq on, back to back, from offset
+	// head: written (or about to be) and not known to be delivered. A
+	// copy, so the writer reuses its buffers as before sessions. marks
+	// are the batch boundaries, for acknowledgements to cut at.
+	ring    []byte
+	head    int
+	headSeq uint64
+	marks   []ringMark
 }
 
-// sentBatch is frames first..end-1 of a stream, encoded back to back as
-// they were (or will be) written.
-type sentBatch struct {
-	first, end uint64
-	b          []byte
+// ringMark: the frames below end take ring[:off].
+type ringMark struct {
+	end uint64
+	off int
 }
 
 // inStream is one inbound data stream's session state.
@@ -96,8 +101,9 @@ type inStream struct {
 	ids      interner
 }
 
-// maxFreeBuffers bounds the spare buffers an outStream keeps.
-const maxFreeBuffers = 4
+// ringCompactAt: an acknowledgement moves the live part of a ring to its
+// start once this much before it is dead.
+const ringCompactAt = 64 << 10
 
 func newSessionID() uint64 {
 	for {
@@ -194,10 +200,11 @@ func (st *sessionState) applyPositions(ps []*caskpb.SessionPosition) error {
 // nextSeqLocked is the sequence number after the last frame kept; with o.mu
 // held and no writer using the stream.
 func (o *outStream) nextSeqLocked() uint64 {
-	if n := len(o.ring); n > 0 {
-		return max(o.ring[n-1].end, o.acked, o.nextSeq)
+	end := max(o.acked, o.nextSeq)
+	if n := len(o.marks); n > 0 {
+		end = max(end, o.marks[n-1].end)
 	}
-	return max(o.acked, o.nextSeq)
+	return end
 }
 
 // ack forgets the frames of stream index below received and reports
@@ -210,21 +217,32 @@ func (st *sessionState) ack(index int, received uint64) (unblocked bool) {
 		return false
 	}
 	o.acked = received
-	var freed int64
-	n := 0
-	for _, b := range o.ring {
-		if b.end > received {
+	n, cut := 0, o.head
+	for _, mk := range o.marks {
+		if mk.end > received {
 			break
 		}
-		freed += int64(len(b.b))
-		if len(o.free) < maxFreeBuffers && cap(b.b) <= 1<<20 {
-			o.free = append(o.free, b.b[:0])
-		}
+		cut, o.headSeq = mk.off, mk.end
 		n++
 	}
+	freed := int64(cut - o.head)
 	if n > 0 {
-		clear(o.ring[:n])
-		o.ring = o.ring[n:]
+		o.marks = o.marks[:copy(o.marks, o.marks[n:])]
+		o.head = cut
+		switch {
+		case o.head == len(o.ring):
+			o.ring, o.head = o.ring[:0], 0
+			o.marks = o.marks[:0]
+			if cap(o.ring) > 4<<20 {
+				o.ring = nil // a burst is over: do not hold its buffer
+			}
+		case o.head >= ringCompactAt && o.head >= len(o.ring)/2:
+			live := copy(o.ring, o.ring[o.head:])
+			for i := range o.marks {
+				o.marks[i].off -= o.head
+			}
+			o.ring, o.head = o.ring[:live], 0
+		}
 	}
 	o.mu.Unlock()
 	if freed == 0 {
@@ -235,49 +253,36 @@ func (st *sessionState) ack(index int, received uint64) (unblocked bool) {
 	return after < limit && after+freed >= limit
 }
 
-// keep records a batch of frames as sent (or about to be), until the
-// peer acknowledges them.
+// keep copies a batch of frames (first..end-1), written or about to be,
+// into the ring until the peer acknowledges them.
 func (o *outStream) keep(first, end uint64, b []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if end <= o.acked {
 		return
 	}
-	o.ring = append(o.ring, sentBatch{first: first, end: end, b: b})
+	if len(o.marks) == 0 && o.head == len(o.ring) {
+		o.ring, o.head, o.headSeq = o.ring[:0], 0, first
+	}
+	o.ring = append(o.ring, b...)
+	o.marks = append(o.marks, ringMark{end: end, off: len(o.ring)})
 }
 
-// spare returns a buffer of an acknowledged batch, or nil.
-func (o *outStream) spare() []byte {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if n := len(o.free); n > 0 {
-		b := o.free[n-1]
-		o.free[n-1] = nil
-		o.free = o.free[:n-1]
-		return b
+// liveLocked is the ring's frames from acked on; with o.mu held.
+func (o *outStream) liveLocked() []byte {
+	b := o.ring[o.head:]
+	if o.acked > o.headSeq {
+		b = skipFrames(b, int(o.acked-o.headSeq))
 	}
-	return nil
+	return b
 }
 
-// unacked returns the frames not acknowledged, from the first one on: what
-// a new connection's writer sends before anything else. The slices alias
-// the ring; only this stream's writer goroutine recycles them, after it
-// wrote them.
-func (o *outStream) unacked() (first uint64, chunks [][]byte) {
+// unacked returns a copy of the frames not acknowledged, from the first
+// one on: what a new connection's writer sends before anything else.
+func (o *outStream) unacked() (first uint64, frames []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	first = o.acked
-	for _, b := range o.ring {
-		if b.end <= o.acked {
-			continue
-		}
-		data := b.b
-		if b.first < o.acked {
-			data = skipFrames(data, int(o.acked-b.first))
-		}
-		chunks = append(chunks, data)
-	}
-	return first, chunks
+	return o.acked, append([]byte(nil), o.liveLocked()...)
 }
 
 // skipFrames drops the first n length-prefixed frames of b.
@@ -292,17 +297,12 @@ func skipFrames(b []byte, n int) []byte {
 	return b
 }
 
-// pendingFrames reports whether stream index has frames the peer has not
+// pendingFrames reports whether the stream has frames the peer has not
 // acknowledged (so a resumed connection must resend them).
 func (o *outStream) pendingFrames() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, b := range o.ring {
-		if b.end > o.acked {
-			return true
-		}
-	}
-	return false
+	return len(o.liveLocked()) > 0
 }
 
 // takeUndelivered empties every ring and returns the frames that were not
@@ -312,19 +312,8 @@ func (st *sessionState) takeUndelivered() (frames [][]byte, typeNames []map[uint
 	typeNames = make([]map[uint32]string, len(st.out))
 	for i, o := range st.out {
 		o.mu.Lock()
-		var all []byte
-		for _, b := range o.ring {
-			if b.end <= o.acked {
-				continue
-			}
-			data := b.b
-			if b.first < o.acked {
-				data = skipFrames(data, int(o.acked-b.first))
-			}
-			all = append(all, data...)
-		}
-		o.ring = nil
-		o.free = nil
+		all := append([]byte(nil), o.liveLocked()...)
+		o.ring, o.head, o.marks = nil, 0, nil
 		names := make(map[uint32]string, len(o.types))
 		for name, id := range o.types {
 			names[id] = name
