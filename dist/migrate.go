@@ -1,8 +1,11 @@
-// Connection migration requests (MigratePeer).
+// Connection migration requests (MigratePeer), and handovers.
 //
 // The manager actor routes a request to the peer's controller, which
 // queues it and runs one migration at a time on a goroutine counted by the
-// Manager, answering the requester from that goroutine.
+// Manager, answering the requester from that goroutine; or, where QUIC
+// path migration cannot serve, hands the session over to a new connection
+// it dials (startHandover) and answers when the peer resumed the session
+// on it (onHandoverDialed).
 //
 // Ownership: the migration queue belongs to the controller (Receive only);
 // the running migration's goroutine owns nothing but its reply.
@@ -46,14 +49,16 @@ var (
 	// PATH_RESPONSE) within the timeout. The old path keeps working;
 	// retrying, perhaps with a larger timeout, is fine.
 	ErrTimeout = errors.New("dist: migration timed out")
-	// ErrMigrationNotAllowed: this node may not migrate the connection.
-	// QUIC lets only the dialing side migrate (RFC 9000 §9): the
-	// connection to this peer was dialed by the peer, so only the peer can
-	// move it. Also returned when this node's DisableMigration is set.
+	// ErrMigrationNotAllowed: this node may not migrate the session: its
+	// DisableMigration is set, or it accepted the connection from a peer
+	// that cannot resume a session on a new connection (an older build),
+	// so no handover can replace QUIC path migration, which only the
+	// dialing side may do (RFC 9000 §9).
 	ErrMigrationNotAllowed = errors.New("dist: migration not allowed on this side")
 	// ErrMigrationLimit: the connection already used
 	// transport.MaxMigrationPaths migration sockets (quic-go keeps each
-	// until the connection ends). A new session starts afresh.
+	// until the connection ends) and the handover to a new connection
+	// failed too.
 	ErrMigrationLimit = errors.New("dist: migration limit reached for this connection")
 )
 
@@ -69,6 +74,15 @@ var (
 // by default, a socket on LocalAddr when set, or a socket opened by
 // Adapter (a relay, for instance). Setting both LocalAddr and Adapter is
 // an error. In-flight messages, watches and user streams ride through.
+//
+// Where QUIC path migration cannot serve, the session is handed over to a
+// new connection dialed from that socket instead, and the answer comes
+// once the new connection is authenticated and the peer resumed the
+// session on it: at once on the accepting side (QUIC lets only the
+// dialing side migrate), and on the dialing side when the new path did
+// not validate in half the Timeout (a dead path with a full congestion
+// window cannot be probed) or the connection reached quic-go's limits.
+// Nothing in flight is lost; user streams end with ErrConnectionLost.
 type MigratePeer struct {
 	Node string
 	// Timeout bounds path validation, counted from when the controller
