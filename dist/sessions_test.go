@@ -2,6 +2,7 @@ package dist_test
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -390,5 +391,65 @@ func TestMigrateRescuesDeadPathWithFullCongestionWindow(t *testing.T) {
 	mon.none(t, "NodeDown", isNodeDown)
 	if st := a.SessionStats(b.Name()); st.DeadLettered != 0 || st.Sessions != 1 {
 		t.Fatalf("session stats: %+v", st)
+	}
+}
+
+// TestSessionsWithAnOlderPeer: a peer that does not announce
+// CAPABILITY_SESSIONS (a build before sessions) still talks: nothing is
+// kept for acknowledgements it will never send, and the side that
+// accepted its connection cannot hand the session over.
+func TestSessionsWithAnOlderPeer(t *testing.T) {
+	start := func(name string, older bool, peers map[string]string) (*dist.Manager, *actor.ActorSystem, *transport.Transport) {
+		tr, err := transport.New(transport.Config{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Start(); err != nil {
+			t.Fatal(err)
+		}
+		system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger() }))
+		system.ProcessRegistry.Address = name
+		m, err := dist.New(system, tr, dist.Config{Name: name, Peers: peers, DisableDNS: true, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if older {
+			dist.WithoutSessions(m)
+		}
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = m.Stop()
+			_ = tr.Close()
+			system.Shutdown()
+		})
+		if _, err := system.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
+			if v, ok := c.Message().(*wrapperspb.Int64Value); ok {
+				c.Respond(v)
+			}
+		}), "echo"); err != nil {
+			t.Fatal(err)
+		}
+		return m, system, tr
+	}
+	modern, msys, mtr := start("modern@localhost", false, nil)
+	older, osys, _ := start("older@localhost", true, map[string]string{"modern@localhost": mtr.Addr().String()})
+	for i := range int64(200) {
+		if _, err := osys.Root.RequestFuture(actor.NewPID("modern@localhost", "echo"), wrapperspb.Int64(i), waitTimeout).Result(); err != nil {
+			t.Fatalf("older → modern %d: %v", i, err)
+		}
+		if _, err := msys.Root.RequestFuture(actor.NewPID("older@localhost", "echo"), wrapperspb.Int64(i), waitTimeout).Result(); err != nil {
+			t.Fatalf("modern → older %d: %v", i, err)
+		}
+	}
+	if st := modern.SessionStats("older@localhost"); st.Unacknowledged != 0 || st.Sessions != 1 {
+		t.Fatalf("modern's session with the older peer: %+v", st)
+	}
+	if err := modern.MigratePeer(ctxTimeout(t), "older@localhost"); !errors.Is(err, dist.ErrMigrationNotAllowed) {
+		t.Fatalf("accepting side MigratePeer with an older peer: %v, want ErrMigrationNotAllowed", err)
+	}
+	if err := older.MigratePeer(ctxTimeout(t), "modern@localhost"); err != nil {
+		t.Fatalf("the older peer's own path migration: %v", err)
 	}
 }
