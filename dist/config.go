@@ -63,8 +63,8 @@ const (
 	// connection, waiting to resume on a new one.
 	DefaultSessionGrace = 15 * time.Second
 	// DefaultSessionBuffer bounds the bytes of sent frames a session
-	// keeps until the peer acknowledges them.
-	DefaultSessionBuffer = 16 << 20
+	// keeps per data stream until the peer acknowledges them.
+	DefaultSessionBuffer = 8 << 20
 )
 
 // The reconnect backoff's shape: each failed attempt in a row multiplies
@@ -189,10 +189,12 @@ type Config struct {
 	// DefaultSessionGrace; negative ends the session with its
 	// connection, as before sessions (docs/dist.md, "Sessions").
 	SessionGrace time.Duration
-	// SessionBuffer bounds the bytes of frames a session keeps until the
-	// peer acknowledges them (they are resent on a new connection);
-	// senders block while it is full (back-pressure, as
-	// WriteBufferLimit). Default DefaultSessionBuffer.
+	// SessionBuffer bounds the bytes of frames a session keeps per data
+	// stream until the peer acknowledges them (they are resent on a new
+	// connection); senders to that stream block while it is full
+	// (back-pressure, as WriteBufferLimit; per stream, so a bulk transfer
+	// to one actor does not hold up messages to others). Default
+	// DefaultSessionBuffer.
 	SessionBuffer int
 	// ShutdownGrace bounds a graceful close. Default DefaultShutdownGrace.
 	ShutdownGrace time.Duration

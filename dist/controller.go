@@ -550,12 +550,10 @@ func (c *controller) establish(s *session, resumed bool) {
 	}
 	if resumed {
 		// What the peer has not acknowledged goes out first, before
-		// anything queued meanwhile (attach).
-		for i, w := range s.writers {
-			if c.st.out[i].pendingFrames() {
-				w.start()
-			}
-		}
+		// anything queued meanwhile (attach): once the previous
+		// connection's writers put what they held in the rings, every
+		// stream with frames to resend gets its writer started.
+		s.startResend()
 	}
 	c.ep.attach(s)
 	sc := c.m.sessionCounters(c.peer)

@@ -61,7 +61,7 @@
 // cumulatively (SessionAck on the control stream, from a timer armed by
 // the first frame since the last acknowledgement, ackDelay 5 ms), and the
 // sender keeps what is not acknowledged, at most Config.SessionBuffer
-// bytes (senders block past it). When a connection is lost (idle timeout,
+// bytes per data stream (senders to it block past it). When a connection is lost (idle timeout,
 // reset, dead path) the session waits Config.SessionGrace (default 15 s)
 // for a new one: monitors get NodeUnreachable at once, sends queue,
 // both sides reconnect with the reconnect backoff, and a connection whose

@@ -486,20 +486,15 @@ func (s *session) acknowledged(a *caskpb.SessionAck) error {
 	if !st.sequenced {
 		return nil
 	}
-	unblocked := false
 	for _, p := range a.GetPositions() {
 		i := int(p.GetIndex())
 		if i >= len(st.out) {
 			return fmt.Errorf("%w: acknowledgement for data stream %d of %d", ErrProtocol, i, len(st.out))
 		}
 		if st.ack(i, p.GetReceived()) {
-			unblocked = true
-		}
-	}
-	if unblocked {
-		for _, w := range s.writers {
 			// Under mu, so a sender between its check and its Wait
 			// cannot miss the wake-up.
+			w := s.writers[i]
 			w.mu.Lock()
 			w.mu.Unlock()
 			w.drained.Broadcast()

@@ -144,7 +144,7 @@ func (w *streamWriter) endFrame(f frameStart, targetRequestID uint32, header []s
 	o.nextSeq++
 	w.bufFrames++
 	if w.sequenced {
-		w.s.state.outstanding.Add(int64(len(w.buf) - f.start))
+		o.outstanding.Add(int64(len(w.buf) - f.start))
 	}
 	if c := w.s.counters; c != nil {
 		c.messagesSent.Add(1)
@@ -250,12 +250,12 @@ func newStreamWriter(s *session, index int, st *outStream, sequenced bool, open 
 }
 
 // lock takes mu and waits while the buffer is over WriteBufferLimit or
-// the session holds SessionBuffer bytes unacknowledged (back-pressure). It
+// the stream holds SessionBuffer bytes unacknowledged (back-pressure). It
 // returns false, unlocked, if the writer is closing.
 func (w *streamWriter) lock() bool {
 	w.mu.Lock()
 	for !w.closing && (len(w.buf) >= w.s.mgr.cfg.WriteBufferLimit ||
-		w.sequenced && w.s.state.outstanding.Load() >= int64(w.s.mgr.cfg.SessionBuffer)) {
+		w.sequenced && w.st.outstanding.Load() >= int64(w.s.mgr.cfg.SessionBuffer)) {
 		w.drained.Wait()
 	}
 	if w.closing {

@@ -161,6 +161,28 @@ func (s *session) run(controller *actor.PID) {
 	}()
 }
 
+// startResend starts, once the previous connection's goroutines ended,
+// the writer of every data stream with frames the peer has not
+// acknowledged: they are resent even if nothing new is sent.
+func (s *session) startResend() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if s.prev != nil {
+			select {
+			case <-s.prev.done:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		for i, w := range s.writers {
+			if s.state.out[i].pendingFrames() {
+				w.start()
+			}
+		}
+	}()
+}
+
 // fail ends the session abruptly with err. The first error wins.
 func (s *session) fail(err error) {
 	s.closeWith(err, reasonFor(err), transport.CodeInternal)
@@ -269,7 +291,7 @@ func (s *session) goodbye(reason caskpb.GoodbyeReason) {
 		// Wait for the acknowledgements, so what the peer read is not
 		// counted undelivered when the session ends.
 		tick := time.NewTicker(ackDelay)
-		for s.state.outstanding.Load() > 0 {
+		for s.state.unacknowledged() > 0 {
 			select {
 			case <-tick.C:
 			case <-timer.C:

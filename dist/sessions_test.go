@@ -453,3 +453,45 @@ func TestSessionsWithAnOlderPeer(t *testing.T) {
 		t.Fatalf("the older peer's own path migration: %v", err)
 	}
 }
+
+// TestSessionResendsWithoutNewTraffic: messages written into a connection
+// that dies are resent on the connection that resumes the session even
+// when nothing new is sent after it, and messages sent while no
+// connection was up follow them, all in order.
+func TestSessionResendsWithoutNewTraffic(t *testing.T) {
+	const idle = time.Second
+	fa := adapter.NewFaulty(transport.UDPAdapter{Addr: "127.0.0.1:0"})
+	a, b := migrationPair(t,
+		actors.Config{Transport: transport.Config{Adapter: fa, IdleTimeout: idle}},
+		actors.Config{Transport: transport.Config{IdleTimeout: idle}})
+	mon := monitorProbe(t, a, b.Name())
+	var recv countingReceiver
+	spawnCountingReceiver(t, b, "counted", &recv)
+	target := actor.NewPID(b.Name(), "counted")
+	a.Root().Send(target, wrapperspb.Int64(1))
+	eventually(t, waitTimeout, func() bool { got, _ := recv.snapshot(); return len(got) == 1 }, "the first message")
+
+	fa.SetBlackhole(true)
+	for i := int64(2); i <= 500; i++ { // into the connection that dies
+		a.Root().Send(target, wrapperspb.Int64(i))
+	}
+	mon.nextWithin(t, idle+waitTimeout, "NodeUnreachable", isUnreachable)
+	for i := int64(501); i <= 1000; i++ { // while no connection is up
+		a.Root().Send(target, wrapperspb.Int64(i))
+	}
+	fa.SetBlackhole(false)
+	mon.nextWithin(t, 2*waitTimeout, "NodeReachable", isReachable)
+	eventually(t, waitTimeout, func() bool { got, _ := recv.snapshot(); return len(got) == 1000 }, "all 1000 messages")
+	got, wrong := recv.snapshot()
+	for i := int64(1); i <= 1000; i++ {
+		if got[i] != 1 {
+			t.Fatalf("message %d delivered %d times", i, got[i])
+		}
+	}
+	if wrong != 0 {
+		t.Fatalf("%d deliveries out of order", wrong)
+	}
+	if st := a.SessionStats(b.Name()); st.DeadLettered != 0 || st.Resumptions != 1 {
+		t.Fatalf("session stats: %+v", st)
+	}
+}

@@ -6,9 +6,10 @@
 // frames are counted per pool index over the whole session, on whatever
 // connection they travel. The sender keeps each frame it wrote (or
 // buffered) in its stream's ring until the peer acknowledges it
-// (SessionAck, sent by the receiver's acker a few milliseconds after frames
-// arrive, cumulative per stream); the bytes kept are bounded by
-// Config.SessionBuffer, past which senders block (back-pressure). When a
+// (SessionAck, sent by the receiver's ack timer a few milliseconds after
+// frames arrive, cumulative per stream); the bytes kept per stream are
+// bounded by Config.SessionBuffer, past which senders to that stream block
+// (back-pressure). When a
 // connection is lost the controller keeps the sessionState for
 // Config.SessionGrace; a new connection whose handshake names it resumes
 // it: each side tells the other how far it has received, and each writer
@@ -55,9 +56,6 @@ type sessionState struct {
 	// by builds before sessions.
 	sequenced bool
 	out       []*outStream // by pool index, Config.DataStreams of them
-	// outstanding counts the bytes of frames appended and not yet
-	// acknowledged, over every stream (Config.SessionBuffer bounds it).
-	outstanding atomic.Int64
 	// lastConn is the newest connection's session; a resumed connection
 	// waits for its goroutines to end before it touches the streams.
 	lastConn *session
@@ -73,6 +71,9 @@ type outStream struct {
 	types      map[string]uint32 // protobuf full name → type id
 	lastType   string            // lastType and lastTypeID repeat the previous frame's entry of types
 	lastTypeID uint32
+	// outstanding counts the bytes of frames appended and not yet
+	// acknowledged (Config.SessionBuffer bounds it).
+	outstanding atomic.Int64
 
 	mu    sync.Mutex
 	acked uint64 // every frame below it was delivered
@@ -126,6 +127,16 @@ func newSessionState(m *Manager, peer string, localID, remoteID uint64, inc Inca
 		st.out[i] = &outStream{}
 	}
 	return st
+}
+
+// unacknowledged is the bytes of frames the peer has not acknowledged,
+// over every stream.
+func (st *sessionState) unacknowledged() int64 {
+	var n int64
+	for _, o := range st.out {
+		n += o.outstanding.Load()
+	}
+	return n
 }
 
 // positions is how many frames of each inbound stream were received, for
@@ -249,7 +260,7 @@ func (st *sessionState) ack(index int, received uint64) (unblocked bool) {
 		return false
 	}
 	limit := int64(st.m.cfg.SessionBuffer)
-	after := st.outstanding.Add(-freed)
+	after := o.outstanding.Add(-freed)
 	return after < limit && after+freed >= limit
 }
 
@@ -314,6 +325,7 @@ func (st *sessionState) takeUndelivered() (frames [][]byte, typeNames []map[uint
 		o.mu.Lock()
 		all := append([]byte(nil), o.liveLocked()...)
 		o.ring, o.head, o.marks = nil, 0, nil
+		o.outstanding.Store(0)
 		names := make(map[uint32]string, len(o.types))
 		for name, id := range o.types {
 			names[id] = name
@@ -321,7 +333,6 @@ func (st *sessionState) takeUndelivered() (frames [][]byte, typeNames []map[uint
 		o.mu.Unlock()
 		frames[i], typeNames[i] = all, names
 	}
-	st.outstanding.Store(0)
 	return frames, typeNames
 }
 
@@ -414,7 +425,8 @@ type SessionStats struct {
 	// new connection.
 	DeadLettered uint64
 	// Unacknowledged is the bytes of frames the peer has not yet
-	// acknowledged in the current session (bounded by SessionBuffer).
+	// acknowledged in the current session (each data stream's bounded by
+	// SessionBuffer).
 	Unacknowledged int64
 }
 
@@ -443,7 +455,7 @@ func (m *Manager) SessionStats(node string) SessionStats {
 	c := v.(*sessionCounters)
 	s := SessionStats{Sessions: c.sessions.Load(), Resumptions: c.resumptions.Load(), DeadLettered: c.deadLettered.Load()}
 	if st := c.live.Load(); st != nil {
-		s.Unacknowledged = st.outstanding.Load()
+		s.Unacknowledged = st.unacknowledged()
 	}
 	return s
 }
