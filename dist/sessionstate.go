@@ -300,7 +300,7 @@ func (o *outStream) unacked() (first uint64, frames []byte) {
 func skipFrames(b []byte, n int) []byte {
 	for ; n > 0 && len(b) > 0; n-- {
 		l, k := binary.Uvarint(b)
-		if k <= 0 || int(l) > len(b)-k {
+		if k <= 0 || l > uint64(len(b)-k) {
 			return nil
 		}
 		b = b[k+int(l):]
@@ -347,7 +347,7 @@ func (st *sessionState) deadLetterUndelivered(err error) int {
 	for i, b := range frames {
 		for len(b) > 0 {
 			l, k := binary.Uvarint(b)
-			if k <= 0 || int(l) > len(b)-k {
+			if k <= 0 || l > uint64(len(b)-k) {
 				break
 			}
 			frame := b[k : k+int(l)]
