@@ -152,11 +152,14 @@ func (n *Node) Disconnect(ctx context.Context, peer string) error {
 	return n.dist.Disconnect(ctx, peer)
 }
 
-// Nodes lists every node with a live session, sorted.
+// Nodes lists every node with a live session whose connection is up,
+// sorted (a session waiting for a new connection is not listed).
 func (n *Node) Nodes() []string { return n.dist.Nodes() }
 
-// MonitorNode sends dist.NodeUp / dist.NodeDown for peer (every peer when
-// empty) to watcher. If the session is up already, NodeUp is sent at once.
+// MonitorNode sends dist.NodeUp, dist.NodeUnreachable (the connection was
+// lost, the session waits for a new one), dist.NodeReachable (it resumed)
+// and dist.NodeDown for peer (every peer when empty) to watcher, in order.
+// If the session is up already, NodeUp is sent at once.
 func (n *Node) MonitorNode(peer string, watcher *actor.PID) { n.dist.MonitorNode(peer, watcher) }
 
 // DemonitorNode removes a monitor set with MonitorNode.

@@ -322,7 +322,8 @@ func (m *Manager) request(ctx context.Context, msg any) (any, error) {
 	return ask.Wait(ctx, m.system.Root.RequestFuture(m.pid, msg, timeout))
 }
 
-// Nodes lists every node with an open session, sorted.
+// Nodes lists every node with an open session whose connection is up
+// (not one waiting for a new connection after NodeUnreachable), sorted.
 func (m *Manager) Nodes() []string {
 	var out []string
 	m.endpoints.Range(func(k, v any) bool {
