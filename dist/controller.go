@@ -2,14 +2,18 @@
 //
 // One controller per peer, a child of the manager actor. It dials on
 // demand, settles simultaneous connects, establishes a session on the
-// endpoint, turns a lost session into Terminated and NodeDown, serves
-// migration (migrate.go), path statistics (pathstats.go) and remote spawn
-// (spawn.go), reaps an idle session, and retires itself and its endpoint
-// when the peer needs neither (retireIfUnused).
+// endpoint, keeps the session (sessionstate.go) through a lost connection
+// for SessionGrace and resumes it on a new one (connectionLost, adopt),
+// ends it in one place (endSession: Terminated, NodeDown, dead letters),
+// serves migration and handovers (migrate.go), path statistics
+// (pathstats.go) and remote spawn (spawn.go), reaps an idle session, and
+// retires itself and its endpoint when the peer needs neither
+// (retireIfUnused).
 //
 // Ownership: every field of controller is touched only from Receive. Work
-// that blocks (dial, handshake, migration, graceful close) runs on
-// goroutines that report back with messages.
+// that blocks (dial, handshake, migration, handover dial, graceful close,
+// dead-lettering an ended session) runs on goroutines that report back
+// with messages or touch only what they were handed.
 
 package dist
 

@@ -4,10 +4,13 @@
 // readData decodes each frame (wire.go) and deliver posts the message
 // straight to the target's mailbox with the original sender and headers.
 // readControl reads the control stream: delivery failures, goodbye,
-// membership, pins, remote spawn.
+// membership, pins, remote spawn, acknowledgements (SessionAck). Frames a
+// resumed stream repeats are dropped by position; the ack timer
+// acknowledges what arrived.
 //
-// Ownership: each reader owns its stream's type table, PID cache and
-// interner, without locks. Readers report session events (goodbye, spawn
+// Ownership: each reader holds its stream's inbound session state (type
+// table, PID cache, interner, received count; sessionstate.go) while it
+// reads, without locks; the count is atomic for the ack timer. Readers report session events (goodbye, spawn
 // requests and responses, the end of the session) to the controller as
 // messages. Two stated exceptions, each a hand-off point with its own lock:
 // the endpoint's watch tables, updated before a Watch, Unwatch or

@@ -1,16 +1,21 @@
 // The session's lifecycle.
 //
-// A session is the dist state shared with one peer over one QUIC
-// connection past both handshakes: the control stream, the data stream
+// A session value is one connection's part of the dist state shared with
+// a peer, past both handshakes: the control stream, the data stream
 // writers (outbound.go) and readers (inbound.go), the user streams
-// (streams.go). run starts its goroutines; closeWith ends it with a
-// reason; goodbye drains it before a graceful close. Once every goroutine
-// has returned, run reports sessionClosed to the controller.
+// (streams.go), the acknowledgement timer. What outlives the connection
+// (sequence numbers, unacknowledged frames, type tables) is its
+// sessionState (sessionstate.go). run starts its goroutines; closeWith
+// ends it with a reason; goodbye drains it before a graceful close. Once
+// every goroutine has returned, run closes done and reports sessionClosed
+// to the controller.
 //
 // Ownership: the controller owns the session: it creates, establishes and
 // retires it. The session's goroutines only do I/O and report back with
 // messages. The fields under mu (closing state, error, goodbye bookkeeping,
-// user stream count) are shared with those goroutines and with senders.
+// user stream count) are shared with those goroutines and with senders;
+// acked (the positions last acknowledged) is under ackMu, shared by the
+// acknowledgement timer and the goodbye.
 
 package dist
 
