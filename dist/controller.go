@@ -501,10 +501,11 @@ func (c *controller) onInbound(in *inboundHello) {
 		case inc != old.inc:
 			c.retire(ReasonRestarted, fmt.Errorf("peer restarted (incarnation %v → %v)", old.inc, Incarnation(h.GetIncarnation())))
 			old.closeWith(errors.New("peer restarted"), ReasonRestarted, transport.CodeDuplicate)
-		case resumes, old.role == transport.RoleAcceptor, c.m.name >= c.peer:
-			// The peer dialed again: it gave up on the old connection,
-			// or hands the session over to a new one. The session
-			// lives on if the new connection resumes it (below).
+		case resumes && h.GetHandover(), old.role == transport.RoleAcceptor, c.m.name >= c.peer:
+			// The peer hands the session over to a new connection, or
+			// dialed again because it gave up on the old one. The
+			// session lives on if the new connection resumes it
+			// (below).
 			c.dropConnection(old)
 			old.closeWith(errors.New("replaced by a new connection from the peer"), ReasonConnectionLost, transport.CodeDuplicate)
 		default:

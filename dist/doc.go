@@ -163,8 +163,10 @@
 // validated within half the timeout, as a dead path with a full
 // congestion window; quic-go's limits) the controller hands the session
 // over to a new connection it dials from the requested socket, and
-// answers once the peer resumed the session on it (a hello that resumes
-// the live session replaces its connection on the peer).
+// answers once the peer resumed the session on it (the hello says it is a
+// handover, so the peer replaces its live connection with it whichever
+// side dialed that one; a plain resuming hello meeting a live connection
+// follows the simultaneous-connect rule).
 // Migrations to one peer are queued and run in order; different peers
 // migrate concurrently. A peer without the migration capability in its
 // dist handshake is marked on the connection, which then refuses to

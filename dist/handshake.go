@@ -193,6 +193,7 @@ type resumeOffer struct {
 	localID  uint64
 	remoteID uint64
 	state    *sessionState // nil: nothing to resume
+	handover bool          // MigratePeer moves the live session (migrate.go)
 }
 
 func (o *resumeOffer) fill(h *caskpb.DistHello) {
@@ -201,7 +202,7 @@ func (o *resumeOffer) fill(h *caskpb.DistHello) {
 	}
 	h.SessionId = o.localID
 	if o.state != nil {
-		h.ResumeSessionId, h.Received = o.remoteID, o.state.positions()
+		h.ResumeSessionId, h.Received, h.Handover = o.remoteID, o.state.positions(), o.handover
 	}
 }
 

@@ -320,6 +320,7 @@ func (c *controller) startHandover(p *pendingMigration, cause error) {
 		adapter = transport.UDPAdapter{Addr: net.JoinHostPort(hostOf(local), "0")}
 	}
 	offer := c.resumeOffer()
+	offer.handover = true
 	c.handoverSeq++
 	c.handingOver = true
 	seq, m, peer, self := c.handoverSeq, c.m, c.peer, c.self

@@ -698,8 +698,12 @@ type DistHello struct {
 	// received.
 	ResumeSessionId uint64             `protobuf:"varint,10,opt,name=resume_session_id,json=resumeSessionId,proto3" json:"resume_session_id,omitempty"`
 	Received        []*SessionPosition `protobuf:"bytes,11,rep,name=received,proto3" json:"received,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// A handover (MigratePeer): the sender moves the session it resumes to
+	// this connection, so the receiver replaces its live connection with
+	// it, whichever side dialed that one.
+	Handover      bool `protobuf:"varint,12,opt,name=handover,proto3" json:"handover,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DistHello) Reset() {
@@ -807,6 +811,13 @@ func (x *DistHello) GetReceived() []*SessionPosition {
 		return x.Received
 	}
 	return nil
+}
+
+func (x *DistHello) GetHandover() bool {
+	if x != nil {
+		return x.Handover
+	}
+	return false
 }
 
 // DistWelcome answers DistHello.
@@ -2396,7 +2407,7 @@ const file_cask_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x10\n" +
 	"\x03tag\x18\x03 \x01(\tR\x03tag\x12%\n" +
 	"\x0ereceive_window\x18\x04 \x01(\rR\rreceiveWindow\x12\x1b\n" +
-	"\tfirst_seq\x18\x05 \x01(\x04R\bfirstSeq\"\x92\x03\n" +
+	"\tfirst_seq\x18\x05 \x01(\x04R\bfirstSeq\"\xae\x03\n" +
 	"\tDistHello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x1f\n" +
@@ -2412,7 +2423,8 @@ const file_cask_proto_rawDesc = "" +
 	"session_id\x18\t \x01(\x04R\tsessionId\x12*\n" +
 	"\x11resume_session_id\x18\n" +
 	" \x01(\x04R\x0fresumeSessionId\x124\n" +
-	"\breceived\x18\v \x03(\v2\x18.cask.v1.SessionPositionR\breceived\"\xa4\x03\n" +
+	"\breceived\x18\v \x03(\v2\x18.cask.v1.SessionPositionR\breceived\x12\x1a\n" +
+	"\bhandover\x18\f \x01(\bR\bhandover\"\xa4\x03\n" +
 	"\vDistWelcome\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12-\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x15.cask.v1.RejectReasonR\x06reason\x12\x16\n" +
