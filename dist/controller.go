@@ -364,9 +364,10 @@ func tooManyPeersDetail(maxPeers int) string {
 
 func (c *controller) log(args ...any) []any { return append([]any{"peer", c.peer}, args...) }
 
-// ensureDial starts a connect attempt unless one runs or a session is up.
+// ensureDial starts a connect attempt unless one runs, a session is up,
+// or a handover's dial will bring the session its new connection.
 func (c *controller) ensureDial() {
-	if c.state != stateIdle {
+	if c.state != stateIdle || c.handingOver {
 		return
 	}
 	if c.shutting || c.m.stopping.Load() {
