@@ -596,13 +596,20 @@ func (c *controller) retire(reason NodeDownReason, err error) {
 }
 
 // dropConnection detaches the current connection from the endpoint (sends
-// queue until the next one) and fails the remote spawns that waited on
-// it; the session itself (c.st) is untouched.
+// queue until the next one), closes its data writers and fails the remote
+// spawns that waited on it; the session itself (c.st) is untouched. Once
+// it returns no sender appends to the connection's streams any more, so a
+// new connection's writers may take over the session's sequence numbers
+// (the connection may have begun closing on its own goroutine, which
+// closes the writers too, but not necessarily yet).
 func (c *controller) dropConnection(s *session) {
 	c.sess = nil
 	s.retired.Store(true)
 	c.state = stateIdle
 	c.ep.detach(s)
+	for _, w := range s.writers {
+		w.close()
+	}
 	for id, reply := range c.spawns {
 		c.m.system.Root.Send(reply, &SpawnResult{Err: peerErr("spawn", c.peer, ErrConnectionLost)})
 		delete(c.spawns, id)
