@@ -247,7 +247,11 @@ func TestSessionGraceExpiredDeadLettersEveryUndeliveredMessage(t *testing.T) {
 	if ended == 0 || st.DeadLettered != uint64(ended) {
 		t.Fatalf("%d dead letters with ErrSessionEnded, SessionStats %+v", ended, st)
 	}
-	t.Logf("sent %d: %d delivered, %d dead letters (%d when the session ended)", sent, len(delivered), len(undelivered), ended)
+	_, full := undeliveredSeqs(dead, b.Name(), dist.ErrQueueFull)
+	_, unreachable := undeliveredSeqs(dead, b.Name(), dist.ErrUnreachable)
+	_, connect := undeliveredSeqs(dead, b.Name(), dist.ErrConnectFailed)
+	t.Logf("sent %d: %d delivered, %d dead letters: %d when the session ended, %d queue full, %d unreachable, %d connect failed",
+		sent, len(delivered), len(undelivered), ended, full, unreachable, connect)
 }
 
 // TestSessionPeerRestartDeadLettersEveryUndeliveredMessage: b crashes
