@@ -115,6 +115,8 @@ func knobs(t *testing.T) Config {
 			MaxLearnedAddrs:     10,
 			ShutdownGrace:       300 * time.Millisecond,
 			CountTraffic:        true,
+			SessionGrace:        20 * time.Second,
+			SessionBuffer:       4 << 20,
 		},
 		Membership: membership.Config{
 			ContactNodes:            []string{"b@localhost"},

@@ -21,16 +21,20 @@ var _ pathstats.Source = (*Node)(nil)
 // dist.MigrationAdapter (e.g. an adapter.Relayed). Errors match
 // dist.ErrNotConnected, dist.ErrNoConn, dist.ErrPeerDisableMigration
 // (terminal for this connection), dist.ErrTimeout (the old path keeps
-// working), dist.ErrMigrationNotAllowed (the peer dialed this connection:
-// only it can migrate). There is no limit on the number of migrations of
-// one connection. See docs/migration.md.
+// working), dist.ErrMigrationNotAllowed (this node's DisableMigration, or
+// the peer dialed this connection and cannot take a handover). There is
+// no limit on the number of migrations of one connection. Where QUIC
+// path migration cannot serve (this node accepted the connection, the
+// new path cannot be probed) the session is handed over to a new
+// connection from the requested address.
+// See docs/migration.md.
 func (n *Node) MigratePeer(ctx context.Context, peer string, opts ...dist.MigrateOption) error {
 	return n.dist.MigratePeer(ctx, peer, opts...)
 }
 
 // MigrateAll migrates the connection to every peer with a live session,
-// all at once, and returns each peer's result (nil on success). Peers
-// whose connection this node accepted answer dist.ErrMigrationNotAllowed.
+// all at once, and returns each peer's result (nil on success). Sessions
+// whose connection this node accepted are handed over to new connections.
 // A slow peer delays only its own result.
 func (n *Node) MigrateAll(ctx context.Context, opts ...dist.MigrateOption) map[string]error {
 	peers := n.dist.Nodes()

@@ -161,7 +161,8 @@ func (n *Node) Disconnect(ctx context.Context, peer string) error {
 	return n.dist.Disconnect(ctx, peer)
 }
 
-// Nodes lists every node with a live session, sorted.
+// Nodes lists every node with a live session whose connection is up,
+// sorted (a session waiting for a new connection is not listed).
 func (n *Node) Nodes() []string { return n.dist.Nodes() }
 
 // PeerInfo returns a snapshot of every peer the node holds an endpoint
@@ -170,8 +171,10 @@ func (n *Node) Nodes() []string { return n.dist.Nodes() }
 // counts. It asks no actor and never waits for the network.
 func (n *Node) PeerInfo() []dist.PeerInfo { return n.dist.PeerInfo() }
 
-// MonitorNode sends dist.NodeUp / dist.NodeDown for peer (every peer when
-// empty) to watcher. If the session is up already, NodeUp is sent at once.
+// MonitorNode sends dist.NodeUp, dist.NodeUnreachable (the connection was
+// lost, the session waits for a new one), dist.NodeReachable (it resumed)
+// and dist.NodeDown for peer (every peer when empty) to watcher, in order.
+// If the session is up already, NodeUp is sent at once.
 func (n *Node) MonitorNode(peer string, watcher *actor.PID) { n.dist.MonitorNode(peer, watcher) }
 
 // DemonitorNode removes a monitor set with MonitorNode.
@@ -205,6 +208,11 @@ func (n *Node) Unlink(a, b *actor.PID) error { return n.dist.Unlink(a, b) }
 // an actor linked with them arrives as a *dist.Exited message instead of
 // stopping them (Erlang's process_flag(trap_exit, true)).
 func TrapExits(props *actor.Props) *actor.Props { return dist.TrapExits(props) }
+
+// SessionStats returns what the sessions with peer did: sessions,
+// resumptions after a lost connection, messages dead-lettered when a
+// session ended, bytes not yet acknowledged (docs/dist.md, "Sessions").
+func (n *Node) SessionStats(peer string) dist.SessionStats { return n.dist.SessionStats(peer) }
 
 // Pin keeps the session to peer open against idle reaping until Unpin.
 func (n *Node) Pin(peer string) { n.dist.Pin(peer) }

@@ -59,6 +59,12 @@ const (
 	// DefaultReconnectBackoffMax bounds the backoff between connect
 	// attempts to an unreachable peer.
 	DefaultReconnectBackoffMax = 5 * time.Second
+	// DefaultSessionGrace is how long a session outlives a lost
+	// connection, waiting to resume on a new one.
+	DefaultSessionGrace = 15 * time.Second
+	// DefaultSessionBuffer bounds the bytes of sent frames a session
+	// keeps per data stream until the peer acknowledges them.
+	DefaultSessionBuffer = 8 << 20
 )
 
 // The reconnect backoff's shape: each failed attempt in a row multiplies
@@ -172,6 +178,24 @@ type Config struct {
 	// ErrTooManyPeers. Peers with a session are never affected. Default
 	// DefaultMaxPeers; it must leave room for membership's active view.
 	MaxPeers int
+	// SessionGrace is how long a session outlives a lost connection
+	// (idle timeout, dead path, reset): the peer is NodeUnreachable at
+	// once, both sides reconnect with the reconnect backoff, and a new
+	// connection within SessionGrace resumes the session with nothing
+	// lost, duplicated or reordered (NodeReachable). When it runs out the
+	// session ends: NodeDown, Terminated{AddressTerminated}, and every
+	// message not acknowledged is a dead letter (ErrSessionEnded). Sends
+	// meanwhile wait in the PendingLimit queue. Default
+	// DefaultSessionGrace; negative ends the session with its
+	// connection, as before sessions (docs/dist.md, "Sessions").
+	SessionGrace time.Duration
+	// SessionBuffer bounds the bytes of frames a session keeps per data
+	// stream until the peer acknowledges them (they are resent on a new
+	// connection); senders to that stream block while it is full
+	// (back-pressure, as WriteBufferLimit; per stream, so a bulk transfer
+	// to one actor does not hold up messages to others). Default
+	// DefaultSessionBuffer.
+	SessionBuffer int
 	// ShutdownGrace bounds a graceful close. Default DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	// DisableMigration is advertised in the handshake: peers must not
@@ -240,6 +264,12 @@ func (c Config) WithDefaults() Config {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
+	if c.SessionGrace == 0 {
+		c.SessionGrace = DefaultSessionGrace
+	}
+	if c.SessionBuffer == 0 {
+		c.SessionBuffer = DefaultSessionBuffer
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -298,6 +328,9 @@ func (c Config) Validate() error {
 	}
 	if c.WriteBufferLimit < 1 {
 		errs = append(errs, fielderr.New("WriteBufferLimit", "%d must be positive", c.WriteBufferLimit))
+	}
+	if c.SessionBuffer < 1 {
+		errs = append(errs, fielderr.New("SessionBuffer", "%d must be positive", c.SessionBuffer))
 	}
 	if c.MaxUserStreams < 1 {
 		errs = append(errs, fielderr.New("MaxUserStreams", "%d must be positive", c.MaxUserStreams))

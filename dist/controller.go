@@ -2,14 +2,18 @@
 //
 // One controller per peer, a child of the manager actor. It dials on
 // demand, settles simultaneous connects, establishes a session on the
-// endpoint, turns a lost session into Terminated and NodeDown, serves
-// migration (migrate.go), path statistics (pathstats.go) and remote spawn
-// (spawn.go), reaps an idle session, and retires itself and its endpoint
-// when the peer needs neither (retireIfUnused).
+// endpoint, keeps the session (sessionstate.go) through a lost connection
+// for SessionGrace and resumes it on a new one (connectionLost, adopt),
+// ends it in one place (endSession: Terminated, NodeDown, dead letters),
+// serves migration and handovers (migrate.go), path statistics
+// (pathstats.go) and remote spawn (spawn.go), reaps an idle session, and
+// retires itself and its endpoint when the peer needs neither
+// (retireIfUnused).
 //
 // Ownership: every field of controller is touched only from Receive. Work
-// that blocks (dial, handshake, migration, graceful close) runs on
-// goroutines that report back with messages.
+// that blocks (dial, handshake, migration, handover dial, graceful close,
+// dead-lettering an ended session) runs on goroutines that report back
+// with messages or touch only what they were handed.
 
 package dist
 
@@ -60,6 +64,8 @@ type (
 	}
 	reapTick  struct{}
 	dupRedial struct{ seq uint64 }
+	// graceExpired: the SessionGrace timer armed with seq fired.
+	graceExpired struct{ seq uint64 }
 	// backoffTick: the reconnect backoff timer armed with seq fired.
 	backoffTick struct{ seq uint64 }
 )
@@ -100,12 +106,22 @@ type controller struct {
 	peer string
 	self *actor.PID
 
-	state      ctrlState
-	sess       *session
-	dialSeq    uint64
-	dialCancel context.CancelFunc
-	dupRedials int
-	knownInc   Incarnation
+	state ctrlState
+	// sess is the current connection's part of the session; st the part
+	// that outlives it (sessionstate.go), nil when there is no session.
+	// While the connection is lost st lives on for SessionGrace without
+	// sess (unreachable: NodeUnreachable was published).
+	sess        *session
+	st          *sessionState
+	graceTimer  *time.Timer
+	graceSeq    uint64
+	unreachable bool
+	lostReason  NodeDownReason
+	lostErr     error
+	dialSeq     uint64
+	dialCancel  context.CancelFunc
+	dupRedials  int
+	knownInc    Incarnation
 
 	waiters   []*actor.PID // Connect requests waiting for the session
 	spawnSeq  uint64
@@ -115,6 +131,11 @@ type controller struct {
 	pendingControl []*caskpb.Control
 
 	migrations migrationQueue // MigratePeer requests (migrate.go)
+	// handoverSeq numbers handovers, so a stale one's result is dropped.
+	handoverSeq uint64
+	// handingOver: a handover's dial runs; the old connection's end
+	// then waits for it instead of being reported unreachable.
+	handingOver bool
 
 	// Reconnect backoff: failures in a row, the current phase, its timer
 	// (messages carry backoffSeq so a stopped timer's tick is ignored)
@@ -203,6 +224,10 @@ func (c *controller) receive(ctx actor.Context) {
 		c.onMigratePeer(msg, ctx.Sender())
 	case *migrateDone:
 		c.onMigrateDone()
+	case *handoverNeeded:
+		c.startHandover(msg.p, msg.cause)
+	case *handoverDialed:
+		c.onHandoverDialed(msg)
 	case *GetPathStats:
 		ctx.Respond(c.pathStats())
 	case *Disconnect:
@@ -223,11 +248,19 @@ func (c *controller) receive(ctx actor.Context) {
 	case *sessionClosed:
 		c.m.log.Debug("session closed", "peer", c.peer, "reason", msg.reason, "err", msg.err)
 		if msg.s == c.sess {
+			if c.resumable(msg.reason) {
+				c.connectionLost(msg.s, msg.reason, msg.err)
+				return
+			}
 			c.retire(msg.reason, msg.err)
 			if c.ep.hasPending() || len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 {
 				c.ensureDial()
 			}
 			c.retireIfUnused()
+		}
+	case *graceExpired:
+		if msg.seq == c.graceSeq {
+			c.onGraceExpired()
 		}
 	case *peerGoodbye:
 		if msg.s == c.sess {
@@ -261,6 +294,8 @@ func (c *controller) receive(ctx actor.Context) {
 		if s := c.sess; s != nil {
 			c.retire(ReasonShutdown, nil)
 			c.closeGracefully(s, caskpb.GoodbyeReason_GOODBYE_REASON_SHUTDOWN, true)
+		} else {
+			c.endSession(ReasonShutdown, ErrStopped, true)
 		}
 		c.failWaiting(ErrStopped)
 		c.failMigrations(ErrStopped)
@@ -280,7 +315,10 @@ func (c *controller) receive(ctx actor.Context) {
 			}
 			c.retire(reason, nil)
 			s.closeWith(errors.New("controller stopped"), reason, transport.CodeInternal)
+		} else {
+			c.endSession(ReasonShutdown, ErrStopped, true)
 		}
+		c.stopGrace()
 		c.failWaiting(ErrStopped)
 		c.failMigrations(ErrStopped)
 		c.releaseSlot()
@@ -326,9 +364,10 @@ func tooManyPeersDetail(maxPeers int) string {
 
 func (c *controller) log(args ...any) []any { return append([]any{"peer", c.peer}, args...) }
 
-// ensureDial starts a connect attempt unless one runs or a session is up.
+// ensureDial starts a connect attempt unless one runs, a session is up,
+// or a handover's dial will bring the session its new connection.
 func (c *controller) ensureDial() {
-	if c.state != stateIdle {
+	if c.state != stateIdle || c.handingOver {
 		return
 	}
 	if c.shutting || c.m.stopping.Load() {
@@ -352,15 +391,25 @@ func (c *controller) ensureDial() {
 	seq := c.dialSeq
 	ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.ConnectTimeout)
 	c.dialCancel = cancel
+	offer := c.resumeOffer()
 	self, root, m, peer := c.self, c.m.system.Root, c.m, c.peer
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer cancel()
-		res := m.dial(ctx, peer)
-		res.seq = seq
+		res := m.dial(ctx, peer, offer, nil)
+		res.seq, res.offer = seq, offer
 		root.Send(self, res)
 	}()
+}
+
+// resumeOffer is what the next hello says about the session: resume the
+// one that lost its connection, if any, else start one with a new id.
+func (c *controller) resumeOffer() *resumeOffer {
+	if st := c.st; st != nil && st.sequenced {
+		return &resumeOffer{localID: st.localID, remoteID: st.remoteID, state: st}
+	}
+	return &resumeOffer{localID: newSessionID()}
 }
 
 func (c *controller) onDialResult(r *dialResult) {
@@ -388,7 +437,36 @@ func (c *controller) onDialResult(r *dialResult) {
 		return
 	}
 	w := r.welcome
-	c.establish(newSession(c.m, c.ep, r.conn, r.controlStream, r.controlReader, w.GetIncarnation(), w.GetCapabilities(), w.GetMaxMessageSize()))
+	inc := Incarnation(w.GetIncarnation())
+	resumed := r.offer != nil && r.offer.state != nil && r.offer.state == c.st && w.GetResumed() &&
+		w.GetSessionId() == c.st.remoteID && inc == c.st.peerInc
+	resumed = c.adopt(resumed, r.offer.localID, w.GetSessionId(), inc, w.GetCapabilities(), w.GetReceived())
+	c.establish(newSession(c.m, c.ep, c.st, r.conn, r.controlStream, r.controlReader, w.GetCapabilities(), w.GetMaxMessageSize()), resumed)
+}
+
+// adopt settles which session a new connection carries: the current one,
+// when both sides asked to resume it (resumed) and the peer's positions
+// fit, or a new one with the given ids, after ending the current one (the
+// peer restarted or no longer has it). It reports whether the current one
+// is resumed.
+func (c *controller) adopt(resumed bool, localID, remoteID uint64, inc Incarnation, caps uint64, positions []*caskpb.SessionPosition) bool {
+	if resumed {
+		err := c.st.applyPositions(positions)
+		if err == nil {
+			return true
+		}
+		c.m.log.Warn("cannot resume the session", c.log("err", err)...)
+	}
+	if st := c.st; st != nil {
+		reason, err := ReasonConnectionLost, errors.New("the peer did not resume the session")
+		if inc != st.peerInc {
+			reason, err = ReasonRestarted, fmt.Errorf("peer restarted (incarnation %v → %v)", st.peerInc, inc)
+		}
+		c.endSession(reason, err, true)
+	}
+	c.st = newSessionState(c.m, c.peer, localID, remoteID, inc, caps)
+	c.m.sessionCounters(c.peer).live.Store(c.st)
+	return false
 }
 
 // onInbound decides whether to accept an inbound connection. Simultaneous
@@ -414,23 +492,26 @@ func (c *controller) onInbound(in *inboundHello) {
 		reject(caskpb.RejectReason_REJECT_REASON_TOO_MANY_PEERS, tooManyPeersDetail(c.m.cfg.MaxPeers))
 		return
 	}
+	inc := Incarnation(h.GetIncarnation())
+	resumes := c.st != nil && c.st.sequenced && h.GetResumeSessionId() == c.st.localID &&
+		h.GetSessionId() == c.st.remoteID && inc == c.st.peerInc
 	switch c.state {
 	case stateConnected:
 		old := c.sess
 		switch {
-		case Incarnation(h.GetIncarnation()) != old.inc:
+		case inc != old.inc:
 			c.retire(ReasonRestarted, fmt.Errorf("peer restarted (incarnation %v → %v)", old.inc, Incarnation(h.GetIncarnation())))
 			old.closeWith(errors.New("peer restarted"), ReasonRestarted, transport.CodeDuplicate)
-		case old.role == transport.RoleAcceptor:
-			// The peer dialed again: it gave up on the old connection.
-			c.retire(ReasonConnectionLost, errors.New("peer replaced the connection"))
+		case resumes && h.GetHandover(), old.role == transport.RoleAcceptor, c.m.name >= c.peer:
+			// The peer hands the session over to a new connection, or
+			// dialed again because it gave up on the old one. The
+			// session lives on if the new connection resumes it
+			// (below).
+			c.dropConnection(old)
 			old.closeWith(errors.New("replaced by a new connection from the peer"), ReasonConnectionLost, transport.CodeDuplicate)
-		case c.m.name < c.peer:
+		default:
 			reject(caskpb.RejectReason_REJECT_REASON_DUPLICATE, "a connection dialed by "+c.m.name+" is up")
 			return
-		default:
-			c.retire(ReasonConnectionLost, errors.New("peer replaced the connection"))
-			old.closeWith(errors.New("replaced by a new connection from the peer"), ReasonConnectionLost, transport.CodeDuplicate)
 		}
 	case stateDialing:
 		if c.m.name < c.peer {
@@ -441,12 +522,18 @@ func (c *controller) onInbound(in *inboundHello) {
 		c.dialSeq++ // the running attempt's result is now stale
 		c.state = stateIdle
 	}
-	s := newSession(c.m, c.ep, in.conn, in.controlStream, in.controlReader, h.GetIncarnation(), h.GetCapabilities(), h.GetMaxMessageSize())
-	c.m.writeWelcome(s, h)
-	c.establish(s)
+	resumed := resumes && c.st != nil // c.st is gone if the old connection's end ended it
+	var localID uint64
+	if !c.m.withoutSessions {
+		localID = newSessionID()
+	}
+	resumed = c.adopt(resumed, localID, h.GetSessionId(), inc, h.GetCapabilities(), h.GetReceived())
+	s := newSession(c.m, c.ep, c.st, in.conn, in.controlStream, in.controlReader, h.GetCapabilities(), h.GetMaxMessageSize())
+	c.m.writeWelcome(s, h, resumed)
+	c.establish(s, resumed)
 }
 
-func (c *controller) establish(s *session) {
+func (c *controller) establish(s *session, resumed bool) {
 	if c.knownInc != 0 && c.knownInc != s.inc {
 		c.m.log.Info("peer is a new incarnation", c.log("old", c.knownInc, "new", s.inc)...)
 	}
@@ -454,6 +541,7 @@ func (c *controller) establish(s *session) {
 	if ctr := c.ep.counters; ctr != nil {
 		ctr.sessions.Add(1)
 	}
+	c.stopGrace()
 	c.endBackoff()
 	c.failures = 0
 	c.state = stateConnected
@@ -466,9 +554,27 @@ func (c *controller) establish(s *session) {
 	if c.ep.pins.Load() > 0 {
 		_ = s.sendControl(&caskpb.Control{Body: &caskpb.Control_SessionPin{SessionPin: &caskpb.SessionPin{Pinned: true}}})
 	}
+	if resumed {
+		// What the peer has not acknowledged goes out first, before
+		// anything queued meanwhile (attach): once the previous
+		// connection's writers put what they held in the rings, every
+		// stream with frames to resend gets its writer started.
+		s.startResend()
+	}
 	c.ep.attach(s)
-	c.m.log.Info("session up", c.log("role", s.role, "remote", addrString(s.conn.RemoteAddr()))...)
-	c.m.system.Root.Send(c.m.pid, &nodeEvent{up: &NodeUp{Node: c.peer, Incarnation: s.inc}})
+	sc := c.m.sessionCounters(c.peer)
+	if resumed {
+		sc.resumptions.Add(1)
+		c.m.log.Info("session resumed", c.log("role", s.role, "remote", addrString(s.conn.RemoteAddr()))...)
+		if c.unreachable {
+			c.unreachable = false
+			c.event(&NodeReachable{Node: c.peer})
+		}
+	} else {
+		sc.sessions.Add(1)
+		c.m.log.Info("session up", c.log("role", s.role, "remote", addrString(s.conn.RemoteAddr()))...)
+		c.event(&NodeUp{Node: c.peer, Incarnation: s.inc})
+	}
 	for _, w := range c.waiters {
 		c.m.system.Root.Send(w, &ConnectResult{Node: c.peer})
 	}
@@ -480,34 +586,160 @@ func (c *controller) establish(s *session) {
 	c.pendingControl = nil
 }
 
-// retire detaches the current session: senders stop using it, watches
-// across it end with Terminated(AddressTerminated) for local watchers and
-// Unwatch for local watchees, links across it end with an exit signal to
-// the local partner (links.sessionEnded: noconnection, or shutdown after
-// the peer's goodbye), and monitors get NodeDown.
+// retire ends the session with its connection: senders stop using it and
+// endSession ends the rest.
 func (c *controller) retire(reason NodeDownReason, err error) {
-	s := c.sess
-	if s == nil {
-		return
+	if s := c.sess; s != nil {
+		c.dropConnection(s)
 	}
+	c.endSession(reason, err, false)
+}
+
+// dropConnection detaches the current connection from the endpoint (sends
+// queue until the next one), closes its data writers and fails the remote
+// spawns that waited on it; the session itself (c.st) is untouched. Once
+// it returns no sender appends to the connection's streams any more, so a
+// new connection's writers may take over the session's sequence numbers
+// (the connection may have begun closing on its own goroutine, which
+// closes the writers too, but not necessarily yet).
+func (c *controller) dropConnection(s *session) {
 	c.sess = nil
 	s.retired.Store(true)
 	c.state = stateIdle
-	out, in := c.ep.detach(s)
-	c.endWatches(out, in)
-	c.m.links.sessionEnded(c.peer, reason)
+	c.ep.detach(s)
+	for _, w := range s.writers {
+		w.close()
+	}
 	for id, f := range c.spawns {
 		if f.replyTo != nil {
 			c.m.system.Root.Send(f.replyTo, &SpawnResult{Err: peerErr("spawn", c.peer, ErrConnectionLost)})
 		}
 		delete(c.spawns, id)
 	}
+}
+
+// resumable reports whether a connection that closed for reason leaves a
+// session waiting for a new connection (Config.SessionGrace).
+func (c *controller) resumable(reason NodeDownReason) bool {
+	return reason == ReasonConnectionLost && c.st != nil && c.st.sequenced && c.m.cfg.SessionGrace > 0 &&
+		!c.shutting && !c.m.stopping.Load()
+}
+
+// connectionLost keeps the session of a lost connection for SessionGrace:
+// monitors hear NodeUnreachable, sends queue, and the controller
+// reconnects at once (then with the reconnect backoff).
+func (c *controller) connectionLost(s *session, reason NodeDownReason, err error) {
+	if s != nil {
+		c.dropConnection(s)
+	}
+	c.lostReason, c.lostErr = reason, err
+	if c.handingOver {
+		// The handover's new connection is on its way (or its failure
+		// calls this again).
+		c.m.log.Info("connection ended during a handover", c.log("err", err)...)
+		c.armGrace()
+		return
+	}
+	c.m.log.Info("connection lost, session kept", c.log("grace", c.m.cfg.SessionGrace, "err", err)...)
+	if !c.unreachable {
+		c.unreachable = true
+		c.event(&NodeUnreachable{Node: c.peer, Err: err})
+	}
+	c.armGrace()
+	c.ensureDial()
+}
+
+func (c *controller) armGrace() {
+	c.stopGrace()
+	seq, self, root := c.graceSeq, c.self, c.m.system.Root
+	c.graceTimer = time.AfterFunc(c.m.cfg.SessionGrace, func() { root.Send(self, &graceExpired{seq: seq}) })
+}
+
+func (c *controller) stopGrace() {
+	if c.graceTimer != nil {
+		c.graceTimer.Stop()
+		c.graceTimer = nil
+	}
+	c.graceSeq++
+}
+
+// onGraceExpired ends a session that found no new connection within
+// SessionGrace.
+func (c *controller) onGraceExpired() {
+	c.graceTimer = nil
+	if c.st == nil || c.sess != nil {
+		return
+	}
+	if c.state == stateDialing {
+		// Its hello offered to resume the session that now ends.
+		c.dialCancel()
+		c.dialSeq++
+		c.state = stateIdle
+	}
+	err := fmt.Errorf("no new connection within the session grace window (%v): %w", c.m.cfg.SessionGrace, c.lostErr)
+	if c.lostErr == nil {
+		err = fmt.Errorf("no new connection within the session grace window (%v)", c.m.cfg.SessionGrace)
+	}
+	c.endSession(c.lostReason, err, true)
+	c.retireIfUnused()
+}
+
+// endSession is where a session ends, whatever the cause (grace window
+// over, peer restarted, Disconnect, Stop, an unresumable close): watches
+// across it end (Terminated{AddressTerminated} to local watchers, Unwatch
+// to local watchees), monitors get NodeDown, and every message the peer
+// did not acknowledge is a dead letter (ErrSessionEnded with the reason),
+// counted in SessionStats. With queued, messages waiting in the endpoint
+// for a new connection are too. Anything else that must happen when a
+// session ends belongs here.
+func (c *controller) endSession(reason NodeDownReason, err error, queued bool) {
+	st := c.st
+	if st == nil {
+		return
+	}
+	c.st = nil
+	c.stopGrace()
+	c.unreachable = false
+	out, in := c.ep.takeWatches()
+	c.endWatches(out, in)
+	// Links across the session end with an exit signal to the local
+	// partner: noconnection, or shutdown after the peer's goodbye.
+	c.m.links.sessionEnded(c.peer, reason)
 	if err != nil {
 		c.m.log.Info("session down", c.log("reason", reason, "err", err)...)
 	} else {
 		c.m.log.Info("session down", c.log("reason", reason)...)
 	}
-	c.m.system.Root.Send(c.m.pid, &nodeEvent{down: &NodeDown{Node: c.peer, Reason: reason, Err: err}})
+	c.event(&NodeDown{Node: c.peer, Reason: reason, Err: err})
+	sc := c.m.sessionCounters(c.peer)
+	sc.live.CompareAndSwap(st, nil)
+	why := &sessionEndedError{reason: reason, cause: err}
+	if queued {
+		_, n := c.ep.failPending(why)
+		sc.deadLettered.Add(uint64(n))
+	}
+	if !st.sequenced {
+		return
+	}
+	last, m := st.lastConn, c.m
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if last != nil {
+			<-last.done // its writers put what they held in the rings
+		}
+		if n := st.deadLetterUndelivered(why); n > 0 {
+			sc.deadLettered.Add(uint64(n))
+			m.log.Info("messages not acknowledged when the session ended are dead letters",
+				"peer", st.peer, "count", n, "reason", reason)
+		}
+	}()
+}
+
+// event publishes a node event (NodeUp, NodeUnreachable, NodeReachable,
+// NodeDown) to monitors, through the manager actor, in order.
+func (c *controller) event(msg any) {
+	c.m.system.Root.Send(c.m.pid, &nodeEvent{node: c.peer, msg: msg})
 }
 
 func (c *controller) endWatches(out, in map[string]map[string]*actor.PID) {
@@ -540,7 +772,7 @@ func (c *controller) connectFailed(err error) {
 		c.m.log.Warn("connect failed", c.log("err", err)...)
 	}
 	c.failWaiting(err)
-	c.m.system.Root.Send(c.m.pid, &nodeEvent{down: &NodeDown{Node: c.peer, Reason: ReasonConnectFailed, Err: err}})
+	c.event(&NodeDown{Node: c.peer, Reason: ReasonConnectFailed, Err: err})
 }
 
 // attemptFailed handles a failed connect attempt: it draws the next
@@ -552,6 +784,16 @@ func (c *controller) connectFailed(err error) {
 func (c *controller) attemptFailed(err error) {
 	c.failures++
 	c.lastDelay = reconnectDelay(c.failures, c.m.cfg.ReconnectBackoffMin, c.m.cfg.ReconnectBackoffMax, rand.Float64())
+	if c.st != nil && !c.shutting && !c.m.stopping.Load() {
+		// A session waits for a new connection: sends keep queueing and
+		// nothing is reported down until its grace window runs out; only
+		// who waited for this attempt hears of it.
+		c.m.log.Debug("reconnect failed, session kept", c.log("err", err, "retry_in", c.lastDelay)...)
+		c.answerWaiters(peerErr("connect", c.peer, err))
+		c.backoff = backoffWaiting
+		c.armBackoff(c.lastDelay)
+		return
+	}
 	if !c.shutting && !c.m.stopping.Load() {
 		c.ep.setUnreachable(&unreachableError{connectErr: peerErr("connect", c.peer, err), retryIn: c.lastDelay})
 		c.backoff = backoffWaiting
@@ -572,7 +814,7 @@ func (c *controller) onBackoffTick() {
 	case backoffWaiting:
 		c.ep.setUnreachable(nil)
 		c.backoff = backoffRemembering
-		if c.ep.hasPending() || len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 {
+		if c.st != nil || c.ep.hasPending() || len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 {
 			c.ensureDial()
 			return
 		}
@@ -629,6 +871,17 @@ func (c *controller) disconnect() *DisconnectResult {
 	c.endBackoff()
 	c.failures = 0
 	s := c.sess
+	if s == nil && c.st != nil {
+		// The session waits for a new connection: end it now.
+		if c.state == stateDialing {
+			c.dialCancel()
+			c.dialSeq++
+			c.state = stateIdle
+		}
+		c.endSession(ReasonDisconnected, nil, true)
+		c.retireIfUnused()
+		return &DisconnectResult{Node: c.peer}
+	}
 	if s == nil || c.state != stateConnected {
 		c.retireIfUnused()
 		return &DisconnectResult{Node: c.peer, Err: peerErr("disconnect", c.peer, ErrNotConnected)}
@@ -643,8 +896,15 @@ func (c *controller) disconnect() *DisconnectResult {
 }
 
 func (c *controller) failWaiting(err error) {
-	out := c.ep.failPending(err)
+	out, _ := c.ep.failPending(err)
 	c.endWatches(out, nil)
+	c.answerWaiters(err)
+	c.pendingControl = nil
+}
+
+// answerWaiters answers the Connect and Spawn requests waiting for a
+// session with err.
+func (c *controller) answerWaiters(err error) {
 	for _, w := range c.waiters {
 		c.m.system.Root.Send(w, &ConnectResult{Node: c.peer, Err: err})
 	}
@@ -655,7 +915,6 @@ func (c *controller) failWaiting(err error) {
 		}
 	}
 	c.spawnWait = nil
-	c.pendingControl = nil
 }
 
 // retireIfUnused retires the endpoint and then this controller when the
@@ -667,7 +926,7 @@ func (c *controller) failWaiting(err error) {
 // manager actor is told and stops this controller after the messages
 // already routed here (forwarded back to it, see Receive).
 func (c *controller) retireIfUnused() {
-	if c.retired || c.shutting || c.state != stateIdle || c.sess != nil || c.backoff != backoffNone ||
+	if c.retired || c.shutting || c.state != stateIdle || c.sess != nil || c.st != nil || c.backoff != backoffNone ||
 		len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 || len(c.spawns) > 0 ||
 		c.migrations.running || len(c.migrations.waiting) > 0 {
 		return

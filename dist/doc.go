@@ -6,8 +6,10 @@
 //
 // The words, used the same way in code, docs and logs (docs/architecture.md
 // has the glossary): a peer is a remote node; a connection is one QUIC
-// connection to it; a session is the dist state shared with the peer over
-// a connection (control stream, data streams, type tables, user streams);
+// connection to it; a session is the dist state shared with the peer
+// (sequence numbers, unacknowledged frames, type tables, watches), which
+// outlives a lost connection for Config.SessionGrace (session.go holds a
+// connection's part of it, sessionstate.go the part that outlives it);
 // the controller is the actor that owns one peer's session; the endpoint
 // is the protoactor Process behind every PID of that peer.
 //
@@ -25,8 +27,10 @@
 // The controller dials through the discovery chain (static map,
 // Config.Resolvers, directory of endpoint files, learned addresses, DNS;
 // connect errors name the source of each address tried, SourcedAddr),
-// runs the dist handshake, settles simultaneous connects, and turns a
-// lost session into Terminated and NodeDown. Both sides of a handshake
+// runs the dist handshake, settles simultaneous connects, resumes a
+// session whose connection was lost, and turns a session's end into
+// Terminated and NodeDown (controller.endSession, the one place a session
+// ends). Both sides of a handshake
 // learn the peer's address once its identity is proved (LearnedAddrs,
 // AdvertisedAddr; membership adds what its messages carry). After a
 // failed connect attempt the controller backs off (ReconnectBackoffMin
@@ -49,6 +53,32 @@
 // inbound.go (readers and delivery) on the peer; wire.go is the frame
 // format. session.go, handshake.go, controller.go, manager_actor.go and
 // manager.go hold the lifecycle; each file opens with who owns its state.
+//
+// # Sessions
+//
+// Every data stream frame has a sequence number implied by its position
+// (counted per stream over the session); the receiver acknowledges
+// cumulatively (SessionAck on the control stream, from a timer armed by
+// the first frame since the last acknowledgement, ackDelay 5 ms), and the
+// sender keeps what is not acknowledged, at most Config.SessionBuffer
+// bytes per data stream (senders to it block past it). When a connection is lost (idle timeout,
+// reset, dead path) the session waits Config.SessionGrace (default 15 s)
+// for a new one: monitors get NodeUnreachable at once, sends queue,
+// both sides reconnect with the reconnect backoff, and a connection whose
+// dist handshake names the session (session ids and per-stream receive
+// positions in DistHello/DistWelcome) resumes it: each writer resends
+// what the peer lacks, on a stream whose header gives its first sequence
+// number, and the receiver drops what it had; monitors get NodeReachable.
+// The session ends when the grace window runs out, the peer turns out
+// to be a new incarnation, on Disconnect, Stop, a goodbye or a protocol
+// error: watches end with Terminated{AddressTerminated}, monitors get
+// NodeDown, and every message the peer did not acknowledge is a dead
+// letter on this node (ErrSessionEnded), counted in SessionStats. A
+// message delivered whose acknowledgement was lost with the connection
+// is then both delivered and a dead letter; nothing vanishes. User
+// streams end with ErrConnectionLost when their connection goes. A peer
+// without CAPABILITY_SESSIONS (an older build) gets neither
+// acknowledgements nor resumption. See docs/dist.md, "Sessions".
 //
 // # Metrics
 //
@@ -95,26 +125,28 @@
 //   - Send, Request, RequestFuture, Respond, Forward, Stop and Poison work
 //     across nodes. Forward keeps the original sender.
 //   - Watch on a remote PID delivers Terminated when the actor stops
-//     (Stopped), when it never existed (NotFound), and when the session is
-//     lost (AddressTerminated). Watches of local actors by remote watchers
-//     are removed when the session goes.
+//     (Stopped), when it never existed (NotFound), and when the session
+//     ends (AddressTerminated), not when a connection is lost and the
+//     session resumed. Watches of local actors by remote watchers are
+//     removed when the session ends.
 //   - Links (links.go): Link and Unlink join two actors, at least one of
 //     them local; TrapExits props get *Exited instead of being stopped;
 //     SpawnLink and SpawnMonitor put a link or a watch in place before a
 //     remotely spawned actor's first message. Exit reasons normal,
-//     shutdown, abnormal, noconnection (the session ended), noproc. An
+//     shutdown, abnormal, noconnection (the session ended: its grace window ran out, or the peer restarted), noproc. An
 //     exit signal travels as a system envelope on its target's data
 //     stream, after the messages sent to it before. The link table is
 //     mutex-guarded; the link watcher actor ("dist.links") turns the
 //     Terminated of linked local actors into exit signals; exit reasons
 //     come from protoactor's SupervisorEvent (stop directive), exit
 //     signals, Stop, and the receiver middleware of link-aware actors.
-//   - MonitorNode delivers NodeUp and NodeDown{Reason} to a watcher PID.
+//   - MonitorNode delivers NodeUp, NodeUnreachable, NodeReachable and
+//     NodeDown{Reason} to a watcher PID, in the order they happened.
 //   - A restarted node is a new incarnation: its anonymous PID ids start
 //     from a sequence derived from the incarnation, so PIDs of the old
 //     incarnation resolve to nothing and messages to them are dead
 //     letters; monitors see NodeDown{restarted} when the new incarnation
-//     replaces a live session.
+//     replaces a live session or a session waiting for a new connection.
 //   - Simultaneous connect: when both nodes dial each other, the
 //     connection dialed by the node with the smaller name wins on both
 //     sides. Queued messages belong to the endpoint, not to a connection,
@@ -147,10 +179,18 @@
 // peer's controller, which runs the migration on a goroutine counted by
 // the Manager and keeps serving its mailbox; the requester gets
 // *MigrateResult once the path is validated and in use, or the attempt
-// failed (ErrTimeout, ErrPeerDisableMigration, ErrMigrationNotAllowed on
-// the accepting side, ErrNotConnected, ErrNoConn). A connection may
-// migrate any number of times (transport retires the sockets of paths it
-// left).
+// failed (ErrTimeout, ErrPeerDisableMigration, ErrMigrationNotAllowed
+// when this node disabled migration or the peer cannot take a handover,
+// ErrNotConnected, ErrNoConn). A connection may migrate any number of
+// times (transport retires the sockets of paths it left).
+// Where QUIC path migration cannot serve (the accepting side; a path not
+// validated within half the timeout, as a dead path with a full
+// congestion window; quic-go's limits) the controller hands the session
+// over to a new connection it dials from the requested socket, and
+// answers once the peer resumed the session on it (the hello says it is a
+// handover, so the peer replaces its live connection with it whichever
+// side dialed that one; a plain resuming hello meeting a live connection
+// follows the simultaneous-connect rule).
 // Migrations to one peer are queued and run in order; different peers
 // migrate concurrently. A peer without the migration capability in its
 // dist handshake is marked on the connection, which then refuses to
@@ -165,20 +205,22 @@
 // connection (bidirectional QUIC streams with a tag preamble and an
 // accept/refuse answer); the acceptor gets *StreamOpened. An open stream
 // pins its session on both sides; streams ride through migration and fail
-// with ErrConnectionLost when the connection goes. See docs/streams.md.
+// with ErrConnectionLost when their connection goes, even when the session
+// resumes on a new one (and on a handover). See docs/streams.md.
 // Membership messages travel on the control stream: SendMembership out,
 // MembershipReceived in (to the handler set with SetMembershipHandler),
 // checked against the session's peer.
 //
 // # Messages and goroutines
 //
-// NodeUp and NodeDown are sent by the dist manager actor, in the order the
-// controller saw the events. ConnectResult and SpawnResult answer Connect
-// and Spawn sent (or requested) to the dist manager. *Exited is posted to
-// a trapping actor's mailbox, and a non-trapping one is stopped, by
-// whoever learnt of the exit: the link watcher actor (a local partner
-// exited), a session reader (the peer's exit signal, in stream order) or
-// a controller (the session ended). Inbound messages are
+// NodeUp, NodeUnreachable, NodeReachable and NodeDown are sent by the
+// dist manager actor, in the order the controller saw the events.
+// ConnectResult and SpawnResult answer Connect and Spawn sent (or
+// requested) to the dist manager. *Exited is posted to a trapping actor's
+// mailbox, and a non-trapping one is stopped, by whoever learnt of the
+// exit: the link watcher actor (a local partner exited), a session reader
+// (the peer's exit signal, in stream order) or a controller (the session
+// ended). Inbound messages are
 // posted to mailboxes from a stream's reader goroutine; a sender never
 // blocks unless a data stream has more than WriteBufferLimit bytes queued
 // (back-pressure, like Erlang's busy distribution port).

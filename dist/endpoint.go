@@ -309,22 +309,30 @@ func (ep *endpoint) attach(s *session) {
 	ep.sess.Store(s)
 }
 
-// detach stops senders from using s. It returns the watches that were
-// live on it, which the controller turns into Terminated and Unwatch.
-func (ep *endpoint) detach(s *session) (watchesOut, watchesIn map[string]map[string]*actor.PID) {
+// detach stops senders from using s: they queue until the next
+// connection. Called by the controller.
+func (ep *endpoint) detach(s *session) {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	if ep.sess.Load() == s {
 		ep.sess.Store(nil)
 	}
+}
+
+// takeWatches returns and forgets the watches across the session, which
+// the controller turns into Terminated and Unwatch when the session ends.
+func (ep *endpoint) takeWatches() (watchesOut, watchesIn map[string]map[string]*actor.PID) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
 	watchesOut, watchesIn = ep.watchesOut, ep.watchesIn
 	ep.watchesOut, ep.watchesIn = nil, nil
 	return watchesOut, watchesIn
 }
 
 // failPending dead-letters every queued message with err and returns the
-// watches that were waiting for the session.
-func (ep *endpoint) failPending(err error) (watchesOut map[string]map[string]*actor.PID) {
+// watches that were waiting for the session and how many messages it
+// dead-lettered.
+func (ep *endpoint) failPending(err error) (watchesOut map[string]map[string]*actor.PID, n int) {
 	ep.mu.Lock()
 	pending := ep.pending
 	ep.pending = nil
@@ -342,8 +350,9 @@ func (ep *endpoint) failPending(err error) (watchesOut map[string]map[string]*ac
 			continue // answered with Terminated by the caller
 		}
 		ep.undeliverable(o.target, o.msg, o.sender, err)
+		n++
 	}
-	return watchesOut
+	return watchesOut, n
 }
 
 // tryRetire takes the endpoint out of the Manager's map when nothing

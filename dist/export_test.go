@@ -17,6 +17,10 @@ func WithoutStreamCredit(m *Manager) { m.withoutStreamCredit = true }
 // an older build.
 func WithoutLinks(m *Manager) { m.withoutLinks = true }
 
+// WithoutSessions makes m announce no CAPABILITY_SESSIONS, as a build
+// before sessions (call before Start).
+func WithoutSessions(m *Manager) { m.withoutSessions = true }
+
 // OverrunCredit lets s write extra bytes past the credit its peer
 // granted, as a misbehaving peer would.
 func OverrunCredit(s *Stream, extra int) {

@@ -81,6 +81,10 @@ func FuzzControl(f *testing.F) {
 		&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_DATA, Index: 5},
 		&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_USER, Tag: "snapshots"},
 		&caskpb.StreamAccept{Refusal: caskpb.StreamRefusal_STREAM_REFUSAL_UNKNOWN_TAG, Detail: "no acceptor"},
+		&caskpb.Control{Body: &caskpb.Control_SessionAck{SessionAck: &caskpb.SessionAck{Positions: []*caskpb.SessionPosition{{Index: 1, Received: 7}, {Index: 3, Received: 1 << 40}}}}},
+		&caskpb.DistHello{Node: "a@h", Incarnation: 1, SessionId: 9, ResumeSessionId: 8, Received: []*caskpb.SessionPosition{{Index: 0, Received: 3}}},
+		&caskpb.DistWelcome{Accepted: true, Node: "b@h", Incarnation: 2, SessionId: 8, Resumed: true, Received: []*caskpb.SessionPosition{{Index: 2, Received: 5}}},
+		&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_DATA, Index: 5, FirstSeq: 1234},
 		&caskpb.Control{Body: &caskpb.Control_Membership{Membership: &caskpb.Membership{
 			Type: caskpb.MembershipType_MEMBERSHIP_TYPE_SHUFFLE, From: "a@h", Node: "a@h", Ttl: 3, Nodes: []string{"b@h", "c@h"}}}},
 	}
@@ -108,15 +112,62 @@ func FuzzControl(f *testing.F) {
 			}
 		}
 		// The session's control reader: any frame that Control accepts
-		// is handled by its type switch without a nil dereference.
+		// is handled by its type switch without a nil dereference; peer
+		// positions (acknowledgements, a hello's or welcome's) never
+		// panic the session state they are applied to.
+		st := fuzzSessionState()
+		var h caskpb.DistHello
+		if proto.Unmarshal(b, &h) == nil {
+			_ = st.applyPositions(h.GetReceived())
+		}
 		var c caskpb.Control
 		if proto.Unmarshal(b, &c) == nil {
 			switch body := c.Body.(type) {
+			case *caskpb.Control_SessionAck:
+				s := &session{state: st, writers: make([]*streamWriter, len(st.out))}
+				for i := range s.writers {
+					s.writers[i] = newStreamWriter(s, i, st.out[i], true, nil)
+				}
+				_ = s.acknowledged(body.SessionAck)
 			case *caskpb.Control_DeliveryFailure:
 				_ = failureError(body.DeliveryFailure.GetReason(), body.DeliveryFailure.GetTypeName(), body.DeliveryFailure.GetDetail())
 			case *caskpb.Control_Goodbye:
 				_ = goodbyeReason(body.Goodbye.GetReason())
 			}
+		}
+	})
+}
+
+// fuzzSessionState is a sequenced session state of four streams on a
+// Manager that has only a configuration.
+func fuzzSessionState() *sessionState {
+	m := &Manager{cfg: Config{DataStreams: 4, SessionBuffer: 1 << 20}}
+	return newSessionState(m, "p@h", 1, 2, 3, 1<<caskpb.Capability_CAPABILITY_SESSIONS)
+}
+
+// FuzzSessionRing: whatever bytes a ring holds and whatever positions
+// acknowledge them, cutting, resending and taking the undelivered frames
+// never panic, and what is resent is a suffix of what was kept.
+func FuzzSessionRing(f *testing.F) {
+	frame := func(s string) []byte { return append([]byte{byte(len(s))}, s...) }
+	f.Add(append(frame("one"), frame("two")...), uint8(1), uint8(3), uint8(2))
+	f.Add([]byte{0xff, 0xff, 0x01}, uint8(0), uint8(5), uint8(9))
+	f.Fuzz(func(t *testing.T, b []byte, split, frames, ack uint8) {
+		st := fuzzSessionState()
+		o := st.out[0]
+		cut := int(split) % (len(b) + 1)
+		first, mid, end := uint64(0), uint64(frames)/2, uint64(frames)
+		o.keep(first, mid, append([]byte(nil), b[:cut]...))
+		o.keep(mid, end, append([]byte(nil), b[cut:]...))
+		st.ack(0, uint64(ack))
+		_, resend := o.unacked()
+		if len(resend) > len(b) || !bytes.HasSuffix(b, resend) {
+			t.Fatalf("resend %x is not a suffix of %x", resend, b)
+		}
+		_ = o.pendingFrames()
+		got, _ := st.takeUndelivered()
+		if !bytes.Equal(got[0], resend) {
+			t.Fatalf("undelivered %x, resend %x", got[0], resend)
 		}
 	})
 }

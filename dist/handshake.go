@@ -132,6 +132,9 @@ func (m *Manager) capabilities() uint64 {
 	if !m.cfg.DisableMigration {
 		caps |= 1 << caskpb.Capability_CAPABILITY_MIGRATION
 	}
+	if !m.withoutSessions {
+		caps |= 1 << caskpb.Capability_CAPABILITY_SESSIONS
+	}
 	return caps
 }
 
@@ -154,21 +157,31 @@ func (m *Manager) reject(conn *transport.Conn, ctrl *transport.Stream, reason ca
 // writeWelcome accepts an inbound connection: DistWelcome is the first
 // frame of s's control writer, so it reaches the dialer before any other
 // control frame of the session.
-func (m *Manager) writeWelcome(s *session, h *caskpb.DistHello) {
+// resumed says whether it resumes the session the hello named; the
+// welcome then carries this node's receive positions.
+func (m *Manager) writeWelcome(s *session, h *caskpb.DistHello, resumed bool) {
 	version, _ := negotiateVersion(h.GetMinVersion(), h.GetMaxVersion())
-	welcome, _ := proto.Marshal(&caskpb.DistWelcome{
+	w := &caskpb.DistWelcome{
 		Accepted: true, Node: m.name, Incarnation: uint64(m.inc), Version: version, Capabilities: m.capabilities(),
 		MaxMessageSize: uint32(m.cfg.MaxMessageSize), AdvertiseAddr: m.advertise,
-	})
-	w := s.controlWriter
-	w.lock()
-	w.buf = transport.AppendFrame(w.buf, welcome)
-	w.unlockAndSignal()
+	}
+	if !m.withoutSessions {
+		w.SessionId = s.state.localID
+	}
+	if resumed {
+		w.Resumed, w.Received = true, s.state.positions()
+	}
+	welcome, _ := proto.Marshal(w)
+	cw := s.controlWriter
+	cw.lock()
+	cw.buf = transport.AppendFrame(cw.buf, welcome)
+	cw.unlockAndSignal()
 }
 
 // dialResult is what a connect goroutine reports to its controller.
 type dialResult struct {
 	seq           uint64
+	offer         *resumeOffer
 	conn          *transport.Conn
 	controlStream *transport.Stream
 	controlReader *bufio.Reader
@@ -176,9 +189,30 @@ type dialResult struct {
 	err           error
 }
 
+// resumeOffer is what a dialer's hello says about its session with the
+// peer: its own id (a new one when there is no session) and, to resume,
+// the peer's id and the state whose positions it reports.
+type resumeOffer struct {
+	localID  uint64
+	remoteID uint64
+	state    *sessionState // nil: nothing to resume
+	handover bool          // MigratePeer moves the live session (migrate.go)
+}
+
+func (o *resumeOffer) fill(h *caskpb.DistHello) {
+	if o == nil {
+		return
+	}
+	h.SessionId = o.localID
+	if o.state != nil {
+		h.ResumeSessionId, h.Received, h.Handover = o.remoteID, o.state.positions(), o.handover
+	}
+}
+
 // dial resolves node, dials its addresses in turn and runs the dist
-// handshake as the dialer.
-func (m *Manager) dial(ctx context.Context, node string) *dialResult {
+// handshake as the dialer. With via set, the connection is dialed from
+// that socket (a handover, migrate.go) instead of the usual one.
+func (m *Manager) dial(ctx context.Context, node string, offer *resumeOffer, via transport.SocketAdapter) *dialResult {
 	addrs, err := m.resolver.Resolve(ctx, node)
 	if err != nil {
 		return &dialResult{err: err}
@@ -194,7 +228,11 @@ func (m *Manager) dial(ctx context.Context, node string) *dialResult {
 		}
 		// The identity handshake refuses a peer that is not node before
 		// trusting any key of it.
-		conn, err = m.dialAddr(identity.WithExpectedPeer(ctx, node), node, addr)
+		if via != nil {
+			conn, err = m.tr.DialVia(identity.WithExpectedPeer(ctx, node), addr, via)
+		} else {
+			conn, err = m.dialAddr(identity.WithExpectedPeer(ctx, node), node, addr)
+		}
 		if err == nil {
 			dialed = addr
 			break
@@ -208,7 +246,7 @@ func (m *Manager) dial(ctx context.Context, node string) *dialResult {
 	if conn == nil {
 		return &dialResult{err: fmt.Errorf("%w: %w", ErrConnectFailed, errors.Join(errs...))}
 	}
-	res, err := m.handshakeOutbound(ctx, conn, node)
+	res, err := m.handshakeOutbound(ctx, conn, node, offer)
 	if err != nil {
 		conn.CloseWithError(transport.CodeHandshakeFailed, err.Error())
 		return &dialResult{err: err}
@@ -268,7 +306,7 @@ func (m *Manager) dialAddr(ctx context.Context, node string, addr net.Addr) (*tr
 	return m.tr.Dial(ctx, addr)
 }
 
-func (m *Manager) handshakeOutbound(ctx context.Context, conn *transport.Conn, node string) (*dialResult, error) {
+func (m *Manager) handshakeOutbound(ctx context.Context, conn *transport.Conn, node string, offer *resumeOffer) (*dialResult, error) {
 	if id := conn.Identity().Node; id != "" && id != node {
 		return nil, fmt.Errorf("%w: authenticated peer is %s", ErrConnectFailed, id)
 	}
@@ -278,11 +316,15 @@ func (m *Manager) handshakeOutbound(ctx context.Context, conn *transport.Conn, n
 	}
 	deadline, _ := ctx.Deadline()
 	ctrl.SetDeadline(deadline)
-	b, _ := proto.Marshal(&caskpb.DistHello{
+	hello := &caskpb.DistHello{
 		Node: m.name, Incarnation: uint64(m.inc), MinVersion: MinProtocolVersion, MaxVersion: MaxProtocolVersion,
 		Capabilities: m.capabilities(), ToNode: node, MaxMessageSize: uint32(m.cfg.MaxMessageSize),
 		AdvertiseAddr: m.advertise,
-	})
+	}
+	if !m.withoutSessions {
+		offer.fill(hello)
+	}
+	b, _ := proto.Marshal(hello)
 	if _, err := ctrl.Write(transport.AppendFrame(nil, b)); err != nil {
 		return nil, fmt.Errorf("%w: write hello: %w", ErrConnectFailed, err)
 	}

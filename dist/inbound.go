@@ -4,10 +4,13 @@
 // readData decodes each frame (wire.go) and deliver posts the message
 // straight to the target's mailbox with the original sender and headers.
 // readControl reads the control stream: delivery failures, goodbye,
-// membership, pins, remote spawn.
+// membership, pins, remote spawn, acknowledgements (SessionAck). Frames a
+// resumed stream repeats are dropped by position; the ack timer
+// acknowledges what arrived.
 //
-// Ownership: each reader owns its stream's type table, PID cache and
-// interner, without locks. Readers report session events (goodbye, spawn
+// Ownership: each reader holds its stream's inbound session state (type
+// table, PID cache, interner, received count; sessionstate.go) while it
+// reads, without locks; the count is atomic for the ack timer. Readers report session events (goodbye, spawn
 // requests and responses, the end of the session) to the controller as
 // messages. Two stated exceptions, each a hand-off point with its own lock:
 // the endpoint's watch tables, updated before a Watch, Unwatch or
@@ -24,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cask-p2p/cask/proto/caskpb"
@@ -34,8 +38,17 @@ import (
 )
 
 // acceptData accepts the peer's data streams and starts a reader on each.
+// On a resumed session it first waits for the previous connection's
+// readers to end: a stream's inbound state has one reader at a time.
 func (s *session) acceptData() {
 	defer s.wg.Done()
+	if s.prev != nil {
+		select {
+		case <-s.prev.done:
+		case <-s.ctx.Done():
+			return
+		}
+	}
 	for {
 		rs, err := s.conn.AcceptUniStream(s.ctx)
 		if err != nil {
@@ -65,9 +78,22 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 		s.protocolError(fmt.Errorf("%w: bad data stream header (kind %v, err %v)", ErrProtocol, hdr.GetKind(), err))
 		return
 	}
-	var types []inboundType
-	var pids pidCache
-	var ids interner
+	in := s.state.acquireIn(hdr.GetIndex())
+	if in == nil {
+		s.protocolError(fmt.Errorf("%w: two data streams with index %d", ErrProtocol, hdr.GetIndex()))
+		return
+	}
+	defer s.state.releaseIn(in)
+	// Frames the peer resends that this node already delivered (it told
+	// the peer a lower position than it reached) are read and dropped.
+	var skip uint64
+	if got := in.received.Load(); hdr.GetFirstSeq() > got {
+		s.protocolError(fmt.Errorf("%w: data stream %d starts at frame %d, this node received %d",
+			ErrProtocol, hdr.GetIndex(), hdr.GetFirstSeq(), got))
+		return
+	} else {
+		skip = got - hdr.GetFirstSeq()
+	}
 	var e envelope
 	for {
 		// A frame that is whole in the read buffer is decoded in place;
@@ -86,7 +112,14 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 			}
 			buf = frame[:0]
 		}
-		if err := decodeEnvelopeInterned(frame, &e, &ids); err != nil {
+		if skip > 0 {
+			skip--
+			if used > 0 {
+				br.Discard(used)
+			}
+			continue
+		}
+		if err := decodeEnvelopeInterned(frame, &e, &in.ids); err != nil {
 			s.protocolError(err)
 			return
 		}
@@ -94,14 +127,18 @@ func (s *session) readData(rs *transport.ReceiveStream) {
 			c.messagesReceived.Add(1)
 			c.bytesReceived.Add(framedSize(len(frame)))
 		}
-		if err := s.deliver(&e, &types, &pids); err != nil {
+		if err := s.deliver(&e, &in.types, &in.pids); err != nil {
 			s.protocolError(err)
 			return
 		}
+		in.received.Add(1)
 		if used > 0 {
 			br.Discard(used)
 		}
 		s.activity.Add(1)
+		if !s.ackPending.Load() && s.ackPending.CompareAndSwap(false, true) {
+			s.ackTimer.Reset(ackDelay)
+		}
 	}
 }
 
@@ -398,6 +435,11 @@ func (s *session) readControl() {
 			s.mgr.system.Root.Send(s.ep.controller(), &spawnResponse{s: s, resp: b.SpawnResponse})
 		case *caskpb.Control_StreamCredit:
 			s.creditGranted(b.StreamCredit)
+		case *caskpb.Control_SessionAck:
+			if err := s.acknowledged(b.SessionAck); err != nil {
+				s.protocolError(err)
+				return
+			}
 		default:
 			// Unknown control frames come from newer peers; skip them.
 		}
@@ -452,5 +494,69 @@ func (s *session) checkInboundDoneLocked() {
 	case <-s.inboundDone:
 	default:
 		close(s.inboundDone)
+	}
+}
+
+// acknowledged applies the peer's SessionAck: the frames it names were
+// delivered, so the writers forget them, and senders blocked on
+// SessionBuffer may go on.
+func (s *session) acknowledged(a *caskpb.SessionAck) error {
+	st := s.state
+	if !st.sequenced {
+		return nil
+	}
+	for _, p := range a.GetPositions() {
+		i := int(p.GetIndex())
+		if i >= len(st.out) {
+			return fmt.Errorf("%w: acknowledgement for data stream %d of %d", ErrProtocol, i, len(st.out))
+		}
+		if st.ack(i, p.GetReceived()) {
+			// Under mu, so a sender between its check and its Wait
+			// cannot miss the wake-up.
+			w := s.writers[i]
+			w.mu.Lock()
+			w.mu.Unlock()
+			w.drained.Broadcast()
+		}
+	}
+	return nil
+}
+
+// ackDelay is how long a session waits after a data frame arrives before
+// it acknowledges: frames arriving meanwhile share one SessionAck. The
+// ack timer (session.ackTimer) runs ackTick; no goroutine waits for it.
+const ackDelay = 5 * time.Millisecond
+
+// ackTick acknowledges what arrived since the timer was armed.
+func (s *session) ackTick() {
+	s.ackPending.Store(false)
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.flushAck()
+}
+
+// flushAck sends one SessionAck for every inbound stream whose position
+// moved since the last one, if any did.
+func (s *session) flushAck() {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	var ps []*caskpb.SessionPosition
+	for _, p := range s.state.positions() {
+		if s.acked[p.Index] != p.Received {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		return
+	}
+	if s.sendControl(&caskpb.Control{Body: &caskpb.Control_SessionAck{SessionAck: &caskpb.SessionAck{Positions: ps}}}) != nil {
+		return
+	}
+	if s.acked == nil {
+		s.acked = make(map[uint32]uint64)
+	}
+	for _, p := range ps {
+		s.acked[p.Index] = p.Received
 	}
 }

@@ -76,6 +76,12 @@ type Manager struct {
 	// withoutLinks: announce no CAPABILITY_LINKS, as an older build;
 	// set by tests before Start (export_test.go).
 	withoutLinks bool
+	// withoutSessions: announce no CAPABILITY_SESSIONS and send no session
+	// ids, as a build before sessions; set by tests before Start.
+	withoutSessions bool
+	// sessionStats: node name → *sessionCounters (SessionStats), kept for
+	// the Manager's life.
+	sessionStats sync.Map
 	// peerSlots counts controllers holding a MaxPeers slot: those with a
 	// session or a connect attempt (controller.holdsSlot).
 	peerSlots atomic.Int64
@@ -340,7 +346,8 @@ func (m *Manager) request(ctx context.Context, msg any) (any, error) {
 	return ask.Wait(ctx, m.system.Root.RequestFuture(m.pid, msg, timeout))
 }
 
-// Nodes lists every node with an open session, sorted.
+// Nodes lists every node with an open session whose connection is up
+// (not one waiting for a new connection after NodeUnreachable), sorted.
 func (m *Manager) Nodes() []string {
 	var out []string
 	m.endpoints.Range(func(k, v any) bool {

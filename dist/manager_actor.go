@@ -21,9 +21,11 @@ import (
 
 // Messages the manager actor receives from Manager and its controllers.
 type (
+	// nodeEvent carries one of NodeUp, NodeUnreachable, NodeReachable,
+	// NodeDown, with the node it is about.
 	nodeEvent struct {
-		up   *NodeUp
-		down *NodeDown
+		node string
+		msg  any
 	}
 	shutdown     struct{}
 	shutdownDone struct{ node string }
@@ -294,13 +296,7 @@ func (a *managerActor) unwatchMonitor(ctx actor.Context, pid *actor.PID) {
 }
 
 func (a *managerActor) publish(ctx actor.Context, ev *nodeEvent) {
-	node := ""
-	var msg any
-	if ev.up != nil {
-		node, msg = ev.up.Node, ev.up
-	} else {
-		node, msg = ev.down.Node, ev.down
-	}
+	node, msg := ev.node, ev.msg
 	for _, w := range a.monitors[node] {
 		ctx.Send(w, msg)
 	}

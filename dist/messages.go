@@ -50,8 +50,25 @@ type NodeDown struct {
 	Err error
 }
 
-// MonitorNode asks the dist manager to send NodeUp/NodeDown for Node to
-// Watcher. An empty Node means every node. If a session to Node is up when
+// NodeUnreachable is sent to node monitors when the connection to Node is
+// lost while its session lives on (Config.SessionGrace): messages to Node
+// wait, and both sides reconnect. NodeReachable follows when a new
+// connection resumes the session, NodeDown when the session ends. Err
+// says why the connection was lost.
+type NodeUnreachable struct {
+	Node string
+	Err  error
+}
+
+// NodeReachable is sent to node monitors when a new connection resumed the
+// session with Node after NodeUnreachable: nothing sent meanwhile was lost.
+type NodeReachable struct {
+	Node string
+}
+
+// MonitorNode asks the dist manager to send NodeUp, NodeUnreachable,
+// NodeReachable and NodeDown for Node to Watcher, in the order they
+// happened. An empty Node means every node. If a session to Node is up when
 // the monitor is registered, NodeUp is sent at once.
 type MonitorNode struct {
 	Node    string

@@ -164,6 +164,7 @@ var errorTypes = []struct {
 }{
 	{ErrUnreachable, "unreachable"},
 	{ErrQueueFull, "queue_full"},
+	{ErrSessionEnded, "session_ended"},
 	{ErrNotProtobuf, "not_protobuf"},
 	{ErrEncode, "encode"},
 	{ErrMessageTooLarge, "message_too_large"},

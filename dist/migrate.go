@@ -1,8 +1,11 @@
-// Connection migration requests (MigratePeer).
+// Connection migration requests (MigratePeer), and handovers.
 //
 // The manager actor routes a request to the peer's controller, which
 // queues it and runs one migration at a time on a goroutine counted by the
-// Manager, answering the requester from that goroutine.
+// Manager, answering the requester from that goroutine; or, where QUIC
+// path migration cannot serve, hands the session over to a new connection
+// it dials (startHandover) and answers when the peer resumed the session
+// on it (onHandoverDialed).
 //
 // Ownership: the migration queue belongs to the controller (Receive only);
 // the running migration's goroutine owns nothing but its reply.
@@ -46,10 +49,11 @@ var (
 	// PATH_RESPONSE) within the timeout. The old path keeps working;
 	// retrying, perhaps with a larger timeout, is fine.
 	ErrTimeout = errors.New("dist: migration timed out")
-	// ErrMigrationNotAllowed: this node may not migrate the connection.
-	// QUIC lets only the dialing side migrate (RFC 9000 §9): the
-	// connection to this peer was dialed by the peer, so only the peer can
-	// move it. Also returned when this node's DisableMigration is set.
+	// ErrMigrationNotAllowed: this node may not migrate the session: its
+	// DisableMigration is set, or it accepted the connection from a peer
+	// that cannot resume a session on a new connection (an older build),
+	// so no handover can replace QUIC path migration, which only the
+	// dialing side may do (RFC 9000 §9).
 	ErrMigrationNotAllowed = errors.New("dist: migration not allowed on this side")
 )
 
@@ -66,6 +70,15 @@ var (
 // Adapter (a relay, for instance). Setting both LocalAddr and Adapter is
 // an error. In-flight messages, watches and user streams ride through.
 // A connection may migrate any number of times.
+//
+// Where QUIC path migration cannot serve, the session is handed over to a
+// new connection dialed from that socket instead, and the answer comes
+// once the new connection is authenticated and the peer resumed the
+// session on it: at once on the accepting side (QUIC lets only the
+// dialing side migrate), and on the dialing side when the new path did
+// not validate in half the Timeout (a dead path with a full congestion
+// window cannot be probed).
+// Nothing in flight is lost; user streams end with ErrConnectionLost.
 type MigratePeer struct {
 	Node string
 	// Timeout bounds path validation, counted from when the controller
@@ -180,9 +193,13 @@ func (c *controller) onMigrateDone() {
 }
 
 // startMigration runs the first queued migration that passes its checks,
-// unless one runs already. Migrate runs on a goroutine counted by the
-// Manager's WaitGroup; it answers the requester itself, then posts
-// migrateDone to this controller.
+// unless one runs already. On the dialing side Migrate runs on a goroutine
+// counted by the Manager's WaitGroup; it answers the requester itself, then
+// posts migrateDone to this controller, or, when the new path could not be
+// probed in the first half of the timeout (or the connection reached
+// quic-go's limits), posts handoverNeeded instead. On the accepting side,
+// which QUIC does not let migrate, the migration is a handover at once
+// (startHandover).
 func (c *controller) startMigration() {
 	for !c.migrations.running && len(c.migrations.waiting) > 0 {
 		p := c.migrations.waiting[0]
@@ -196,22 +213,35 @@ func (c *controller) startMigration() {
 			c.answerMigration(p, fmt.Errorf("%w: waited in the queue behind other migrations", ErrTimeout))
 			continue
 		}
-		adapter := p.req.Adapter
-		if p.req.LocalAddr != "" {
-			adapter = transport.UDPAdapter{Addr: withPort(p.req.LocalAddr)}
-		}
-		conn, m, peer, self := c.sess.conn, c.m, c.peer, c.self
 		c.migrations.running = true
+		if c.sess.role != transport.RoleDialer {
+			c.startHandover(p, nil)
+			return
+		}
+		adapter := migrationAdapter(p.req)
+		canHandOver := c.st.sequenced
+		conn, m, peer, self := c.sess.conn, c.m, c.peer, c.self
 		m.log.Info("migrating connection", c.log("from", addrString(conn.LocalAddr()), "local_addr", p.req.LocalAddr,
 			"timeout", time.Until(p.deadline).Round(time.Millisecond))...)
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			ctx, cancel := context.WithDeadline(m.ctx, p.deadline)
 			start, from := time.Now(), addrString(conn.LocalAddr())
+			probeBy := p.deadline
+			if canHandOver {
+				// Half the time for the probe, half for a handover.
+				probeBy = start.Add(p.deadline.Sub(start) / 2)
+			}
+			ctx, cancel := context.WithDeadline(m.ctx, probeBy)
 			err := conn.Migrate(ctx, adapter)
 			cancel()
-			err = migrationError(err, m.ctx.Err() != nil, p.deadline.Sub(start))
+			if canHandOver && m.ctx.Err() == nil &&
+				errors.Is(err, transport.ErrMigrationTimeout) {
+				m.log.Info("path migration failed, handing the session over to a new connection", "peer", peer, "err", err)
+				m.system.Root.Send(self, &handoverNeeded{p: p, cause: err, start: start})
+				return
+			}
+			err = migrationError(err, m.ctx.Err() != nil, probeBy.Sub(start))
 			m.metrics.migrated(peer, time.Since(start), err)
 			m.peerMigrated(peer, from, addrString(conn.LocalAddr()), start, time.Since(start), err)
 			if err != nil {
@@ -226,6 +256,167 @@ func (c *controller) startMigration() {
 			m.system.Root.Send(self, &migrateDone{})
 		}()
 	}
+}
+
+// migrationAdapter is the socket adapter a request names: its Adapter, a
+// socket on its LocalAddr, or nil (a fresh socket on the current local IP).
+func migrationAdapter(req *MigratePeer) transport.SocketAdapter {
+	if req.LocalAddr != "" {
+		return transport.UDPAdapter{Addr: withPort(req.LocalAddr)}
+	}
+	return req.Adapter
+}
+
+// Handover messages: the running migration must hand the session over
+// (handoverNeeded, from the migration goroutine), and the new
+// connection's dial ended (handoverDialed).
+type (
+	handoverNeeded struct {
+		p     *pendingMigration
+		cause error // the failed path migration, nil on the accepting side
+		start time.Time
+	}
+	handoverDialed struct {
+		seq   uint64
+		p     *pendingMigration
+		cause error
+		start time.Time
+		res   *dialResult
+	}
+)
+
+// startHandover moves the session to a new connection that this node dials
+// from the requested socket (a fresh one on the current local IP by
+// default): the running migration when QUIC path migration cannot serve
+// (this node accepted the connection; the path could not be probed; the
+// connection reached quic-go's limits). The hello resumes the session; the
+// old connection carries messages until the new one is authenticated and
+// the peer resumed the session (onHandoverDialed).
+func (c *controller) startHandover(p *pendingMigration, cause error) {
+	var err error
+	switch {
+	case c.shutting || c.m.stopping.Load():
+		err = ErrStopped
+	case c.st == nil:
+		err = ErrNotConnected
+	case !c.st.sequenced:
+		err = fmt.Errorf("%w: %s cannot resume a session on a new connection", ErrMigrationNotAllowed, c.peer)
+	}
+	if err != nil {
+		c.answerMigration(p, err)
+		c.onMigrateDone()
+		return
+	}
+	start := time.Now()
+	adapter := migrationAdapter(p.req)
+	if adapter == nil {
+		local := c.m.tr.Addr()
+		if c.sess != nil {
+			local = c.sess.conn.LocalAddr()
+		}
+		adapter = transport.UDPAdapter{Addr: net.JoinHostPort(hostOf(local), "0")}
+	}
+	offer := c.resumeOffer()
+	offer.handover = true
+	c.handoverSeq++
+	c.handingOver = true
+	seq, m, peer, self := c.handoverSeq, c.m, c.peer, c.self
+	m.log.Info("handing the session over to a new connection", c.log("local_addr", p.req.LocalAddr,
+		"timeout", time.Until(p.deadline).Round(time.Millisecond))...)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithDeadline(m.ctx, p.deadline)
+		res := m.dial(ctx, peer, offer, adapter)
+		cancel()
+		res.offer = offer
+		m.system.Root.Send(self, &handoverDialed{seq: seq, p: p, cause: cause, start: start, res: res})
+	}()
+}
+
+// onHandoverDialed settles a handover: the new connection replaces the old
+// one when the peer resumed the session, and the requester is answered.
+func (c *controller) onHandoverDialed(msg *handoverDialed) {
+	r, p := msg.res, msg.p
+	if msg.seq != c.handoverSeq {
+		if r.conn != nil {
+			r.conn.CloseWithError(transport.CodeDuplicate, "stale handover")
+		}
+		return
+	}
+	c.handingOver = false
+	answer := func(err error) {
+		c.m.metrics.migrated(c.peer, time.Since(msg.start), err)
+		c.answerMigration(p, err)
+		c.onMigrateDone()
+	}
+	if r.err != nil {
+		if r.conn != nil {
+			r.conn.CloseWithError(transport.CodeHandshakeFailed, "handshake rejected")
+		}
+		c.m.log.Warn("handover failed", c.log("err", r.err)...)
+		answer(handoverError(msg.cause, r.err, p.deadline.Sub(msg.start)))
+		if c.sess == nil && c.st != nil {
+			// The old connection ended meanwhile: reconnect as after
+			// any loss.
+			c.connectionLost(nil, c.lostReason, c.lostErr)
+		}
+		return
+	}
+	w := r.welcome
+	inc := Incarnation(w.GetIncarnation())
+	if c.shutting || c.m.stopping.Load() || c.st == nil || c.st != r.offer.state {
+		r.conn.CloseWithError(transport.CodeDuplicate, "session changed during the handover")
+		answer(fmt.Errorf("%w: the session ended during the handover", ErrNoConn))
+		if c.sess == nil && c.st != nil {
+			c.connectionLost(nil, c.lostReason, c.lostErr)
+		}
+		return
+	}
+	resumed := w.GetResumed() && w.GetSessionId() == c.st.remoteID && inc == c.st.peerInc
+	if old := c.sess; old != nil {
+		c.dropConnection(old)
+		old.closeWith(errors.New("handed over to a new connection"), ReasonConnectionLost, transport.CodeDuplicate)
+	}
+	if c.state == stateDialing {
+		c.dialCancel()
+		c.dialSeq++
+		c.state = stateIdle
+	}
+	resumed = c.adopt(resumed, r.offer.localID, w.GetSessionId(), inc, w.GetCapabilities(), w.GetReceived())
+	s := newSession(c.m, c.ep, c.st, r.conn, r.controlStream, r.controlReader, w.GetCapabilities(), w.GetMaxMessageSize())
+	c.establish(s, resumed)
+	if !resumed {
+		answer(fmt.Errorf("%w: the peer did not resume the session on the new connection", ErrSessionEnded))
+		return
+	}
+	c.m.log.Info("session handed over", c.log("local", addrString(r.conn.LocalAddr()),
+		"took", time.Since(msg.start).Round(time.Microsecond))...)
+	answer(nil)
+}
+
+// handoverError is the error of a failed handover: the path migration's
+// failure first, if there was one, then the new connection's.
+func handoverError(cause, dialErr error, timeout time.Duration) error {
+	extra := fmt.Sprintf("within %v; a new connection did not come up either: %s", timeout.Round(time.Millisecond), bare(dialErr.Error()))
+	switch {
+	case cause != nil && errors.Is(cause, transport.ErrMigrationTimeout):
+		return translate(ErrTimeout, cause, transport.ErrMigrationTimeout, extra)
+	case errors.Is(dialErr, context.DeadlineExceeded):
+		return translate(ErrTimeout, dialErr, nil, fmt.Sprintf("(new connection not up within %v)", timeout.Round(time.Millisecond)))
+	}
+	return fmt.Errorf("%w: handover: %w", ErrTimeout, dialErr)
+}
+
+// hostOf is the IP of a UDP address, as a string.
+func hostOf(a net.Addr) string {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.IP.String()
+	}
+	if h, _, err := net.SplitHostPort(addrString(a)); err == nil {
+		return h
+	}
+	return ""
 }
 
 // failMigrations answers every queued migration with err (the running
@@ -243,17 +434,21 @@ func (c *controller) answerMigration(p *pendingMigration, err error) {
 	}
 }
 
-// migrationCheck is sessionCheck plus the checks that need no I/O: only
-// the dialer may migrate, and not when the peer forbade it.
+// migrationCheck is sessionCheck plus the checks that need no I/O: not
+// when this node or the peer forbade migration, and on the accepting side
+// only when the session can be handed over to a new connection.
 func (c *controller) migrationCheck() error {
 	if err := c.sessionCheck(); err != nil {
 		return err
 	}
-	if c.sess.role != transport.RoleDialer {
-		return fmt.Errorf("%w: %s dialed this connection, only it can migrate the connection", ErrMigrationNotAllowed, c.peer)
-	}
 	if !peerAllowsMigration(c.sess.caps) {
 		return fmt.Errorf("%w: advertised in the dist handshake", ErrPeerDisableMigration)
+	}
+	if c.m.cfg.DisableMigration {
+		return fmt.Errorf("%w: this node's DisableMigration is set", ErrMigrationNotAllowed)
+	}
+	if c.sess.role != transport.RoleDialer && !c.st.sequenced {
+		return fmt.Errorf("%w: %s dialed this connection and cannot resume a session on a new one", ErrMigrationNotAllowed, c.peer)
 	}
 	return nil
 }

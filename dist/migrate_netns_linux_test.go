@@ -152,3 +152,74 @@ func TestMigrateToNewInterfaceInNetworkNamespaces(t *testing.T) {
 	downA.none(t, "NodeDown", isNodeDown)
 	downB.none(t, "NodeDown", isNodeDown)
 }
+
+// TestHandoverFromAcceptingSideInNetworkNamespaces: as above, but the node
+// that moves is the one that accepted the connection, which QUIC does not
+// let migrate: b gets a new link, MigratePeer hands the session over to a
+// new connection b dials from its new address, b's old interface then
+// loses its address and goes down, and nothing is lost or reported down.
+func TestHandoverFromAcceptingSideInNetworkNamespaces(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test creates network namespaces and needs root (CI runs it as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatalf("this test needs iproute2's ip command: %v", err)
+	}
+	id := os.Getpid() % 100000
+	nsA, nsB := fmt.Sprintf("cask-ho-a-%d", id), fmt.Sprintf("cask-ho-b-%d", id)
+	for _, ns := range []string{nsA, nsB} {
+		ipCmd(t, "netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
+		for _, key := range []string{"net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"} {
+			nsSysctl(t, ns, key, "0")
+		}
+	}
+	// The old link: a0 10.79.0.1 <-> b0 10.79.0.2.
+	ipCmd(t, "-n", nsA, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", nsB)
+	ipCmd(t, "-n", nsA, "addr", "add", "10.79.0.1/24", "dev", "a0")
+	ipCmd(t, "-n", nsB, "addr", "add", "10.79.0.2/24", "dev", "b0")
+	ipCmd(t, "-n", nsA, "link", "set", "a0", "up")
+	ipCmd(t, "-n", nsB, "link", "set", "b0", "up")
+
+	b := startNode(t, "b@nsb", actors.Config{Transport: transport.Config{Adapter: netnsAdapter{nsB, "10.79.0.2:0"}}, Dist: dist.Config{DisableDNS: true}})
+	a := startNode(t, "a@nsa", actors.Config{Transport: transport.Config{Adapter: netnsAdapter{nsA, "10.79.0.1:0"}}, Dist: dist.Config{DisableDNS: true, Peers: peersOf(b)}})
+	if err := a.Connect(ctxTimeout(t), b.Name()); err != nil {
+		t.Fatalf("connect across namespaces: %v", err)
+	}
+	downA, downB := monitorProbe(t, a, b.Name()), monitorProbe(t, b, a.Name())
+	ab := startSequenceLoad(t, a, b, 2, 256)
+	ba := startSequenceLoad(t, b, a, 2, 256)
+	ab.waitProgress(t, 1000, "a → b over the old link")
+	ba.waitProgress(t, 1000, "b → a over the old link")
+
+	// The new link: a1 10.80.0.1 <-> b1 10.80.0.2; b reaches a's address
+	// over it.
+	ipCmd(t, "-n", nsA, "link", "add", "a1", "type", "veth", "peer", "name", "b1", "netns", nsB)
+	ipCmd(t, "-n", nsA, "addr", "add", "10.80.0.1/24", "dev", "a1")
+	ipCmd(t, "-n", nsB, "addr", "add", "10.80.0.2/24", "dev", "b1")
+	ipCmd(t, "-n", nsA, "link", "set", "a1", "up")
+	ipCmd(t, "-n", nsB, "link", "set", "b1", "up")
+	ipCmd(t, "-n", nsB, "route", "add", "10.79.0.1/32", "dev", "b1", "src", "10.80.0.2")
+
+	if err := b.MigratePeer(ctxTimeout(t), a.Name(), dist.MigrationAdapter(netnsAdapter{nsB, "10.80.0.2:0"})); err != nil {
+		t.Fatalf("MigratePeer on the accepting side onto the new interface: %v", err)
+	}
+	// The old interface loses its address and goes down.
+	ipCmd(t, "-n", nsB, "addr", "flush", "dev", "b0")
+	ipCmd(t, "-n", nsB, "link", "set", "b0", "down")
+	ab.waitProgress(t, 1000, "a → b over the new link")
+	ba.waitProgress(t, 1000, "b → a over the new link")
+	s, err := b.PathStats(a.Name())
+	if err != nil || !ipOf(t, s.LocalAddr).Equal(net.IPv4(10, 80, 0, 2)) {
+		t.Fatalf("b's path after the handover: %v, %v", s, err)
+	}
+	if st := b.SessionStats(a.Name()); st.Resumptions != 1 || st.Sessions != 1 {
+		t.Fatalf("b's session after the handover: %+v", st)
+	}
+	ab.stopAndCheck(t)
+	ba.stopAndCheck(t)
+	quiet := func(m any) bool { return isNodeDown(m) || isUnreachable(m) }
+	downA.none(t, "NodeDown or NodeUnreachable", quiet)
+	downB.none(t, "NodeDown or NodeUnreachable", quiet)
+}

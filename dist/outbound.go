@@ -106,9 +106,10 @@ func (s *session) beginFrame(target, sender *actor.PID, typeName string, header 
 		return nil, frameStart{}, errSessionClosing
 	}
 	f := frameStart{start: len(w.buf), typeName: typeName}
-	id, known := w.lastTypeID, w.lastType == typeName && typeName != ""
+	o := w.st
+	id, known := o.lastTypeID, o.lastType == typeName && typeName != ""
 	if !known {
-		id, known = w.types[typeName]
+		id, known = o.types[typeName]
 	}
 	e := envelope{
 		target:          target.Id,
@@ -138,7 +139,13 @@ func (s *session) beginFrame(target, sender *actor.PID, typeName string, header 
 func (w *streamWriter) endFrame(f frameStart, targetRequestID uint32, header []string, system bool) {
 	e := envelope{targetRequestID: targetRequestID, header: header, system: system}
 	w.buf = appendEnvelopeTail(w.buf, &e)
-	w.lastType, w.lastTypeID = f.typeName, f.typeID
+	o := w.st
+	o.lastType, o.lastTypeID = f.typeName, f.typeID
+	o.nextSeq++
+	w.bufFrames++
+	if w.sequenced {
+		o.outstanding.Add(int64(len(w.buf) - f.start))
+	}
 	if c := w.s.counters; c != nil {
 		c.messagesSent.Add(1)
 		c.bytesSent.Add(uint64(len(w.buf) - f.start))
@@ -151,7 +158,7 @@ func (w *streamWriter) endFrame(f frameStart, targetRequestID uint32, header []s
 func (w *streamWriter) abortFrame(f frameStart) {
 	w.buf = w.buf[:f.start]
 	if f.defined {
-		delete(w.types, f.typeName)
+		delete(w.st.types, f.typeName)
 	}
 	w.mu.Unlock()
 }
@@ -201,43 +208,54 @@ func (s *session) sendControl(c *caskpb.Control) error {
 	return nil
 }
 
-// streamWriter owns one outgoing stream. Senders append whole frames to
-// buf under mu; the writer goroutine swaps buf out and writes the batch
-// with one Write, so many small messages share one stream write
-// (coalescing). The goroutine and the QUIC stream start on first use.
+// streamWriter owns one outgoing stream of one connection. Senders append
+// whole frames to buf under mu; the writer goroutine swaps buf out and
+// writes the batch with one Write, so many small messages share one
+// stream write (coalescing). The goroutine and the QUIC stream start on
+// first use. A data stream's sequence numbers, type table and
+// unacknowledged frames are the session's (st, sessionstate.go): a
+// writer of a resumed connection first resends what the peer has not
+// acknowledged, and a writer whose connection ends leaves what it had not
+// written in st's ring.
 type streamWriter struct {
 	s     *session
 	index int
-	open  func() (io.WriteCloser, error)
+	st    *outStream
+	// sequenced: frames are kept in st's ring until acknowledged.
+	sequenced bool
+	open      func(firstSeq uint64) (io.WriteCloser, error)
 
 	mu      sync.Mutex
 	drained sync.Cond // signalled when buf is swapped out or the writer closes
 	buf     []byte
-	types   map[string]uint32 // protobuf full name → type id on this stream
-	// lastType and lastTypeID repeat the previous frame's entry of types.
-	lastType   string
-	lastTypeID uint32
-	started    bool
-	closing    bool // no more frames accepted; flush then finish the stream
-	done       bool // the goroutine returned
-	signal     chan struct{}
+	// bufSeq is the sequence number of buf's first frame; bufFrames
+	// counts the frames in buf.
+	bufSeq    uint64
+	bufFrames uint64
+	started   bool
+	closing   bool // no more frames accepted; flush then finish the stream
+	done      bool // the goroutine returned
+	signal    chan struct{}
 	// finished is closed when the goroutine returns.
 	finished chan struct{}
 	// opened reports whether the stream was ever opened.
 	opened bool
 }
 
-func newStreamWriter(s *session, index int, open func() (io.WriteCloser, error)) *streamWriter {
-	w := &streamWriter{s: s, index: index, open: open, signal: make(chan struct{}, 1), finished: make(chan struct{})}
+func newStreamWriter(s *session, index int, st *outStream, sequenced bool, open func(uint64) (io.WriteCloser, error)) *streamWriter {
+	w := &streamWriter{s: s, index: index, st: st, sequenced: sequenced, open: open, bufSeq: st.nextSeq,
+		signal: make(chan struct{}, 1), finished: make(chan struct{})}
 	w.drained.L = &w.mu
 	return w
 }
 
-// lock takes mu and waits while the buffer is over the limit
-// (back-pressure). It returns false, unlocked, if the writer is closing.
+// lock takes mu and waits while the buffer is over WriteBufferLimit or
+// the stream holds SessionBuffer bytes unacknowledged (back-pressure). It
+// returns false, unlocked, if the writer is closing.
 func (w *streamWriter) lock() bool {
 	w.mu.Lock()
-	for !w.closing && len(w.buf) >= w.s.mgr.cfg.WriteBufferLimit {
+	for !w.closing && (len(w.buf) >= w.s.mgr.cfg.WriteBufferLimit ||
+		w.sequenced && w.st.outstanding.Load() >= int64(w.s.mgr.cfg.SessionBuffer)) {
 		w.drained.Wait()
 	}
 	if w.closing {
@@ -252,14 +270,31 @@ func (w *streamWriter) lock() bool {
 	return true
 }
 
+// start starts the writer goroutine, without waiting for buffer space
+// (the controller starts the writers that must resend).
+func (w *streamWriter) start() {
+	w.mu.Lock()
+	if !w.closing && !w.started {
+		w.started = true
+		w.s.wg.Add(1)
+		go w.run()
+	}
+	w.mu.Unlock()
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
 // defineType gives typeName the next type id on this stream. Called with
 // mu held; the frame that uses the id carries the name.
 func (w *streamWriter) defineType(typeName string) uint32 {
-	if w.types == nil {
-		w.types = make(map[string]uint32)
+	o := w.st
+	if o.types == nil {
+		o.types = make(map[string]uint32)
 	}
-	id := uint32(len(w.types))
-	w.types[typeName] = id
+	id := uint32(len(o.types))
+	o.types[typeName] = id
 	return id
 }
 
@@ -297,11 +332,50 @@ func (w *streamWriter) run() {
 	defer func() {
 		w.mu.Lock()
 		w.closing, w.done = true, true
-		w.buf = nil
+		if w.sequenced && w.bufFrames > 0 {
+			// Not written: kept for the next connection, or a dead
+			// letter when the session ends.
+			w.st.keep(w.bufSeq, w.bufSeq+w.bufFrames, w.buf)
+		}
+		w.buf, w.bufFrames = nil, 0
 		w.mu.Unlock()
 		w.drained.Broadcast()
 	}()
+	if prev := w.s.prev; prev != nil {
+		// The previous connection's writer of this stream may still put
+		// what it held in the ring.
+		select {
+		case <-prev.done:
+		case <-w.s.ctx.Done():
+			return
+		}
+	}
 	var stream io.WriteCloser
+	openStream := func(firstSeq uint64) bool {
+		if stream != nil {
+			return true
+		}
+		var err error
+		if stream, err = w.open(firstSeq); err != nil {
+			w.s.fail(err)
+			return false
+		}
+		w.mu.Lock()
+		w.opened = true
+		w.mu.Unlock()
+		return true
+	}
+	if w.sequenced && w.st.pendingFrames() {
+		// A resumed session: first what the peer has not acknowledged.
+		first, frames := w.st.unacked()
+		if !openStream(first) {
+			return
+		}
+		if _, err := stream.Write(frames); err != nil {
+			w.s.fail(err)
+			return
+		}
+	}
 	var out []byte
 	for {
 		select {
@@ -311,19 +385,19 @@ func (w *streamWriter) run() {
 		}
 		w.mu.Lock()
 		out, w.buf = w.buf, out[:0]
+		first, frames := w.bufSeq, w.bufFrames
+		w.bufSeq, w.bufFrames = first+frames, 0
 		closing := w.closing && len(w.buf) == 0
 		w.mu.Unlock()
 		w.drained.Broadcast()
 		if len(out) > 0 {
-			if stream == nil {
-				var err error
-				if stream, err = w.open(); err != nil {
-					w.s.fail(err)
-					return
-				}
-				w.mu.Lock()
-				w.opened = true
-				w.mu.Unlock()
+			if w.sequenced {
+				// Kept (copied) before it is written: an
+				// acknowledgement may arrive as soon as it is.
+				w.st.keep(first, first+frames, out)
+			}
+			if !openStream(first) {
+				return
 			}
 			if _, err := stream.Write(out); err != nil {
 				w.s.fail(err)
@@ -340,12 +414,12 @@ func (w *streamWriter) run() {
 	}
 }
 
-func (s *session) openData(index int) (io.WriteCloser, error) {
+func (s *session) openData(index int, firstSeq uint64) (io.WriteCloser, error) {
 	st, err := s.conn.OpenUniStream(s.ctx)
 	if err != nil {
 		return nil, err
 	}
-	hdr, _ := proto.Marshal(&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_DATA, Index: uint32(index)})
+	hdr, _ := proto.Marshal(&caskpb.StreamHeader{Kind: caskpb.StreamKind_STREAM_KIND_DATA, Index: uint32(index), FirstSeq: firstSeq})
 	if _, err := st.Write(transport.AppendFrame(nil, hdr)); err != nil {
 		return nil, err
 	}

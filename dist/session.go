@@ -1,16 +1,21 @@
 // The session's lifecycle.
 //
-// A session is the dist state shared with one peer over one QUIC
-// connection past both handshakes: the control stream, the data stream
+// A session value is one connection's part of the dist state shared with
+// a peer, past both handshakes: the control stream, the data stream
 // writers (outbound.go) and readers (inbound.go), the user streams
-// (streams.go). run starts its goroutines; closeWith ends it with a
-// reason; goodbye drains it before a graceful close. Once every goroutine
-// has returned, run reports sessionClosed to the controller.
+// (streams.go), the acknowledgement timer. What outlives the connection
+// (sequence numbers, unacknowledged frames, type tables) is its
+// sessionState (sessionstate.go). run starts its goroutines; closeWith
+// ends it with a reason; goodbye drains it before a graceful close. Once
+// every goroutine has returned, run closes done and reports sessionClosed
+// to the controller.
 //
 // Ownership: the controller owns the session: it creates, establishes and
 // retires it. The session's goroutines only do I/O and report back with
 // messages. The fields under mu (closing state, error, goodbye bookkeeping,
-// user stream count) are shared with those goroutines and with senders.
+// user stream count) are shared with those goroutines and with senders;
+// acked (the positions last acknowledged) is under ackMu, shared by the
+// acknowledgement timer and the goodbye.
 
 package dist
 
@@ -25,7 +30,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cask-p2p/cask/proto/caskpb"
 	"github.com/cask-p2p/cask/transport"
@@ -40,6 +44,19 @@ type session struct {
 	ep   *endpoint
 	peer string
 	conn *transport.Conn
+	// state is what outlives this connection (sessionstate.go); prev is
+	// the connection before this one in the same session, whose goroutines
+	// must end before this one's readers and writers start.
+	state *sessionState
+	prev  *session
+	// done is closed once every goroutine of this connection returned.
+	done chan struct{}
+	// ackTimer runs ackTick ackDelay after the first data frame since the
+	// last SessionAck (ackPending); acked is what that sent, under ackMu.
+	ackTimer   *time.Timer
+	ackPending atomic.Bool
+	ackMu      sync.Mutex
+	acked      map[uint32]uint64
 
 	controlReader *bufio.Reader // may hold bytes read past the handshake
 	role          transport.Role
@@ -87,24 +104,31 @@ type session struct {
 	streamsStopped bool
 }
 
-func newSession(m *Manager, ep *endpoint, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, inc, caps uint64, peerMax uint32) *session {
+func newSession(m *Manager, ep *endpoint, st *sessionState, conn *transport.Conn, ctrl *transport.Stream, br *bufio.Reader, caps uint64, peerMax uint32) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		mgr: m, ep: ep, peer: ep.name, conn: conn, controlReader: br, role: conn.Role(),
-		inc: Incarnation(inc), caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
+		mgr: m, ep: ep, state: st, peer: ep.name, conn: conn, controlReader: br, role: conn.Role(),
+		inc: st.peerInc, caps: caps, start: time.Now(), ctx: ctx, cancel: cancel,
 		inboundDone: make(chan struct{}),
+		done:        make(chan struct{}),
 		maxSend:     m.cfg.MaxMessageSize,
 		counters:    ep.counters,
 	}
+	if st.lastConn != nil {
+		s.prev = st.lastConn
+	}
+	s.ackTimer = time.AfterFunc(time.Hour, s.ackTick)
+	s.ackTimer.Stop()
+	st.lastConn = s
 	if peerMax > 0 && int(peerMax) < s.maxSend {
 		s.maxSend = int(peerMax)
 	}
 	s.writers = make([]*streamWriter, m.cfg.DataStreams)
 	for i := range s.writers {
 		i := i
-		s.writers[i] = newStreamWriter(s, i, func() (io.WriteCloser, error) { return s.openData(i) })
+		s.writers[i] = newStreamWriter(s, i, st.out[i], st.sequenced, func(first uint64) (io.WriteCloser, error) { return s.openData(i, first) })
 	}
-	s.controlWriter = newStreamWriter(s, -1, func() (io.WriteCloser, error) { return ctrl, nil })
+	s.controlWriter = newStreamWriter(s, -1, &outStream{}, false, func(uint64) (io.WriteCloser, error) { return ctrl, nil })
 	return s
 }
 
@@ -131,11 +155,35 @@ func (s *session) run(controller *actor.PID) {
 		s.closeWriters()
 		s.stopStreams()
 		s.wg.Wait()
+		s.ackTimer.Stop()
+		close(s.done)
 		s.mu.Lock()
 		err, reason := s.err, s.reason
 		s.mu.Unlock()
 		if !s.retired.Load() {
 			s.mgr.system.Root.Send(controller, &sessionClosed{s: s, err: err, reason: reason})
+		}
+	}()
+}
+
+// startResend starts, once the previous connection's goroutines ended,
+// the writer of every data stream with frames the peer has not
+// acknowledged: they are resent even if nothing new is sent.
+func (s *session) startResend() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if s.prev != nil {
+			select {
+			case <-s.prev.done:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		for i, w := range s.writers {
+			if s.state.out[i].pendingFrames() {
+				w.start()
+			}
 		}
 	}()
 }
@@ -214,8 +262,10 @@ func (s *session) isClosing() bool {
 }
 
 // goodbye drains this side: every data writer flushes and finishes its
-// stream, then Goodbye is the last control frame. It returns when the
-// inbound side is complete too, or after the grace period.
+// stream, the peer acknowledges every frame (on a sequenced session), then
+// Goodbye goes out. The control stream stays open, carrying
+// acknowledgements, until the inbound side is complete too; then it is
+// finished. It returns then, or after ShutdownGrace.
 func (s *session) goodbye(reason caskpb.GoodbyeReason) {
 	s.mu.Lock()
 	s.closing = true
@@ -242,27 +292,38 @@ func (s *session) goodbye(reason caskpb.GoodbyeReason) {
 		}
 		w.mu.Unlock()
 	}
-	b, _ := proto.Marshal(&caskpb.Control{Body: &caskpb.Control_Goodbye{Goodbye: &caskpb.Goodbye{Reason: reason, DataStreams: uint32(opened)}}})
-	w := s.controlWriter
-	w.mu.Lock()
-	if !w.closing {
-		if !w.started {
-			w.started = true
-			s.wg.Add(1)
-			go w.run()
+	if s.state.sequenced {
+		// Wait for the acknowledgements, so what the peer read is not
+		// counted undelivered when the session ends.
+		tick := time.NewTicker(ackDelay)
+		for s.state.unacknowledged() > 0 {
+			select {
+			case <-tick.C:
+			case <-timer.C:
+				tick.Stop()
+				return
+			case <-s.ctx.Done():
+				tick.Stop()
+				return
+			}
 		}
-		w.buf = transport.AppendFrame(w.buf, b)
+		tick.Stop()
 	}
-	w.unlockAndSignal()
+	if s.sendControl(&caskpb.Control{Body: &caskpb.Control_Goodbye{Goodbye: &caskpb.Goodbye{Reason: reason, DataStreams: uint32(opened)}}}) != nil {
+		return
+	}
 	select {
-	case <-w.close():
+	case <-s.inboundDone:
 	case <-timer.C:
 		return
 	case <-s.ctx.Done():
 		return
 	}
+	if s.state.sequenced {
+		s.flushAck()
+	}
 	select {
-	case <-s.inboundDone:
+	case <-s.controlWriter.close():
 	case <-timer.C:
 	case <-s.ctx.Done():
 	}

@@ -318,30 +318,53 @@ func TestWatchNeverExisted(t *testing.T) {
 	expectTerminated(t, ch, actor.TerminatedReason_NotFound, 5*time.Second)
 }
 
+// TestWatchConnectionLost: a watch across a session whose connection is
+// lost holds through the grace window (NodeUnreachable first) and ends
+// with Terminated(AddressTerminated) and NodeDown when the window runs out.
 func TestWatchConnectionLost(t *testing.T) {
 	fault := adapter.NewFaulty(transport.UDPAdapter{Addr: "127.0.0.1:0"})
-	const idle = 800 * time.Millisecond
+	const idle, grace = 800 * time.Millisecond, time.Second
 	dir := t.TempDir()
-	a := launch(t, "a@localhost", actors.Config{Transport: transport.Config{Adapter: fault, IdleTimeout: idle}, Dist: dist.Config{DiscoveryDir: dir}})
-	b := launch(t, "b@localhost", actors.Config{Transport: transport.Config{IdleTimeout: idle}, Dist: dist.Config{DiscoveryDir: dir}})
+	a := launch(t, "a@localhost", actors.Config{Transport: transport.Config{Adapter: fault, IdleTimeout: idle},
+		Dist: dist.Config{DiscoveryDir: dir, SessionGrace: grace}})
+	b := launch(t, "b@localhost", actors.Config{Transport: transport.Config{IdleTimeout: idle},
+		Dist: dist.Config{DiscoveryDir: dir, SessionGrace: grace}})
 	spawnNamed(t, b, replyProps(), "far")
 	remote := actor.NewPID("b@localhost", "far")
 	ch := watchFrom(t, a, remote)
 	request(t, a, remote, wrapperspb.String("sync"))
-	downs := make(chan *dist.NodeDown, 4)
+	downs := make(chan any, 4)
 	a.MonitorNode("b@localhost", a.Root().Spawn(actor.PropsFromFunc(func(c actor.Context) {
-		if m, ok := c.Message().(*dist.NodeDown); ok {
+		switch m := c.Message().(type) {
+		case *dist.NodeDown, *dist.NodeUnreachable:
 			downs <- m
 		}
 	})))
 	start := time.Now()
 	fault.SetBlackhole(true)
-	expectTerminated(t, ch, actor.TerminatedReason_AddressTerminated, idle+2*time.Second)
-	t.Logf("Terminated(AddressTerminated) %v after the blackhole (idle timeout %v)", time.Since(start).Round(time.Millisecond), idle)
 	select {
-	case d := <-downs:
-		if d.Reason != dist.ReasonConnectionLost {
-			t.Fatalf("NodeDown reason %q", d.Reason)
+	case m := <-downs:
+		if _, ok := m.(*dist.NodeUnreachable); !ok {
+			t.Fatalf("first event %#v, want NodeUnreachable", m)
+		}
+		t.Logf("NodeUnreachable %v after the blackhole", time.Since(start).Round(time.Millisecond))
+	case <-time.After(idle + 2*time.Second):
+		t.Fatal("no NodeUnreachable")
+	}
+	select {
+	case <-ch:
+		t.Fatal("Terminated before the grace window ran out")
+	default:
+	}
+	expectTerminated(t, ch, actor.TerminatedReason_AddressTerminated, grace+2*time.Second)
+	if d := time.Since(start); d < idle+grace-100*time.Millisecond {
+		t.Fatalf("Terminated %v after the blackhole, before idle timeout + grace", d)
+	}
+	t.Logf("Terminated(AddressTerminated) %v after the blackhole (idle timeout %v, grace %v)", time.Since(start).Round(time.Millisecond), idle, grace)
+	select {
+	case m := <-downs:
+		if d, ok := m.(*dist.NodeDown); !ok || d.Reason != dist.ReasonConnectionLost {
+			t.Fatalf("event %#v, want NodeDown{connection_lost}", m)
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("no NodeDown")

@@ -106,6 +106,15 @@ type Event struct {
 	Active      []string  `json:"active"`
 	Passive     []string  `json:"passive"`
 	MS          float64   `json:"ms"`
+	// Numbered messages (internal/testnode's send, received, tally).
+	Sent              int64 `json:"sent"`
+	Received          int64 `json:"received"`
+	Duplicates        int64 `json:"duplicates"`
+	Reordered         int64 `json:"reordered"`
+	DeadLettered      int64 `json:"dead_lettered"`
+	SessionEnded      int64 `json:"session_ended"`
+	Unacknowledged    int64 `json:"unacknowledged"`
+	StatsDeadLettered int64 `json:"stats_dead_lettered"`
 	// Raw is the line as printed.
 	Raw string `json:"-"`
 }

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -110,6 +112,11 @@ func run(o options, out *printer) error {
 		node.Stop()
 		return err
 	}
+	seq := newSequences(node)
+	if _, err := node.Root().SpawnNamed(actor.PropsFromFunc(seq.count), "counter"); err != nil {
+		node.Stop()
+		return err
+	}
 	events := node.Root().Spawn(actor.PropsFromFunc(func(c actor.Context) { report(c, out) }))
 	node.MonitorNode("", events)
 	node.Subscribe(events)
@@ -117,7 +124,7 @@ func run(o options, out *printer) error {
 		"incarnation": node.Incarnation().String(), "key": hex.EncodeToString(node.PublicKey())})
 
 	stop := make(chan struct{}, 1)
-	go commands(node, o, out, stop)
+	go commands(node, o, out, stop, seq)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -164,6 +171,14 @@ func report(c actor.Context, out *printer) {
 			ev["err"] = m.Err.Error()
 		}
 		out.print(ev)
+	case *dist.NodeUnreachable:
+		ev := map[string]any{"event": "node_unreachable", "peer": m.Node}
+		if m.Err != nil {
+			ev["err"] = m.Err.Error()
+		}
+		out.print(ev)
+	case *dist.NodeReachable:
+		out.print(map[string]any{"event": "node_reachable", "peer": m.Node})
 	}
 }
 
@@ -199,7 +214,7 @@ func nonNil(s []string) []string {
 }
 
 // commands reads stdin until it ends; "stop" asks run to stop the node.
-func commands(node *actors.Node, o options, out *printer, stop chan<- struct{}) {
+func commands(node *actors.Node, o options, out *printer, stop chan<- struct{}, seq *sequences) {
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -217,6 +232,17 @@ func commands(node *actors.Node, o options, out *printer, stop chan<- struct{}) 
 				ev["err"] = err.Error()
 			}
 			out.print(ev)
+		case f[0] == "send" && len(f) == 3:
+			n, err := strconv.Atoi(f[2])
+			if err != nil {
+				out.print(map[string]any{"event": "error", "err": fmt.Sprintf("send: %v", err)})
+				continue
+			}
+			seq.send(f[1], n, out)
+		case f[0] == "received":
+			seq.printReceived(out)
+		case f[0] == "tally" && len(f) == 2:
+			seq.printTally(f[1], out)
 		case f[0] == "stop":
 			select {
 			case stop <- struct{}{}:
@@ -236,4 +262,89 @@ func ping(node *actors.Node, peer string, timeout time.Duration, out *printer) {
 		ev["err"] = err.Error()
 	}
 	out.print(ev)
+}
+
+// sequences sends numbered messages (Int64Value 1, 2, 3, ...) to the
+// "counter" actor of a peer, counts what its own counter receives, and
+// counts the dead letters of the numbered messages it sent.
+type sequences struct {
+	node *actors.Node
+
+	mu                   sync.Mutex
+	sent                 map[string]int64 // peer → messages sent
+	received, dups, back int64            // counter: received, duplicates, out of order
+	last                 int64
+	dead, ended          map[string]int64 // peer → dead letters, of which ErrSessionEnded
+}
+
+func newSequences(node *actors.Node) *sequences {
+	s := &sequences{node: node, sent: map[string]int64{}, dead: map[string]int64{}, ended: map[string]int64{}}
+	node.System().EventStream.Subscribe(func(ev any) {
+		dl, ok := ev.(*actor.DeadLetterEvent)
+		if !ok {
+			return
+		}
+		um, ok := dl.Message.(*dist.UndeliveredMessage)
+		if !ok {
+			return
+		}
+		if _, ok := um.Message.(*wrapperspb.Int64Value); !ok {
+			return
+		}
+		s.mu.Lock()
+		s.dead[um.Node]++
+		if errors.Is(um.Reason, dist.ErrSessionEnded) {
+			s.ended[um.Node]++
+		}
+		s.mu.Unlock()
+	})
+	return s
+}
+
+// count is the "counter" actor: it checks that numbers arrive one after
+// the other.
+func (s *sequences) count(c actor.Context) {
+	v, ok := c.Message().(*wrapperspb.Int64Value)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.received++
+	switch {
+	case v.Value <= s.last:
+		s.dups++
+	case v.Value != s.last+1:
+		s.back++
+	}
+	s.last = max(s.last, v.Value)
+}
+
+// send sends n more numbered messages to peer's counter, then prints a
+// "sent" event with the total sent to peer.
+func (s *sequences) send(peer string, n int, out *printer) {
+	target := actor.NewPID(peer, "counter")
+	s.mu.Lock()
+	first := s.sent[peer] + 1
+	s.sent[peer] += int64(n)
+	total := s.sent[peer]
+	s.mu.Unlock()
+	for i := range int64(n) {
+		s.node.Root().Send(target, wrapperspb.Int64(first+i))
+	}
+	out.print(map[string]any{"event": "sent", "peer": peer, "sent": total})
+}
+
+func (s *sequences) printReceived(out *printer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out.print(map[string]any{"event": "received", "received": s.received, "duplicates": s.dups, "reordered": s.back})
+}
+
+func (s *sequences) printTally(peer string, out *printer) {
+	st := s.node.SessionStats(peer)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out.print(map[string]any{"event": "tally", "peer": peer, "sent": s.sent[peer], "dead_lettered": s.dead[peer],
+		"session_ended": s.ended[peer], "unacknowledged": st.Unacknowledged, "stats_dead_lettered": st.DeadLettered})
 }

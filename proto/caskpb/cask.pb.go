@@ -93,6 +93,9 @@ const (
 	// The node flow-controls user streams with StreamCredit grants
 	// (docs/streams.md); user streams need it on both sides.
 	Capability_CAPABILITY_STREAM_CREDIT Capability = 3
+	// The node sequences and acknowledges data stream frames (SessionAck)
+	// and resumes a session on a new connection (docs/dist.md, "Sessions").
+	Capability_CAPABILITY_SESSIONS Capability = 4
 	// The node understands links and exit signals (LinkRequest, LinkRelease,
 	// ExitSignal in system envelopes; SpawnRequest.link_id).
 	Capability_CAPABILITY_LINKS Capability = 6
@@ -105,6 +108,7 @@ var (
 		1: "CAPABILITY_MIGRATION",
 		2: "CAPABILITY_USER_STREAMS",
 		3: "CAPABILITY_STREAM_CREDIT",
+		4: "CAPABILITY_SESSIONS",
 		6: "CAPABILITY_LINKS",
 	}
 	Capability_value = map[string]int32{
@@ -112,6 +116,7 @@ var (
 		"CAPABILITY_MIGRATION":     1,
 		"CAPABILITY_USER_STREAMS":  2,
 		"CAPABILITY_STREAM_CREDIT": 3,
+		"CAPABILITY_SESSIONS":      4,
 		"CAPABILITY_LINKS":         6,
 	}
 )
@@ -660,6 +665,12 @@ type StreamHeader struct {
 	// User streams: the opener's receive window, in bytes: how much the
 	// acceptor may send before the first StreamCredit grant.
 	ReceiveWindow uint32 `protobuf:"varint,4,opt,name=receive_window,json=receiveWindow,proto3" json:"receive_window,omitempty"`
+	// Data streams: the sequence number of the first frame on this stream,
+	// counted per pool index over the whole session (the first frame of a
+	// session is 0). A stream opened on a resumed session starts where the
+	// receiver said it was (DistHello/DistWelcome received); the receiver
+	// drops frames it already had.
+	FirstSeq      uint64 `protobuf:"varint,5,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -722,6 +733,13 @@ func (x *StreamHeader) GetReceiveWindow() uint32 {
 	return 0
 }
 
+func (x *StreamHeader) GetFirstSeq() uint64 {
+	if x != nil {
+		return x.FirstSeq
+	}
+	return 0
+}
+
 // DistHello is the first frame the dialer writes on the control stream,
 // after the transport (QUIC + identity) handshake completed.
 type DistHello struct {
@@ -745,6 +763,18 @@ type DistHello struct {
 	// dialable (bound to 0.0.0.0 or [::]): the peer then uses the
 	// connection's source address.
 	AdvertiseAddr string `protobuf:"bytes,8,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	// Sessions: the sender's id for its session with the receiver (non-zero
+	// with CAPABILITY_SESSIONS).
+	SessionId uint64 `protobuf:"varint,9,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The receiver's session id the sender wants to resume (0: none), and
+	// how many frames of each data stream of that session the sender has
+	// received.
+	ResumeSessionId uint64             `protobuf:"varint,10,opt,name=resume_session_id,json=resumeSessionId,proto3" json:"resume_session_id,omitempty"`
+	Received        []*SessionPosition `protobuf:"bytes,11,rep,name=received,proto3" json:"received,omitempty"`
+	// A handover (MigratePeer): the sender moves the session it resumes to
+	// this connection, so the receiver replaces its live connection with
+	// it, whichever side dialed that one.
+	Handover      bool `protobuf:"varint,12,opt,name=handover,proto3" json:"handover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -835,6 +865,34 @@ func (x *DistHello) GetAdvertiseAddr() string {
 	return ""
 }
 
+func (x *DistHello) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *DistHello) GetResumeSessionId() uint64 {
+	if x != nil {
+		return x.ResumeSessionId
+	}
+	return 0
+}
+
+func (x *DistHello) GetReceived() []*SessionPosition {
+	if x != nil {
+		return x.Received
+	}
+	return nil
+}
+
+func (x *DistHello) GetHandover() bool {
+	if x != nil {
+		return x.Handover
+	}
+	return false
+}
+
 // DistWelcome answers DistHello.
 type DistWelcome struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -850,6 +908,12 @@ type DistWelcome struct {
 	MaxMessageSize uint32 `protobuf:"varint,8,opt,name=max_message_size,json=maxMessageSize,proto3" json:"max_message_size,omitempty"`
 	// The address the acceptor advertises, as DistHello.advertise_addr.
 	AdvertiseAddr string `protobuf:"bytes,9,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	// Sessions: the acceptor's id for its session with the dialer, whether
+	// that session is the one the hello asked to resume, and then how many
+	// frames of each data stream the acceptor has received.
+	SessionId     uint64             `protobuf:"varint,10,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Resumed       bool               `protobuf:"varint,11,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	Received      []*SessionPosition `protobuf:"bytes,12,rep,name=received,proto3" json:"received,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +1009,27 @@ func (x *DistWelcome) GetAdvertiseAddr() string {
 		return x.AdvertiseAddr
 	}
 	return ""
+}
+
+func (x *DistWelcome) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *DistWelcome) GetResumed() bool {
+	if x != nil {
+		return x.Resumed
+	}
+	return false
+}
+
+func (x *DistWelcome) GetReceived() []*SessionPosition {
+	if x != nil {
+		return x.Received
+	}
+	return nil
 }
 
 // Envelope carries one actor message or system message on a data stream.
@@ -1215,6 +1300,7 @@ type Control struct {
 	//	*Control_SessionPin
 	//	*Control_Membership
 	//	*Control_StreamCredit
+	//	*Control_SessionAck
 	Body          isControl_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1320,6 +1406,15 @@ func (x *Control) GetStreamCredit() *StreamCredit {
 	return nil
 }
 
+func (x *Control) GetSessionAck() *SessionAck {
+	if x != nil {
+		if x, ok := x.Body.(*Control_SessionAck); ok {
+			return x.SessionAck
+		}
+	}
+	return nil
+}
+
 type isControl_Body interface {
 	isControl_Body()
 }
@@ -1352,6 +1447,10 @@ type Control_StreamCredit struct {
 	StreamCredit *StreamCredit `protobuf:"bytes,7,opt,name=stream_credit,json=streamCredit,proto3,oneof"`
 }
 
+type Control_SessionAck struct {
+	SessionAck *SessionAck `protobuf:"bytes,8,opt,name=session_ack,json=sessionAck,proto3,oneof"`
+}
+
 func (*Control_SpawnRequest) isControl_Body() {}
 
 func (*Control_SpawnResponse) isControl_Body() {}
@@ -1365,6 +1464,109 @@ func (*Control_SessionPin) isControl_Body() {}
 func (*Control_Membership) isControl_Body() {}
 
 func (*Control_StreamCredit) isControl_Body() {}
+
+func (*Control_SessionAck) isControl_Body() {}
+
+// SessionPosition says how many frames of one data stream (by pool index)
+// a node has received in the current session.
+type SessionPosition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Received      uint64                 `protobuf:"varint,2,opt,name=received,proto3" json:"received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionPosition) Reset() {
+	*x = SessionPosition{}
+	mi := &file_cask_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionPosition) ProtoMessage() {}
+
+func (x *SessionPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionPosition.ProtoReflect.Descriptor instead.
+func (*SessionPosition) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SessionPosition) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SessionPosition) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+// SessionAck acknowledges data stream frames cumulatively: for each data
+// stream listed, every frame below received was delivered, so the sender
+// may forget them. Sent batched, a few milliseconds after frames arrive.
+type SessionAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Positions     []*SessionPosition     `protobuf:"bytes,1,rep,name=positions,proto3" json:"positions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionAck) Reset() {
+	*x = SessionAck{}
+	mi := &file_cask_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionAck) ProtoMessage() {}
+
+func (x *SessionAck) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionAck.ProtoReflect.Descriptor instead.
+func (*SessionAck) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SessionAck) GetPositions() []*SessionPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
 
 // StreamCredit returns send credit on one user stream: the sender of the
 // frame has consumed bytes more of what its peer wrote on that stream, so
@@ -1380,7 +1582,7 @@ type StreamCredit struct {
 
 func (x *StreamCredit) Reset() {
 	*x = StreamCredit{}
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1594,7 @@ func (x *StreamCredit) String() string {
 func (*StreamCredit) ProtoMessage() {}
 
 func (x *StreamCredit) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1607,7 @@ func (x *StreamCredit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCredit.ProtoReflect.Descriptor instead.
 func (*StreamCredit) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{8}
+	return file_cask_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamCredit) GetStreamId() uint64 {
@@ -1446,7 +1648,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1660,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1673,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{9}
+	return file_cask_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Membership) GetType() MembershipType {
@@ -1548,7 +1750,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1762,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1775,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{10}
+	return file_cask_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeAddress) GetNode() string {
@@ -1602,7 +1804,7 @@ type SessionPin struct {
 
 func (x *SessionPin) Reset() {
 	*x = SessionPin{}
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1816,7 @@ func (x *SessionPin) String() string {
 func (*SessionPin) ProtoMessage() {}
 
 func (x *SessionPin) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1829,7 @@ func (x *SessionPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPin.ProtoReflect.Descriptor instead.
 func (*SessionPin) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{11}
+	return file_cask_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionPin) GetPinned() bool {
@@ -1656,7 +1858,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1870,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1883,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{12}
+	return file_cask_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SpawnRequest) GetRequestId() uint64 {
@@ -1732,7 +1934,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1946,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1959,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{13}
+	return file_cask_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SpawnResponse) GetRequestId() uint64 {
@@ -1806,7 +2008,7 @@ type DeliveryFailure struct {
 
 func (x *DeliveryFailure) Reset() {
 	*x = DeliveryFailure{}
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +2020,7 @@ func (x *DeliveryFailure) String() string {
 func (*DeliveryFailure) ProtoMessage() {}
 
 func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +2033,7 @@ func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryFailure.ProtoReflect.Descriptor instead.
 func (*DeliveryFailure) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{14}
+	return file_cask_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeliveryFailure) GetTarget() string {
@@ -1898,7 +2100,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2112,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2125,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{15}
+	return file_cask_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Goodbye) GetReason() GoodbyeReason {
@@ -1955,7 +2157,7 @@ type StreamAccept struct {
 
 func (x *StreamAccept) Reset() {
 	*x = StreamAccept{}
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2169,7 @@ func (x *StreamAccept) String() string {
 func (*StreamAccept) ProtoMessage() {}
 
 func (x *StreamAccept) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2182,7 @@ func (x *StreamAccept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAccept.ProtoReflect.Descriptor instead.
 func (*StreamAccept) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{16}
+	return file_cask_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StreamAccept) GetRefusal() StreamRefusal {
@@ -2020,7 +2222,7 @@ type AuthFrame struct {
 
 func (x *AuthFrame) Reset() {
 	*x = AuthFrame{}
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2234,7 @@ func (x *AuthFrame) String() string {
 func (*AuthFrame) ProtoMessage() {}
 
 func (x *AuthFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2247,7 @@ func (x *AuthFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthFrame.ProtoReflect.Descriptor instead.
 func (*AuthFrame) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{17}
+	return file_cask_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AuthFrame) GetBody() isAuthFrame_Body {
@@ -2143,7 +2345,7 @@ type AuthHello struct {
 
 func (x *AuthHello) Reset() {
 	*x = AuthHello{}
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2357,7 @@ func (x *AuthHello) String() string {
 func (*AuthHello) ProtoMessage() {}
 
 func (x *AuthHello) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2370,7 @@ func (x *AuthHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthHello.ProtoReflect.Descriptor instead.
 func (*AuthHello) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{18}
+	return file_cask_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AuthHello) GetNode() string {
@@ -2228,7 +2430,7 @@ type AuthChallenge struct {
 
 func (x *AuthChallenge) Reset() {
 	*x = AuthChallenge{}
-	mi := &file_cask_proto_msgTypes[19]
+	mi := &file_cask_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2442,7 @@ func (x *AuthChallenge) String() string {
 func (*AuthChallenge) ProtoMessage() {}
 
 func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[19]
+	mi := &file_cask_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2455,7 @@ func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
 func (*AuthChallenge) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{19}
+	return file_cask_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AuthChallenge) GetNonce() []byte {
@@ -2293,7 +2495,7 @@ type AuthResponse struct {
 
 func (x *AuthResponse) Reset() {
 	*x = AuthResponse{}
-	mi := &file_cask_proto_msgTypes[20]
+	mi := &file_cask_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2507,7 @@ func (x *AuthResponse) String() string {
 func (*AuthResponse) ProtoMessage() {}
 
 func (x *AuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[20]
+	mi := &file_cask_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2520,7 @@ func (x *AuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
 func (*AuthResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{20}
+	return file_cask_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuthResponse) GetSignature() []byte {
@@ -2369,7 +2571,7 @@ type AuthResult struct {
 
 func (x *AuthResult) Reset() {
 	*x = AuthResult{}
-	mi := &file_cask_proto_msgTypes[21]
+	mi := &file_cask_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2583,7 @@ func (x *AuthResult) String() string {
 func (*AuthResult) ProtoMessage() {}
 
 func (x *AuthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[21]
+	mi := &file_cask_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2596,7 @@ func (x *AuthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
 func (*AuthResult) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{21}
+	return file_cask_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuthResult) GetOk() bool {
@@ -2423,12 +2625,13 @@ var File_cask_proto protoreflect.FileDescriptor
 const file_cask_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"cask.proto\x12\acask.v1\"\x86\x01\n" +
+	"cask.proto\x12\acask.v1\"\xa3\x01\n" +
 	"\fStreamHeader\x12'\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.cask.v1.StreamKindR\x04kind\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x10\n" +
 	"\x03tag\x18\x03 \x01(\tR\x03tag\x12%\n" +
-	"\x0ereceive_window\x18\x04 \x01(\rR\rreceiveWindow\"\x91\x02\n" +
+	"\x0ereceive_window\x18\x04 \x01(\rR\rreceiveWindow\x12\x1b\n" +
+	"\tfirst_seq\x18\x05 \x01(\x04R\bfirstSeq\"\xae\x03\n" +
 	"\tDistHello\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x1f\n" +
@@ -2439,7 +2642,13 @@ const file_cask_proto_rawDesc = "" +
 	"\fcapabilities\x18\x05 \x01(\x04R\fcapabilities\x12\x17\n" +
 	"\ato_node\x18\x06 \x01(\tR\x06toNode\x12(\n" +
 	"\x10max_message_size\x18\a \x01(\rR\x0emaxMessageSize\x12%\n" +
-	"\x0eadvertise_addr\x18\b \x01(\tR\radvertiseAddr\"\xb5\x02\n" +
+	"\x0eadvertise_addr\x18\b \x01(\tR\radvertiseAddr\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\t \x01(\x04R\tsessionId\x12*\n" +
+	"\x11resume_session_id\x18\n" +
+	" \x01(\x04R\x0fresumeSessionId\x124\n" +
+	"\breceived\x18\v \x03(\v2\x18.cask.v1.SessionPositionR\breceived\x12\x1a\n" +
+	"\bhandover\x18\f \x01(\bR\bhandover\"\xa4\x03\n" +
 	"\vDistWelcome\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12-\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x15.cask.v1.RejectReasonR\x06reason\x12\x16\n" +
@@ -2449,7 +2658,12 @@ const file_cask_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\rR\aversion\x12\"\n" +
 	"\fcapabilities\x18\a \x01(\x04R\fcapabilities\x12(\n" +
 	"\x10max_message_size\x18\b \x01(\rR\x0emaxMessageSize\x12%\n" +
-	"\x0eadvertise_addr\x18\t \x01(\tR\radvertiseAddr\"\xbe\x02\n" +
+	"\x0eadvertise_addr\x18\t \x01(\tR\radvertiseAddr\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\n" +
+	" \x01(\x04R\tsessionId\x12\x18\n" +
+	"\aresumed\x18\v \x01(\bR\aresumed\x124\n" +
+	"\breceived\x18\f \x03(\v2\x18.cask.v1.SessionPositionR\breceived\"\xbe\x02\n" +
 	"\bEnvelope\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12%\n" +
 	"\x0esender_address\x18\x02 \x01(\tR\rsenderAddress\x12\x1b\n" +
@@ -2467,7 +2681,7 @@ const file_cask_proto_rawDesc = "" +
 	"\n" +
 	"ExitSignal\x12+\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x13.cask.v1.ExitReasonR\x06reason\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail\"\xb2\x03\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\"\xea\x03\n" +
 	"\aControl\x12<\n" +
 	"\rspawn_request\x18\x01 \x01(\v2\x15.cask.v1.SpawnRequestH\x00R\fspawnRequest\x12?\n" +
 	"\x0espawn_response\x18\x02 \x01(\v2\x16.cask.v1.SpawnResponseH\x00R\rspawnResponse\x12E\n" +
@@ -2478,8 +2692,16 @@ const file_cask_proto_rawDesc = "" +
 	"\n" +
 	"membership\x18\x06 \x01(\v2\x13.cask.v1.MembershipH\x00R\n" +
 	"membership\x12<\n" +
-	"\rstream_credit\x18\a \x01(\v2\x15.cask.v1.StreamCreditH\x00R\fstreamCreditB\x06\n" +
-	"\x04body\"A\n" +
+	"\rstream_credit\x18\a \x01(\v2\x15.cask.v1.StreamCreditH\x00R\fstreamCredit\x126\n" +
+	"\vsession_ack\x18\b \x01(\v2\x13.cask.v1.SessionAckH\x00R\n" +
+	"sessionAckB\x06\n" +
+	"\x04body\"C\n" +
+	"\x0fSessionPosition\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x1a\n" +
+	"\breceived\x18\x02 \x01(\x04R\breceived\"D\n" +
+	"\n" +
+	"SessionAck\x126\n" +
+	"\tpositions\x18\x01 \x03(\v2\x18.cask.v1.SessionPositionR\tpositions\"A\n" +
 	"\fStreamCredit\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\x98\x02\n" +
@@ -2563,13 +2785,14 @@ const file_cask_proto_rawDesc = "" +
 	"StreamKind\x12\x1b\n" +
 	"\x17STREAM_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10STREAM_KIND_DATA\x10\x01\x12\x14\n" +
-	"\x10STREAM_KIND_USER\x10\x02*\x8c\x01\n" +
+	"\x10STREAM_KIND_USER\x10\x02*\xa5\x01\n" +
 	"\n" +
 	"Capability\x12\x13\n" +
 	"\x0fCAPABILITY_NONE\x10\x00\x12\x18\n" +
 	"\x14CAPABILITY_MIGRATION\x10\x01\x12\x1b\n" +
 	"\x17CAPABILITY_USER_STREAMS\x10\x02\x12\x1c\n" +
-	"\x18CAPABILITY_STREAM_CREDIT\x10\x03\x12\x14\n" +
+	"\x18CAPABILITY_STREAM_CREDIT\x10\x03\x12\x17\n" +
+	"\x13CAPABILITY_SESSIONS\x10\x04\x12\x14\n" +
 	"\x10CAPABILITY_LINKS\x10\x06*\xe3\x01\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
@@ -2645,7 +2868,7 @@ func file_cask_proto_rawDescGZIP() []byte {
 }
 
 var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
@@ -2665,48 +2888,54 @@ var file_cask_proto_goTypes = []any{
 	(*LinkRelease)(nil),     // 15: cask.v1.LinkRelease
 	(*ExitSignal)(nil),      // 16: cask.v1.ExitSignal
 	(*Control)(nil),         // 17: cask.v1.Control
-	(*StreamCredit)(nil),    // 18: cask.v1.StreamCredit
-	(*Membership)(nil),      // 19: cask.v1.Membership
-	(*NodeAddress)(nil),     // 20: cask.v1.NodeAddress
-	(*SessionPin)(nil),      // 21: cask.v1.SessionPin
-	(*SpawnRequest)(nil),    // 22: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 23: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 24: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 25: cask.v1.Goodbye
-	(*StreamAccept)(nil),    // 26: cask.v1.StreamAccept
-	(*AuthFrame)(nil),       // 27: cask.v1.AuthFrame
-	(*AuthHello)(nil),       // 28: cask.v1.AuthHello
-	(*AuthChallenge)(nil),   // 29: cask.v1.AuthChallenge
-	(*AuthResponse)(nil),    // 30: cask.v1.AuthResponse
-	(*AuthResult)(nil),      // 31: cask.v1.AuthResult
+	(*SessionPosition)(nil), // 18: cask.v1.SessionPosition
+	(*SessionAck)(nil),      // 19: cask.v1.SessionAck
+	(*StreamCredit)(nil),    // 20: cask.v1.StreamCredit
+	(*Membership)(nil),      // 21: cask.v1.Membership
+	(*NodeAddress)(nil),     // 22: cask.v1.NodeAddress
+	(*SessionPin)(nil),      // 23: cask.v1.SessionPin
+	(*SpawnRequest)(nil),    // 24: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 25: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 26: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 27: cask.v1.Goodbye
+	(*StreamAccept)(nil),    // 28: cask.v1.StreamAccept
+	(*AuthFrame)(nil),       // 29: cask.v1.AuthFrame
+	(*AuthHello)(nil),       // 30: cask.v1.AuthHello
+	(*AuthChallenge)(nil),   // 31: cask.v1.AuthChallenge
+	(*AuthResponse)(nil),    // 32: cask.v1.AuthResponse
+	(*AuthResult)(nil),      // 33: cask.v1.AuthResult
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
-	2,  // 1: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
-	3,  // 2: cask.v1.ExitSignal.reason:type_name -> cask.v1.ExitReason
-	22, // 3: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	23, // 4: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	24, // 5: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	25, // 6: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	21, // 7: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
-	19, // 8: cask.v1.Control.membership:type_name -> cask.v1.Membership
-	18, // 9: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
-	5,  // 10: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
-	20, // 11: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
-	6,  // 12: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
-	4,  // 13: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
-	7,  // 14: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	8,  // 15: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
-	28, // 16: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
-	29, // 17: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
-	30, // 18: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
-	31, // 19: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
-	9,  // 20: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	18, // 1: cask.v1.DistHello.received:type_name -> cask.v1.SessionPosition
+	2,  // 2: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
+	18, // 3: cask.v1.DistWelcome.received:type_name -> cask.v1.SessionPosition
+	3,  // 4: cask.v1.ExitSignal.reason:type_name -> cask.v1.ExitReason
+	24, // 5: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	25, // 6: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	26, // 7: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	27, // 8: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	23, // 9: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
+	21, // 10: cask.v1.Control.membership:type_name -> cask.v1.Membership
+	20, // 11: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
+	19, // 12: cask.v1.Control.session_ack:type_name -> cask.v1.SessionAck
+	18, // 13: cask.v1.SessionAck.positions:type_name -> cask.v1.SessionPosition
+	5,  // 14: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
+	22, // 15: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
+	6,  // 16: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
+	4,  // 17: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
+	7,  // 18: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
+	8,  // 19: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
+	30, // 20: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
+	31, // 21: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
+	32, // 22: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
+	33, // 23: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
+	9,  // 24: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -2722,8 +2951,9 @@ func file_cask_proto_init() {
 		(*Control_SessionPin)(nil),
 		(*Control_Membership)(nil),
 		(*Control_StreamCredit)(nil),
+		(*Control_SessionAck)(nil),
 	}
-	file_cask_proto_msgTypes[17].OneofWrappers = []any{
+	file_cask_proto_msgTypes[19].OneofWrappers = []any{
 		(*AuthFrame_Hello)(nil),
 		(*AuthFrame_Challenge)(nil),
 		(*AuthFrame_Response)(nil),
@@ -2735,7 +2965,7 @@ func file_cask_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -13,8 +13,8 @@
 //   - RouteChanged (a default-route change, from RouteWatcher on Linux)
 //     migrates every active peer at once.
 //   - A peer that answered dist.ErrPeerDisableMigration (or
-//     dist.ErrMigrationNotAllowed: this node accepted the connection, and
-//     only the dialing side may migrate) is skipped until it goes down and
+//     dist.ErrMigrationNotAllowed: this node's DisableMigration, or a
+//     peer that cannot take a handover) is skipped until it goes down and
 //     comes back up.
 //
 // The stats source (pathstats.Source, which *actors.Node is) and the
