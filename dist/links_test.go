@@ -405,15 +405,15 @@ func TestSpawnLinkChildDiesWhenParentNodeStops(t *testing.T) {
 }
 
 // TestSpawnLinkChildDiesWhenBlackholed: the parent's node goes silent;
-// once the session ends (today: the idle timeout; with sessions that
-// outlive a connection, their grace window) the child gets noconnection
-// and stops, and so does the parent on its side.
+// once the session ends (the idle timeout ends the connection, then the
+// session's grace window runs out) the child gets noconnection and stops,
+// and so does the parent on its side.
 func TestSpawnLinkChildDiesWhenBlackholed(t *testing.T) {
 	fault := adapter.NewFaulty(transport.UDPAdapter{Addr: "127.0.0.1:0"})
-	const idle = 800 * time.Millisecond
+	const idle, grace = 800 * time.Millisecond, time.Second
 	dir := t.TempDir()
-	a := launch(t, "a@localhost", actors.Config{Transport: transport.Config{Adapter: fault, IdleTimeout: idle}, Dist: dist.Config{DiscoveryDir: dir}})
-	b := launch(t, "b@localhost", actors.Config{Transport: transport.Config{IdleTimeout: idle}, Dist: dist.Config{DiscoveryDir: dir}})
+	a := launch(t, "a@localhost", actors.Config{Transport: transport.Config{Adapter: fault, IdleTimeout: idle}, Dist: dist.Config{DiscoveryDir: dir, SessionGrace: grace}})
+	b := launch(t, "b@localhost", actors.Config{Transport: transport.Config{IdleTimeout: idle}, Dist: dist.Config{DiscoveryDir: dir, SessionGrace: grace}})
 	registerWorker(t, b)
 	parentTrap := trapper(t, a)
 	child, err := a.SpawnRemote(ctxTimeout(t), b.Name(), "worker", "", dist.SpawnLink(parentTrap.PID))
@@ -425,8 +425,8 @@ func TestSpawnLinkChildDiesWhenBlackholed(t *testing.T) {
 	start := time.Now()
 	fault.SetBlackhole(true)
 	w.terminated(t, child)
-	t.Logf("child stopped %v after the blackhole (idle timeout %v)", time.Since(start).Round(time.Millisecond), idle)
-	if waited := time.Since(start); waited < idle/2 {
+	t.Logf("child stopped %v after the blackhole (idle timeout %v, grace %v)", time.Since(start).Round(time.Millisecond), idle, grace)
+	if waited := time.Since(start); waited < idle+grace/2 {
 		t.Fatalf("child stopped %v after the blackhole, before the session could end", waited)
 	}
 	expectReason(t, parentTrap.exited(t, child), dist.ExitNoConnection)

@@ -43,14 +43,20 @@ func (h *holder) Authenticate(ctx context.Context, c *Conn, _ Role) (Identity, e
 func holdDial(t *testing.T, wg *sync.WaitGroup, from, to *Transport, h *holder) *Conn {
 	t.Helper()
 	wg.Add(1)
+	failed := make(chan error, 1)
 	go func() {
 		defer wg.Done()
-		_, _ = from.Dial(context.Background(), to.Addr())
+		if _, err := from.Dial(context.Background(), to.Addr()); err != nil {
+			failed <- err
+		}
 	}()
 	select {
 	case c := <-h.conns:
 		return c
-	case <-time.After(5 * time.Second):
+	case err := <-failed:
+		t.Fatalf("dial failed before its QUIC handshake completed: %v", err)
+		return nil
+	case <-time.After(15 * time.Second): // generous: a loaded machine
 		t.Fatal("dial did not complete its QUIC handshake")
 		return nil
 	}
