@@ -82,8 +82,9 @@ const (
 	backoffWaiting
 	// backoffRemembering: the delay ran out with nothing to send; the
 	// next send dials at once, and the failure count is kept for as long
-	// as the last delay again, so a peer that stays down is not dialed
-	// afresh from the first delay each time.
+	// as the last delay again (at least minRemember, or
+	// ReconnectBackoffMax if that is shorter), so a peer that
+	// stays down is not dialed afresh from the first delay each time.
 	backoffRemembering
 )
 
@@ -818,13 +819,19 @@ func (c *controller) onBackoffTick() {
 			c.ensureDial()
 			return
 		}
-		c.armBackoff(c.lastDelay)
+		c.armBackoff(max(c.lastDelay, min(minRemember, c.m.cfg.ReconnectBackoffMax)))
 	case backoffRemembering:
 		c.backoff = backoffNone
 		c.failures = 0
 		c.retireIfUnused()
 	}
 }
+
+// minRemember is the shortest time a failure count is remembered after
+// its delay ran out. With short delays (tens of milliseconds) a sender
+// that pauses a little longer (a busy machine) would otherwise find the
+// count forgotten and dial afresh from the first delay.
+const minRemember = time.Second
 
 func (c *controller) armBackoff(d time.Duration) {
 	c.stopBackoffTimer()
