@@ -363,6 +363,7 @@ func TestLeftPathDrainsUntilQuiet(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newPathSocket(udp)
+	defer func() { _ = s.Close() }() // before the leak check, on failure too
 	p := &migrationPath{pc: s}
 	readerDone := make(chan struct{})
 	go func() { // what quic.Transport's read loop does
@@ -383,17 +384,28 @@ func TestLeftPathDrainsUntilQuiet(t *testing.T) {
 	const drain = 100 * time.Millisecond
 	p.drainThenRetire(drain)
 	// The peer keeps sending for four drain times: the socket stays.
+	var quiet time.Time // when the last packet went out
+	var maxGap time.Duration
 	for end := time.Now().Add(4 * drain); time.Now().Before(end); {
 		if _, err := peer.WriteTo([]byte("still here"), s.LocalAddr()); err != nil {
 			t.Fatal(err)
 		}
+		if !quiet.IsZero() {
+			maxGap = max(maxGap, time.Since(quiet))
+		}
+		quiet = time.Now()
 		time.Sleep(drain / 10)
 	}
-	if socketOf(s).isRetired() {
+	switch {
+	case maxGap >= drain/2:
+		// The machine held this goroutine for half a drain time: the
+		// path may rightly have counted as quiet. Only the second half
+		// of the rule can be judged.
+		t.Logf("a gap of %v between packets (drain %v): not judging whether the path stayed", maxGap, drain)
+	case socketOf(s).isRetired():
 		t.Fatal("path retired while the peer was still sending to it")
 	}
 	// Then it goes quiet: retired within a few drain times.
-	quiet := time.Now()
 	for !socketOf(s).isRetired() {
 		if time.Since(quiet) > 5*time.Second {
 			t.Fatal("quiet path not retired")
