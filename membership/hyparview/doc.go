@@ -22,15 +22,20 @@
 //     should set or check msg.From against the authenticated peer.
 //   - LinkUp(node, now): a link to node is usable. The actor calls it
 //     for every node listed in Output.Open (at once if the link already
-//     exists). A Neighbor request waiting for that link goes out now.
+//     exists), or LinkDown if the link cannot be opened: one of the two
+//     must follow every Open. A Neighbor request waiting for that link
+//     goes out now.
 //   - LinkDown(node, now): the link to node failed or closed. An active
 //     peer is dropped (PeerDown, ReasonFailed) and replaced from the
 //     passive view at once; a pending Neighbor request counts as a
 //     failed attempt; for other nodes LinkDown is ignored.
 //   - Tick(now): one membership round, called every shuffle period
 //     (DefaultShufflePeriod): age the passive view, expire Neighbor
-//     requests unanswered for two Ticks (a failed attempt), refill the
-//     active view from the passive view, and start one Shuffle.
+//     requests sent two Ticks ago and still unanswered (a failed
+//     attempt), refill the active view from the passive view, and start
+//     one Shuffle. A request whose link is still opening does not
+//     expire: the actor reports every Open with LinkUp or LinkDown, and
+//     a connect may take longer than a round.
 //   - Leave(now): send Disconnect (Leaving) to every active peer and
 //     stop taking part until the next Join. While left, a Neighbor is
 //     refused and Join, ForwardJoin, Shuffle and accepting replies are
@@ -80,7 +85,10 @@
 //     again (5 of 20 seeds stayed partitioned after 50 rounds). With it,
 //     none did.
 //   - Races: an accepting reply that finds the active view full again,
-//     or that nobody waits for, is answered with Disconnect. A refusal
+//     or that answers nothing we asked, is answered with Disconnect. A
+//     late one (its request expired, the node is still in the passive
+//     view) is taken while there is room: the peer already holds us, so
+//     a Disconnect would only undo a link both sides agreed on. A refusal
 //     from a node already active (crossed requests) is ignored; the
 //     peer's own later messages settle the link. A ForwardJoin or
 //     Shuffle (which travel over active links only) from a node not in

@@ -27,9 +27,11 @@ type request struct {
 	sent bool
 	// high records the priority of the Neighbor sent.
 	high bool
-	// tick is the Tick count when the request was made; a request still
-	// unanswered two Ticks later counts as a failure.
-	tick uint64
+	// sentTick is the Tick count when the Neighbor went out; a request
+	// still unanswered two Ticks later counts as a failure. Until the
+	// link is up nothing expires: opening it ends in LinkUp or LinkDown,
+	// however long the connect takes.
+	sentTick uint64
 }
 
 // State is the HyParView state of one node. It is not safe for
@@ -162,6 +164,7 @@ func (s *State) LinkUp(node string, now time.Time) Output {
 	}
 	s.pending[i].sent = true
 	s.pending[i].high = high
+	s.pending[i].sentTick = s.ticks
 	out.send(node, Message{Type: Neighbor, From: s.cfg.Self, HighPriority: high})
 	return out
 }
@@ -190,9 +193,9 @@ func (s *State) LinkDown(node string, now time.Time) Output {
 }
 
 // Tick runs one membership round: it ages the passive view, expires
-// unanswered Neighbor requests, refills the active view from the
-// passive view, and starts one Shuffle. The actor calls it every
-// shuffle period (DefaultShufflePeriod).
+// Neighbor requests sent two Ticks ago and still unanswered, refills
+// the active view from the passive view, and starts one Shuffle. The
+// actor calls it every shuffle period (DefaultShufflePeriod).
 func (s *State) Tick(now time.Time) Output {
 	var out Output
 	if s.left {
@@ -204,7 +207,7 @@ func (s *State) Tick(now time.Time) Output {
 	})
 	for i := 0; i < len(s.pending); {
 		r := s.pending[i]
-		if s.ticks-r.tick >= 2 {
+		if r.sent && s.ticks-r.sentTick >= 2 {
 			s.pending = slices.Delete(s.pending, i, i+1)
 			s.recordFailure(r.node, now)
 			out.close(r.node)
@@ -296,11 +299,16 @@ func (s *State) onNeighborReply(out *Output, from string, accepted bool, now tim
 	}
 	wasPending := s.pendingIndex(from) >= 0
 	s.removePending(from)
+	// asked: the reply answers a Neighbor of ours. A request that expired
+	// unanswered leaves its node in the passive view, so a late answer
+	// still counts: the peer already holds us, and a free slot takes it
+	// rather than telling it to let go.
+	asked := wasPending || s.passiveIndex(from) >= 0
 	switch {
-	case accepted && wasPending && len(s.active) < s.cfg.ActiveSize:
+	case accepted && asked && len(s.active) < s.cfg.ActiveSize:
 		s.addActive(out, from, ReasonNeighbor, now)
 	case accepted:
-		// No room any more, or an answer we no longer wait for: the peer
+		// No room any more, or an answer to nothing we asked: the peer
 		// holds us, so tell it we do not hold it.
 		out.send(from, Message{Type: Disconnect, From: s.cfg.Self})
 		out.close(from)
@@ -449,7 +457,7 @@ func (s *State) refill(out *Output, now time.Time) {
 			return
 		}
 		e := s.passive[candidates[s.rng.IntN(len(candidates))]]
-		s.pending = append(s.pending, request{node: e.node, tick: s.ticks})
+		s.pending = append(s.pending, request{node: e.node})
 		out.open(e.node)
 	}
 }
