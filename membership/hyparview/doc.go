@@ -148,4 +148,9 @@
 // TCP send to a dead peer triggers repair during the broadcast); the
 // column "after LinkDown" is the comparable one. The column "rel. at
 // fail" floods over stale active views with no repair at all.
+//
+// slow_test.go runs 16 States on a network where opening a link and
+// delivering a message take several rounds (a loaded machine, where a
+// connect outlasts two shuffle periods) and checks that the views still
+// settle symmetric and connected.
 package hyparview
