@@ -34,8 +34,10 @@
 //     requests sent two Ticks ago and still unanswered (a failed
 //     attempt), refill the active view from the passive view, and start
 //     one Shuffle. A request whose link is still opening does not
-//     expire: the actor reports every Open with LinkUp or LinkDown, and
-//     a connect may take longer than a round.
+//     expire (the actor reports every Open with LinkUp or LinkDown, and
+//     a connect may take longer than a round); after two Ticks it gives
+//     up its slot, so refill asks another node meanwhile, and its
+//     Neighbor goes out on LinkUp only if a slot is still free.
 //   - Leave(now): send Disconnect (Leaving) to every active peer and
 //     stop taking part until the next Join. While left, a Neighbor is
 //     refused and Join, ForwardJoin, Shuffle and accepting replies are
@@ -73,9 +75,10 @@
 //     is empty then and no other high-priority request is outstanding.
 //     High priority is always accepted (evicting if full); low priority
 //     only while the active view is not full. Refill keeps active plus
-//     pending requests at most ActiveSize; it runs on LinkDown, on a
-//     refusal (moving on to another passive node at once), on a
-//     Disconnect and on Tick.
+//     pending requests at most ActiveSize (a request whose link is
+//     still opening after two Ticks no longer counts); it runs on
+//     LinkDown, on a refusal (moving on to another passive node at
+//     once), on a Disconnect and on Tick.
 //   - Refill on Disconnect: the paper repairs the active view on
 //     failures only. We also replace a link lost to a Disconnect at once
 //     (asking the node that dropped us last). Without it, nodes evicted

@@ -417,6 +417,50 @@ func TestActiveViewManagement_SlowLinkKeepsRequest(t *testing.T) {
 	checkInvariants(t, s)
 }
 
+// A link that does not come up within two rounds (a dead node: over
+// QUIC its connect fails only at the handshake timeout) gives up its
+// slot, so another passive node is asked meanwhile; when it does come
+// up, it gets its Neighbor only if a slot is still free.
+func TestActiveViewManagement_SlowLinkDoesNotBlockRefill(t *testing.T) {
+	s := newNode(t, func(c *Config) { c.ActiveSize = 2 })
+	withActive(t, s, "a")
+	withPassive(t, s, t0, "p", "q")
+	out := s.Tick(t0)
+	if len(out.Open) != 1 {
+		t.Fatalf("Tick opened %v, want one node", out.Open)
+	}
+	slow := out.Open[0]
+	other := "p"
+	if slow == "p" {
+		other = "q"
+	}
+	if out := s.Tick(t0.Add(time.Second)); len(out.Open) != 0 {
+		t.Fatalf("second round opened %v while %s's link opens", out.Open, slow)
+	}
+	if out := s.Tick(t0.Add(2 * time.Second)); !slices.Equal(out.Open, []string{other}) {
+		t.Fatalf("third round opened %v, want [%s] while %s's link still opens", out.Open, other, slow)
+	}
+	if n := sent(s.LinkUp(other, t0.Add(2*time.Second)), Neighbor); len(n) != 1 {
+		t.Fatalf("no Neighbor to %s on LinkUp", other)
+	}
+	// The slot is taken: the slow link, up at last, is let go.
+	out = s.LinkUp(slow, t0.Add(3*time.Second))
+	if len(sent(out, Neighbor)) != 0 || !slices.Equal(out.Close, []string{slow}) {
+		t.Fatalf("late LinkUp of %s with no free slot: %+v", slow, out)
+	}
+	checkInvariants(t, s)
+	// Had the slot stayed free, the late link would have been used.
+	s2 := newNode(t, func(c *Config) { c.ActiveSize = 2 })
+	withActive(t, s2, "a")
+	withPassive(t, s2, t0, "p")
+	s2.Tick(t0)
+	s2.Tick(t0.Add(time.Second))
+	s2.Tick(t0.Add(2 * time.Second))
+	if n := sent(s2.LinkUp("p", t0.Add(3*time.Second)), Neighbor); len(n) != 1 {
+		t.Fatalf("late LinkUp of p with a free slot sent no Neighbor")
+	}
+}
+
 // An accepting reply that arrives after its request expired is taken
 // while there is room: the peer already holds us, and telling it to let
 // go (the reply to a stranger) would leave both with a free slot and

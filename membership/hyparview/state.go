@@ -27,11 +27,16 @@ type request struct {
 	sent bool
 	// high records the priority of the Neighbor sent.
 	high bool
-	// sentTick is the Tick count when the Neighbor went out; a request
-	// still unanswered two Ticks later counts as a failure. Until the
-	// link is up nothing expires: opening it ends in LinkUp or LinkDown,
-	// however long the connect takes.
-	sentTick uint64
+	// tick is the Tick count when the request was made, and sentTick
+	// when the Neighbor went out; a request still unanswered two Ticks
+	// after sentTick counts as a failure.
+	tick, sentTick uint64
+	// overdue: the link is still opening two Ticks after the request.
+	// The request no longer holds an active slot (refill may ask another
+	// node meanwhile) but is kept: opening the link ends in LinkUp or
+	// LinkDown however long the connect takes, and a link that comes up
+	// while a slot is free still gets its Neighbor.
+	overdue bool
 }
 
 // State is the HyParView state of one node. It is not safe for
@@ -156,6 +161,12 @@ func (s *State) LinkUp(node string, now time.Time) Output {
 	if i < 0 || s.pending[i].sent {
 		return out
 	}
+	if s.pending[i].overdue && len(s.active)+s.slotsAsked() >= s.cfg.ActiveSize {
+		// Other requests took its slot meanwhile.
+		s.pending = slices.Delete(s.pending, i, i+1)
+		out.close(node)
+		return out
+	}
 	high := len(s.active) == 0
 	for _, r := range s.pending {
 		if r.sent && r.high {
@@ -163,6 +174,7 @@ func (s *State) LinkUp(node string, now time.Time) Output {
 		}
 	}
 	s.pending[i].sent = true
+	s.pending[i].overdue = false
 	s.pending[i].high = high
 	s.pending[i].sentTick = s.ticks
 	out.send(node, Message{Type: Neighbor, From: s.cfg.Self, HighPriority: high})
@@ -193,9 +205,11 @@ func (s *State) LinkDown(node string, now time.Time) Output {
 }
 
 // Tick runs one membership round: it ages the passive view, expires
-// Neighbor requests sent two Ticks ago and still unanswered, refills
-// the active view from the passive view, and starts one Shuffle. The
-// actor calls it every shuffle period (DefaultShufflePeriod).
+// Neighbor requests sent two Ticks ago and still unanswered, lets
+// requests whose link is still opening after two Ticks give up their
+// slot, refills the active view from the passive view, and starts one
+// Shuffle. The actor calls it every shuffle period
+// (DefaultShufflePeriod).
 func (s *State) Tick(now time.Time) Output {
 	var out Output
 	if s.left {
@@ -212,6 +226,9 @@ func (s *State) Tick(now time.Time) Output {
 			s.recordFailure(r.node, now)
 			out.close(r.node)
 			continue
+		}
+		if !r.sent && s.ticks-r.tick >= 2 {
+			s.pending[i].overdue = true
 		}
 		i++
 	}
@@ -446,7 +463,7 @@ func (s *State) capShuffle(nodes []string) []string {
 // refill asks random eligible passive nodes to fill the free active
 // slots: for each, a link is opened and the Neighbor goes out on LinkUp.
 func (s *State) refill(out *Output, now time.Time) {
-	for len(s.active)+len(s.pending) < s.cfg.ActiveSize {
+	for len(s.active)+s.slotsAsked() < s.cfg.ActiveSize {
 		candidates := make([]int, 0, len(s.passive))
 		for i, e := range s.passive {
 			if !e.retryAt.After(now) && s.pendingIndex(e.node) < 0 {
@@ -457,7 +474,7 @@ func (s *State) refill(out *Output, now time.Time) {
 			return
 		}
 		e := s.passive[candidates[s.rng.IntN(len(candidates))]]
-		s.pending = append(s.pending, request{node: e.node})
+		s.pending = append(s.pending, request{node: e.node, tick: s.ticks})
 		out.open(e.node)
 	}
 }
@@ -573,6 +590,18 @@ func (s *State) removePassive(node string) {
 	if i := s.passiveIndex(node); i >= 0 {
 		s.passive = slices.Delete(s.passive, i, i+1)
 	}
+}
+
+// slotsAsked counts the requests holding an active slot: all but the
+// overdue ones.
+func (s *State) slotsAsked() int {
+	n := 0
+	for _, r := range s.pending {
+		if !r.overdue {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *State) pendingIndex(node string) int {
