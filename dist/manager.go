@@ -281,8 +281,13 @@ func (m *Manager) Stop() error {
 		if m.pid != nil {
 			fut := m.system.Root.RequestFuture(m.pid, &shutdown{}, 2*m.cfg.ShutdownGrace+time.Second)
 			_, _ = fut.Result()
-			m.closes.Wait()
+			// Stop the actors before waiting for the graceful closes:
+			// when the request above timed out (a loaded machine),
+			// controllers may still be handling shutdown, and each one
+			// that starts a graceful close adds to m.closes, which must
+			// not race with Wait. A stopped controller starts none.
 			_ = m.system.Root.StopFuture(m.pid).Wait()
+			m.closes.Wait()
 		}
 		m.cancel()
 		m.wg.Wait()

@@ -33,10 +33,14 @@ func TestMain(m *testing.M) {
 }
 
 // Test timings: failures are detected within IdleTimeout, a membership
-// round is testShufflePeriod.
+// round is testShufflePeriod. A connect (QUIC, identity and dist
+// handshakes) slows down under the race detector like everything else:
+// with 24 nodes on a shared machine it took about 2 s, so an unscaled
+// testConnectTimeout failed most of them just before they completed.
 const (
-	testShufflePeriod = 250 * time.Millisecond
-	testIdleTimeout   = 3 * time.Second
+	testShufflePeriod  = 250 * time.Millisecond
+	testIdleTimeout    = 3 * time.Second
+	testConnectTimeout = 2 * time.Second
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -120,7 +124,7 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 			DiscoveryDir:   dir,
 			Peers:          peers,
 			DisableDNS:     true,
-			ConnectTimeout: 2 * time.Second,
+			ConnectTimeout: testConnectTimeout * raceSlowdown,
 			ShutdownGrace:  200 * time.Millisecond,
 			ReapIdleAfter:  c.reapIdle,
 			ReapMinAge:     c.reapIdle,

@@ -147,6 +147,10 @@ func (m *Membership) Stop() error {
 	return nil
 }
 
+// cancelMargin is how much longer than the caller's ctx a request's
+// future lives (see request).
+const cancelMargin = 5 * time.Second
+
 // request asks the actor and waits within ctx (a minute when ctx has no
 // deadline: a join waits for a connect attempt, bounded by the dist
 // layer's ConnectTimeout).
@@ -155,7 +159,11 @@ func (m *Membership) request(ctx context.Context, msg any) (any, error) {
 	if timeout <= 0 {
 		return nil, context.DeadlineExceeded
 	}
-	fut := m.system.Root.RequestFuture(m.pid, msg, timeout)
+	// The future outlives ctx by cancelMargin, so when ctx ends the
+	// actor's answer to cancelRequest completes it rather than its own
+	// timeout: protoactor's future takes a reply after a timeout without
+	// its lock (a data race the race detector saw in TestJoinErrors).
+	fut := m.system.Root.RequestFuture(m.pid, msg, timeout+cancelMargin)
 	res, err := ask.Wait(ctx, fut)
 	switch {
 	case ctx.Err() != nil && err == ctx.Err():

@@ -2,7 +2,7 @@
 
 package membership_test
 
-// raceSlowdown scales the overlay's convergence deadlines: under the race
-// detector every node runs several times slower, and 24 of them share
-// the machine's cores.
+// raceSlowdown scales the overlay's convergence deadlines and the
+// nodes' ConnectTimeout: under the race detector every node runs several
+// times slower, and 24 of them share the machine's cores.
 const raceSlowdown = 3

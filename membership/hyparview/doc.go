@@ -22,15 +22,22 @@
 //     should set or check msg.From against the authenticated peer.
 //   - LinkUp(node, now): a link to node is usable. The actor calls it
 //     for every node listed in Output.Open (at once if the link already
-//     exists). A Neighbor request waiting for that link goes out now.
+//     exists), or LinkDown if the link cannot be opened: one of the two
+//     must follow every Open. A Neighbor request waiting for that link
+//     goes out now.
 //   - LinkDown(node, now): the link to node failed or closed. An active
 //     peer is dropped (PeerDown, ReasonFailed) and replaced from the
 //     passive view at once; a pending Neighbor request counts as a
 //     failed attempt; for other nodes LinkDown is ignored.
 //   - Tick(now): one membership round, called every shuffle period
 //     (DefaultShufflePeriod): age the passive view, expire Neighbor
-//     requests unanswered for two Ticks (a failed attempt), refill the
-//     active view from the passive view, and start one Shuffle.
+//     requests sent two Ticks ago and still unanswered (a failed
+//     attempt), refill the active view from the passive view, and start
+//     one Shuffle. A request whose link is still opening does not
+//     expire (the actor reports every Open with LinkUp or LinkDown, and
+//     a connect may take longer than a round); after two Ticks it gives
+//     up its slot, so refill asks another node meanwhile, and its
+//     Neighbor goes out on LinkUp only if a slot is still free.
 //   - Leave(now): send Disconnect (Leaving) to every active peer and
 //     stop taking part until the next Join. While left, a Neighbor is
 //     refused and Join, ForwardJoin, Shuffle and accepting replies are
@@ -68,9 +75,10 @@
 //     is empty then and no other high-priority request is outstanding.
 //     High priority is always accepted (evicting if full); low priority
 //     only while the active view is not full. Refill keeps active plus
-//     pending requests at most ActiveSize; it runs on LinkDown, on a
-//     refusal (moving on to another passive node at once), on a
-//     Disconnect and on Tick.
+//     pending requests at most ActiveSize (a request whose link is
+//     still opening after two Ticks no longer counts); it runs on
+//     LinkDown, on a refusal (moving on to another passive node at
+//     once), on a Disconnect and on Tick.
 //   - Refill on Disconnect: the paper repairs the active view on
 //     failures only. We also replace a link lost to a Disconnect at once
 //     (asking the node that dropped us last). Without it, nodes evicted
@@ -80,7 +88,10 @@
 //     again (5 of 20 seeds stayed partitioned after 50 rounds). With it,
 //     none did.
 //   - Races: an accepting reply that finds the active view full again,
-//     or that nobody waits for, is answered with Disconnect. A refusal
+//     or that answers nothing we asked, is answered with Disconnect. A
+//     late one (its request expired, the node is still in the passive
+//     view) is taken while there is room: the peer already holds us, so
+//     a Disconnect would only undo a link both sides agreed on. A refusal
 //     from a node already active (crossed requests) is ignored; the
 //     peer's own later messages settle the link. A ForwardJoin or
 //     Shuffle (which travel over active links only) from a node not in
@@ -140,4 +151,9 @@
 // TCP send to a dead peer triggers repair during the broadcast); the
 // column "after LinkDown" is the comparable one. The column "rel. at
 // fail" floods over stale active views with no repair at all.
+//
+// slow_test.go runs 16 States on a network where opening a link and
+// delivering a message take several rounds (a loaded machine, where a
+// connect outlasts two shuffle periods) and checks that the views still
+// settle symmetric and connected.
 package hyparview

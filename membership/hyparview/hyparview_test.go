@@ -387,6 +387,104 @@ func TestActiveViewManagement_AcceptWithoutRoom(t *testing.T) {
 	}
 }
 
+// A link that takes several rounds to come up (a loaded machine, a slow
+// handshake) does not cost the request: it waits for LinkUp or LinkDown,
+// and the Neighbor goes out when the link is up.
+func TestActiveViewManagement_SlowLinkKeepsRequest(t *testing.T) {
+	s := newNode(t, func(c *Config) { c.ActiveSize = 2 })
+	withActive(t, s, "a")
+	withPassive(t, s, t0, "p")
+	out := s.Tick(t0)
+	if !slices.Equal(out.Open, []string{"p"}) {
+		t.Fatalf("Tick opened %v, want [p]", out.Open)
+	}
+	now := t0
+	for i := range 5 {
+		now = now.Add(time.Second)
+		if out := s.Tick(now); len(out.Open) != 0 || len(out.Close) != 0 {
+			t.Fatalf("round %d while p's link opens: %+v", i+1, out)
+		}
+	}
+	out = s.LinkUp("p", now)
+	if n := sent(out, Neighbor); len(n) != 1 || n[0].To != "p" {
+		t.Fatalf("LinkUp after 5 rounds sent %+v, want a Neighbor to p", out.Send)
+	}
+	// From now on an unanswered request expires two rounds later.
+	s.Tick(now.Add(time.Second))
+	if out := s.Tick(now.Add(2 * time.Second)); !slices.Equal(out.Close, []string{"p"}) {
+		t.Fatalf("sent request not expired after two rounds: %+v", out)
+	}
+	checkInvariants(t, s)
+}
+
+// A link that does not come up within two rounds (a dead node: over
+// QUIC its connect fails only at the handshake timeout) gives up its
+// slot, so another passive node is asked meanwhile; when it does come
+// up, it gets its Neighbor only if a slot is still free.
+func TestActiveViewManagement_SlowLinkDoesNotBlockRefill(t *testing.T) {
+	s := newNode(t, func(c *Config) { c.ActiveSize = 2 })
+	withActive(t, s, "a")
+	withPassive(t, s, t0, "p", "q")
+	out := s.Tick(t0)
+	if len(out.Open) != 1 {
+		t.Fatalf("Tick opened %v, want one node", out.Open)
+	}
+	slow := out.Open[0]
+	other := "p"
+	if slow == "p" {
+		other = "q"
+	}
+	if out := s.Tick(t0.Add(time.Second)); len(out.Open) != 0 {
+		t.Fatalf("second round opened %v while %s's link opens", out.Open, slow)
+	}
+	if out := s.Tick(t0.Add(2 * time.Second)); !slices.Equal(out.Open, []string{other}) {
+		t.Fatalf("third round opened %v, want [%s] while %s's link still opens", out.Open, other, slow)
+	}
+	if n := sent(s.LinkUp(other, t0.Add(2*time.Second)), Neighbor); len(n) != 1 {
+		t.Fatalf("no Neighbor to %s on LinkUp", other)
+	}
+	// The slot is taken: the slow link, up at last, is let go.
+	out = s.LinkUp(slow, t0.Add(3*time.Second))
+	if len(sent(out, Neighbor)) != 0 || !slices.Equal(out.Close, []string{slow}) {
+		t.Fatalf("late LinkUp of %s with no free slot: %+v", slow, out)
+	}
+	checkInvariants(t, s)
+	// Had the slot stayed free, the late link would have been used.
+	s2 := newNode(t, func(c *Config) { c.ActiveSize = 2 })
+	withActive(t, s2, "a")
+	withPassive(t, s2, t0, "p")
+	s2.Tick(t0)
+	s2.Tick(t0.Add(time.Second))
+	s2.Tick(t0.Add(2 * time.Second))
+	if n := sent(s2.LinkUp("p", t0.Add(3*time.Second)), Neighbor); len(n) != 1 {
+		t.Fatalf("late LinkUp of p with a free slot sent no Neighbor")
+	}
+}
+
+// An accepting reply that arrives after its request expired is taken
+// while there is room: the peer already holds us, and telling it to let
+// go (the reply to a stranger) would leave both with a free slot and
+// show, for the reply's round trip, a one-sided link.
+func TestActiveViewManagement_LateAcceptTaken(t *testing.T) {
+	s := newNode(t, func(c *Config) { c.ActiveSize = 2 })
+	withActive(t, s, "a")
+	withPassive(t, s, t0, "p")
+	s.Tick(t0)
+	s.LinkUp("p", t0)
+	s.Tick(t0.Add(time.Second))
+	if out := s.Tick(t0.Add(2 * time.Second)); !slices.Equal(out.Close, []string{"p"}) {
+		t.Fatalf("request to p did not expire: %+v", out)
+	}
+	out := s.Step(Message{Type: NeighborReply, From: "p", Accepted: true}, t0.Add(3*time.Second))
+	if len(sent(out, Disconnect)) != 0 || !slices.Equal(out.Events, []Event{{PeerUp, "p", ReasonNeighbor}}) {
+		t.Fatalf("late accept: output %+v, want p taken", out)
+	}
+	if !slices.Equal(s.ActiveView(), []string{"a", "p"}) {
+		t.Fatalf("active view %v, want [a p]", s.ActiveView())
+	}
+	checkInvariants(t, s)
+}
+
 // Messages that only travel over active links, arriving from a node we
 // do not hold, are answered with a Disconnect.
 func TestActiveViewManagement_OneSidedLinkIsCut(t *testing.T) {

@@ -27,9 +27,16 @@ type request struct {
 	sent bool
 	// high records the priority of the Neighbor sent.
 	high bool
-	// tick is the Tick count when the request was made; a request still
-	// unanswered two Ticks later counts as a failure.
-	tick uint64
+	// tick is the Tick count when the request was made, and sentTick
+	// when the Neighbor went out; a request still unanswered two Ticks
+	// after sentTick counts as a failure.
+	tick, sentTick uint64
+	// overdue: the link is still opening two Ticks after the request.
+	// The request no longer holds an active slot (refill may ask another
+	// node meanwhile) but is kept: opening the link ends in LinkUp or
+	// LinkDown however long the connect takes, and a link that comes up
+	// while a slot is free still gets its Neighbor.
+	overdue bool
 }
 
 // State is the HyParView state of one node. It is not safe for
@@ -154,6 +161,12 @@ func (s *State) LinkUp(node string, now time.Time) Output {
 	if i < 0 || s.pending[i].sent {
 		return out
 	}
+	if s.pending[i].overdue && len(s.active)+s.slotsAsked() >= s.cfg.ActiveSize {
+		// Other requests took its slot meanwhile.
+		s.pending = slices.Delete(s.pending, i, i+1)
+		out.close(node)
+		return out
+	}
 	high := len(s.active) == 0
 	for _, r := range s.pending {
 		if r.sent && r.high {
@@ -161,7 +174,9 @@ func (s *State) LinkUp(node string, now time.Time) Output {
 		}
 	}
 	s.pending[i].sent = true
+	s.pending[i].overdue = false
 	s.pending[i].high = high
+	s.pending[i].sentTick = s.ticks
 	out.send(node, Message{Type: Neighbor, From: s.cfg.Self, HighPriority: high})
 	return out
 }
@@ -190,9 +205,11 @@ func (s *State) LinkDown(node string, now time.Time) Output {
 }
 
 // Tick runs one membership round: it ages the passive view, expires
-// unanswered Neighbor requests, refills the active view from the
-// passive view, and starts one Shuffle. The actor calls it every
-// shuffle period (DefaultShufflePeriod).
+// Neighbor requests sent two Ticks ago and still unanswered, lets
+// requests whose link is still opening after two Ticks give up their
+// slot, refills the active view from the passive view, and starts one
+// Shuffle. The actor calls it every shuffle period
+// (DefaultShufflePeriod).
 func (s *State) Tick(now time.Time) Output {
 	var out Output
 	if s.left {
@@ -204,11 +221,14 @@ func (s *State) Tick(now time.Time) Output {
 	})
 	for i := 0; i < len(s.pending); {
 		r := s.pending[i]
-		if s.ticks-r.tick >= 2 {
+		if r.sent && s.ticks-r.sentTick >= 2 {
 			s.pending = slices.Delete(s.pending, i, i+1)
 			s.recordFailure(r.node, now)
 			out.close(r.node)
 			continue
+		}
+		if !r.sent && s.ticks-r.tick >= 2 {
+			s.pending[i].overdue = true
 		}
 		i++
 	}
@@ -296,11 +316,16 @@ func (s *State) onNeighborReply(out *Output, from string, accepted bool, now tim
 	}
 	wasPending := s.pendingIndex(from) >= 0
 	s.removePending(from)
+	// asked: the reply answers a Neighbor of ours. A request that expired
+	// unanswered leaves its node in the passive view, so a late answer
+	// still counts: the peer already holds us, and a free slot takes it
+	// rather than telling it to let go.
+	asked := wasPending || s.passiveIndex(from) >= 0
 	switch {
-	case accepted && wasPending && len(s.active) < s.cfg.ActiveSize:
+	case accepted && asked && len(s.active) < s.cfg.ActiveSize:
 		s.addActive(out, from, ReasonNeighbor, now)
 	case accepted:
-		// No room any more, or an answer we no longer wait for: the peer
+		// No room any more, or an answer to nothing we asked: the peer
 		// holds us, so tell it we do not hold it.
 		out.send(from, Message{Type: Disconnect, From: s.cfg.Self})
 		out.close(from)
@@ -438,7 +463,7 @@ func (s *State) capShuffle(nodes []string) []string {
 // refill asks random eligible passive nodes to fill the free active
 // slots: for each, a link is opened and the Neighbor goes out on LinkUp.
 func (s *State) refill(out *Output, now time.Time) {
-	for len(s.active)+len(s.pending) < s.cfg.ActiveSize {
+	for len(s.active)+s.slotsAsked() < s.cfg.ActiveSize {
 		candidates := make([]int, 0, len(s.passive))
 		for i, e := range s.passive {
 			if !e.retryAt.After(now) && s.pendingIndex(e.node) < 0 {
@@ -565,6 +590,18 @@ func (s *State) removePassive(node string) {
 	if i := s.passiveIndex(node); i >= 0 {
 		s.passive = slices.Delete(s.passive, i, i+1)
 	}
+}
+
+// slotsAsked counts the requests holding an active slot: all but the
+// overdue ones.
+func (s *State) slotsAsked() int {
+	n := 0
+	for _, r := range s.pending {
+		if !r.overdue {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *State) pendingIndex(node string) int {
