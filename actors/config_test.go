@@ -129,6 +129,8 @@ func knobs(t *testing.T) Config {
 			BackoffMin:              2 * time.Second,
 			BackoffMax:              time.Minute,
 			PassiveMaxAge:           time.Hour,
+			AntiEntropyPeriod:       7 * time.Second,
+			TombstoneTTL:            time.Hour,
 			Seed:                    42,
 			Now:                     time.Now,
 		},

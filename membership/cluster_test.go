@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 const (
 	testShufflePeriod = 250 * time.Millisecond
 	testIdleTimeout   = 3 * time.Second
+	// testAntiEntropyPeriod is the group anti-entropy period of test
+	// nodes.
+	testAntiEntropyPeriod = 500 * time.Millisecond
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -111,6 +114,8 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 			BackoffMin:    250 * time.Millisecond,
 			BackoffMax:    2 * time.Second,
 			Seed:          uint64(i + 1),
+			// Group states are compared with a peer twice a second.
+			AntiEntropyPeriod: testAntiEntropyPeriod,
 		},
 		Transport: transport.Config{
 			Adapter:     fault,

@@ -275,29 +275,53 @@ const (
 	MembershipType_MEMBERSHIP_TYPE_DISCONNECT     MembershipType = 5
 	MembershipType_MEMBERSHIP_TYPE_SHUFFLE        MembershipType = 6
 	MembershipType_MEMBERSHIP_TYPE_SHUFFLE_REPLY  MembershipType = 7
+	// Plumtree broadcast (membership/plumtree): the payload, its
+	// announcement, the request for it, the pruning of a tree branch.
+	// Field plumtree carries the body.
+	MembershipType_MEMBERSHIP_TYPE_PLUMTREE_GOSSIP MembershipType = 8
+	MembershipType_MEMBERSHIP_TYPE_PLUMTREE_IHAVE  MembershipType = 9
+	MembershipType_MEMBERSHIP_TYPE_PLUMTREE_GRAFT  MembershipType = 10
+	MembershipType_MEMBERSHIP_TYPE_PLUMTREE_PRUNE  MembershipType = 11
+	// Anti-entropy of process groups and names: a digest of per-node
+	// versions (field group_digest), and the node states the receiver
+	// lacks (field group_states).
+	MembershipType_MEMBERSHIP_TYPE_GROUP_DIGEST MembershipType = 12
+	MembershipType_MEMBERSHIP_TYPE_GROUP_STATES MembershipType = 13
 )
 
 // Enum value maps for MembershipType.
 var (
 	MembershipType_name = map[int32]string{
-		0: "MEMBERSHIP_TYPE_UNSPECIFIED",
-		1: "MEMBERSHIP_TYPE_JOIN",
-		2: "MEMBERSHIP_TYPE_FORWARD_JOIN",
-		3: "MEMBERSHIP_TYPE_NEIGHBOR",
-		4: "MEMBERSHIP_TYPE_NEIGHBOR_REPLY",
-		5: "MEMBERSHIP_TYPE_DISCONNECT",
-		6: "MEMBERSHIP_TYPE_SHUFFLE",
-		7: "MEMBERSHIP_TYPE_SHUFFLE_REPLY",
+		0:  "MEMBERSHIP_TYPE_UNSPECIFIED",
+		1:  "MEMBERSHIP_TYPE_JOIN",
+		2:  "MEMBERSHIP_TYPE_FORWARD_JOIN",
+		3:  "MEMBERSHIP_TYPE_NEIGHBOR",
+		4:  "MEMBERSHIP_TYPE_NEIGHBOR_REPLY",
+		5:  "MEMBERSHIP_TYPE_DISCONNECT",
+		6:  "MEMBERSHIP_TYPE_SHUFFLE",
+		7:  "MEMBERSHIP_TYPE_SHUFFLE_REPLY",
+		8:  "MEMBERSHIP_TYPE_PLUMTREE_GOSSIP",
+		9:  "MEMBERSHIP_TYPE_PLUMTREE_IHAVE",
+		10: "MEMBERSHIP_TYPE_PLUMTREE_GRAFT",
+		11: "MEMBERSHIP_TYPE_PLUMTREE_PRUNE",
+		12: "MEMBERSHIP_TYPE_GROUP_DIGEST",
+		13: "MEMBERSHIP_TYPE_GROUP_STATES",
 	}
 	MembershipType_value = map[string]int32{
-		"MEMBERSHIP_TYPE_UNSPECIFIED":    0,
-		"MEMBERSHIP_TYPE_JOIN":           1,
-		"MEMBERSHIP_TYPE_FORWARD_JOIN":   2,
-		"MEMBERSHIP_TYPE_NEIGHBOR":       3,
-		"MEMBERSHIP_TYPE_NEIGHBOR_REPLY": 4,
-		"MEMBERSHIP_TYPE_DISCONNECT":     5,
-		"MEMBERSHIP_TYPE_SHUFFLE":        6,
-		"MEMBERSHIP_TYPE_SHUFFLE_REPLY":  7,
+		"MEMBERSHIP_TYPE_UNSPECIFIED":     0,
+		"MEMBERSHIP_TYPE_JOIN":            1,
+		"MEMBERSHIP_TYPE_FORWARD_JOIN":    2,
+		"MEMBERSHIP_TYPE_NEIGHBOR":        3,
+		"MEMBERSHIP_TYPE_NEIGHBOR_REPLY":  4,
+		"MEMBERSHIP_TYPE_DISCONNECT":      5,
+		"MEMBERSHIP_TYPE_SHUFFLE":         6,
+		"MEMBERSHIP_TYPE_SHUFFLE_REPLY":   7,
+		"MEMBERSHIP_TYPE_PLUMTREE_GOSSIP": 8,
+		"MEMBERSHIP_TYPE_PLUMTREE_IHAVE":  9,
+		"MEMBERSHIP_TYPE_PLUMTREE_GRAFT":  10,
+		"MEMBERSHIP_TYPE_PLUMTREE_PRUNE":  11,
+		"MEMBERSHIP_TYPE_GROUP_DIGEST":    12,
+		"MEMBERSHIP_TYPE_GROUP_STATES":    13,
 	}
 )
 
@@ -1235,7 +1259,13 @@ type Membership struct {
 	// as far as the sender knows them: the sender's own advertised address
 	// and what it learned of the others. A node it has no address for is
 	// left out.
-	Addresses     []*NodeAddress `protobuf:"bytes,9,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Addresses []*NodeAddress `protobuf:"bytes,9,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// The body of a PLUMTREE_* message.
+	Plumtree *PlumtreeMessage `protobuf:"bytes,10,opt,name=plumtree,proto3" json:"plumtree,omitempty"`
+	// The body of a GROUP_DIGEST.
+	GroupDigest *GroupDigest `protobuf:"bytes,11,opt,name=group_digest,json=groupDigest,proto3" json:"group_digest,omitempty"`
+	// The body of a GROUP_STATES.
+	GroupStates   []*GroupNodeState `protobuf:"bytes,12,rep,name=group_states,json=groupStates,proto3" json:"group_states,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1333,6 +1363,468 @@ func (x *Membership) GetAddresses() []*NodeAddress {
 	return nil
 }
 
+func (x *Membership) GetPlumtree() *PlumtreeMessage {
+	if x != nil {
+		return x.Plumtree
+	}
+	return nil
+}
+
+func (x *Membership) GetGroupDigest() *GroupDigest {
+	if x != nil {
+		return x.GroupDigest
+	}
+	return nil
+}
+
+func (x *Membership) GetGroupStates() []*GroupNodeState {
+	if x != nil {
+		return x.GroupStates
+	}
+	return nil
+}
+
+// PlumtreeId names one broadcast: its origin node and that node's
+// sequence number. round is the hop count: of a GOSSIP when sent, of an
+// IHAVE's id when the announcer received it (unused in a GRAFT).
+type PlumtreeId struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        string                 `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Round         uint32                 `protobuf:"varint,3,opt,name=round,proto3" json:"round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumtreeId) Reset() {
+	*x = PlumtreeId{}
+	mi := &file_cask_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumtreeId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumtreeId) ProtoMessage() {}
+
+func (x *PlumtreeId) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumtreeId.ProtoReflect.Descriptor instead.
+func (*PlumtreeId) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PlumtreeId) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *PlumtreeId) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PlumtreeId) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+// PlumtreeMessage is the body of a Plumtree message. GOSSIP: id and
+// payload; IHAVE and GRAFT: ids; PRUNE: nothing.
+type PlumtreeMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    *PlumtreeId            `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// For groups and names, an encoded GroupNodeState.
+	Payload       []byte        `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Ids           []*PlumtreeId `protobuf:"bytes,3,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumtreeMessage) Reset() {
+	*x = PlumtreeMessage{}
+	mi := &file_cask_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumtreeMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumtreeMessage) ProtoMessage() {}
+
+func (x *PlumtreeMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumtreeMessage.ProtoReflect.Descriptor instead.
+func (*PlumtreeMessage) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PlumtreeMessage) GetId() *PlumtreeId {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *PlumtreeMessage) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *PlumtreeMessage) GetIds() []*PlumtreeId {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// GroupNodeState is one node's own share of the process groups and
+// cluster-wide names, as that node last published it. A higher version
+// replaces a lower one; at an equal version a down state wins.
+type GroupNodeState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The node is down (its session ended, or it left): its groups and
+	// names are gone. A live node that sees itself marked down publishes a
+	// higher version.
+	Down          bool            `protobuf:"varint,3,opt,name=down,proto3" json:"down,omitempty"`
+	Groups        []*GroupMembers `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	Names         []*NameClaim    `protobuf:"bytes,5,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupNodeState) Reset() {
+	*x = GroupNodeState{}
+	mi := &file_cask_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupNodeState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupNodeState) ProtoMessage() {}
+
+func (x *GroupNodeState) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupNodeState.ProtoReflect.Descriptor instead.
+func (*GroupNodeState) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GroupNodeState) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *GroupNodeState) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GroupNodeState) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
+}
+
+func (x *GroupNodeState) GetGroups() []*GroupMembers {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *GroupNodeState) GetNames() []*NameClaim {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// GroupMembers lists the actors of one node in one group, by PID id (the
+// address is the node).
+type GroupMembers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMembers) Reset() {
+	*x = GroupMembers{}
+	mi := &file_cask_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMembers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMembers) ProtoMessage() {}
+
+func (x *GroupMembers) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMembers.ProtoReflect.Descriptor instead.
+func (*GroupMembers) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GroupMembers) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupMembers) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// NameClaim is a node's registration of a cluster-wide name. stamp is a
+// Lamport clock value; the lowest (stamp, node) claim of a name wins.
+type NameClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Stamp         uint64                 `protobuf:"varint,3,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NameClaim) Reset() {
+	*x = NameClaim{}
+	mi := &file_cask_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NameClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NameClaim) ProtoMessage() {}
+
+func (x *NameClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NameClaim.ProtoReflect.Descriptor instead.
+func (*NameClaim) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *NameClaim) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NameClaim) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *NameClaim) GetStamp() uint64 {
+	if x != nil {
+		return x.Stamp
+	}
+	return 0
+}
+
+// GroupDigest lists the version of every node state the sender holds.
+// The receiver sends back the states it holds newer (GROUP_STATES) and,
+// if reply is set, its own digest (reply unset) so the sender does the
+// same.
+type GroupDigest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []*GroupVersion        `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	Reply         bool                   `protobuf:"varint,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupDigest) Reset() {
+	*x = GroupDigest{}
+	mi := &file_cask_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupDigest) ProtoMessage() {}
+
+func (x *GroupDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupDigest.ProtoReflect.Descriptor instead.
+func (*GroupDigest) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GroupDigest) GetVersions() []*GroupVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *GroupDigest) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
+}
+
+// GroupVersion is one entry of a GroupDigest.
+type GroupVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Down          bool                   `protobuf:"varint,3,opt,name=down,proto3" json:"down,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupVersion) Reset() {
+	*x = GroupVersion{}
+	mi := &file_cask_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupVersion) ProtoMessage() {}
+
+func (x *GroupVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupVersion.ProtoReflect.Descriptor instead.
+func (*GroupVersion) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GroupVersion) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *GroupVersion) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GroupVersion) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
+}
+
 // NodeAddress is a node's dialable UDP address, "host:port".
 type NodeAddress struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1344,7 +1836,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1848,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[7]
+	mi := &file_cask_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1861,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{7}
+	return file_cask_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodeAddress) GetNode() string {
@@ -1398,7 +1890,7 @@ type SessionPin struct {
 
 func (x *SessionPin) Reset() {
 	*x = SessionPin{}
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1902,7 @@ func (x *SessionPin) String() string {
 func (*SessionPin) ProtoMessage() {}
 
 func (x *SessionPin) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[8]
+	mi := &file_cask_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1915,7 @@ func (x *SessionPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPin.ProtoReflect.Descriptor instead.
 func (*SessionPin) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{8}
+	return file_cask_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionPin) GetPinned() bool {
@@ -1446,7 +1938,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1950,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[9]
+	mi := &file_cask_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1963,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{9}
+	return file_cask_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SpawnRequest) GetRequestId() uint64 {
@@ -1508,7 +2000,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +2012,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[10]
+	mi := &file_cask_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +2025,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{10}
+	return file_cask_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SpawnResponse) GetRequestId() uint64 {
@@ -1582,7 +2074,7 @@ type DeliveryFailure struct {
 
 func (x *DeliveryFailure) Reset() {
 	*x = DeliveryFailure{}
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +2086,7 @@ func (x *DeliveryFailure) String() string {
 func (*DeliveryFailure) ProtoMessage() {}
 
 func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[11]
+	mi := &file_cask_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +2099,7 @@ func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryFailure.ProtoReflect.Descriptor instead.
 func (*DeliveryFailure) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{11}
+	return file_cask_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeliveryFailure) GetTarget() string {
@@ -1674,7 +2166,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +2178,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +2191,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{12}
+	return file_cask_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Goodbye) GetReason() GoodbyeReason {
@@ -1731,7 +2223,7 @@ type StreamAccept struct {
 
 func (x *StreamAccept) Reset() {
 	*x = StreamAccept{}
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2235,7 @@ func (x *StreamAccept) String() string {
 func (*StreamAccept) ProtoMessage() {}
 
 func (x *StreamAccept) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2248,7 @@ func (x *StreamAccept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAccept.ProtoReflect.Descriptor instead.
 func (*StreamAccept) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{13}
+	return file_cask_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StreamAccept) GetRefusal() StreamRefusal {
@@ -1796,7 +2288,7 @@ type AuthFrame struct {
 
 func (x *AuthFrame) Reset() {
 	*x = AuthFrame{}
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2300,7 @@ func (x *AuthFrame) String() string {
 func (*AuthFrame) ProtoMessage() {}
 
 func (x *AuthFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2313,7 @@ func (x *AuthFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthFrame.ProtoReflect.Descriptor instead.
 func (*AuthFrame) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{14}
+	return file_cask_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AuthFrame) GetBody() isAuthFrame_Body {
@@ -1919,7 +2411,7 @@ type AuthHello struct {
 
 func (x *AuthHello) Reset() {
 	*x = AuthHello{}
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2423,7 @@ func (x *AuthHello) String() string {
 func (*AuthHello) ProtoMessage() {}
 
 func (x *AuthHello) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2436,7 @@ func (x *AuthHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthHello.ProtoReflect.Descriptor instead.
 func (*AuthHello) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{15}
+	return file_cask_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuthHello) GetNode() string {
@@ -2004,7 +2496,7 @@ type AuthChallenge struct {
 
 func (x *AuthChallenge) Reset() {
 	*x = AuthChallenge{}
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2508,7 @@ func (x *AuthChallenge) String() string {
 func (*AuthChallenge) ProtoMessage() {}
 
 func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2521,7 @@ func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
 func (*AuthChallenge) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{16}
+	return file_cask_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuthChallenge) GetNonce() []byte {
@@ -2069,7 +2561,7 @@ type AuthResponse struct {
 
 func (x *AuthResponse) Reset() {
 	*x = AuthResponse{}
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2573,7 @@ func (x *AuthResponse) String() string {
 func (*AuthResponse) ProtoMessage() {}
 
 func (x *AuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2586,7 @@ func (x *AuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
 func (*AuthResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{17}
+	return file_cask_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AuthResponse) GetSignature() []byte {
@@ -2145,7 +2637,7 @@ type AuthResult struct {
 
 func (x *AuthResult) Reset() {
 	*x = AuthResult{}
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2649,7 @@ func (x *AuthResult) String() string {
 func (*AuthResult) ProtoMessage() {}
 
 func (x *AuthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2662,7 @@ func (x *AuthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
 func (*AuthResult) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{18}
+	return file_cask_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AuthResult) GetOk() bool {
@@ -2252,7 +2744,7 @@ const file_cask_proto_rawDesc = "" +
 	"\x04body\"A\n" +
 	"\fStreamCredit\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12\x14\n" +
-	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\x98\x02\n" +
+	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\xc3\x03\n" +
 	"\n" +
 	"Membership\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.cask.v1.MembershipTypeR\x04type\x12\x12\n" +
@@ -2263,7 +2755,40 @@ const file_cask_proto_rawDesc = "" +
 	"\baccepted\x18\x06 \x01(\bR\baccepted\x12\x18\n" +
 	"\aleaving\x18\a \x01(\bR\aleaving\x12\x14\n" +
 	"\x05nodes\x18\b \x03(\tR\x05nodes\x122\n" +
-	"\taddresses\x18\t \x03(\v2\x14.cask.v1.NodeAddressR\taddresses\"5\n" +
+	"\taddresses\x18\t \x03(\v2\x14.cask.v1.NodeAddressR\taddresses\x124\n" +
+	"\bplumtree\x18\n" +
+	" \x01(\v2\x18.cask.v1.PlumtreeMessageR\bplumtree\x127\n" +
+	"\fgroup_digest\x18\v \x01(\v2\x14.cask.v1.GroupDigestR\vgroupDigest\x12:\n" +
+	"\fgroup_states\x18\f \x03(\v2\x17.cask.v1.GroupNodeStateR\vgroupStates\"L\n" +
+	"\n" +
+	"PlumtreeId\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05round\x18\x03 \x01(\rR\x05round\"w\n" +
+	"\x0fPlumtreeMessage\x12#\n" +
+	"\x02id\x18\x01 \x01(\v2\x13.cask.v1.PlumtreeIdR\x02id\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12%\n" +
+	"\x03ids\x18\x03 \x03(\v2\x13.cask.v1.PlumtreeIdR\x03ids\"\xab\x01\n" +
+	"\x0eGroupNodeState\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04down\x18\x03 \x01(\bR\x04down\x12-\n" +
+	"\x06groups\x18\x04 \x03(\v2\x15.cask.v1.GroupMembersR\x06groups\x12(\n" +
+	"\x05names\x18\x05 \x03(\v2\x12.cask.v1.NameClaimR\x05names\"6\n" +
+	"\fGroupMembers\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\"E\n" +
+	"\tNameClaim\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05stamp\x18\x03 \x01(\x04R\x05stamp\"V\n" +
+	"\vGroupDigest\x121\n" +
+	"\bversions\x18\x01 \x03(\v2\x15.cask.v1.GroupVersionR\bversions\x12\x14\n" +
+	"\x05reply\x18\x02 \x01(\bR\x05reply\"P\n" +
+	"\fGroupVersion\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04down\x18\x03 \x01(\bR\x04down\"5\n" +
 	"\vNodeAddress\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"$\n" +
@@ -2349,7 +2874,7 @@ const file_cask_proto_rawDesc = "" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFAILURE_REASON_UNKNOWN_TYPE\x10\x01\x12\x19\n" +
 	"\x15FAILURE_REASON_DECODE\x10\x02\x12%\n" +
-	"!FAILURE_REASON_BAD_SYSTEM_MESSAGE\x10\x03*\x8f\x02\n" +
+	"!FAILURE_REASON_BAD_SYSTEM_MESSAGE\x10\x03*\xe4\x03\n" +
 	"\x0eMembershipType\x12\x1f\n" +
 	"\x1bMEMBERSHIP_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MEMBERSHIP_TYPE_JOIN\x10\x01\x12 \n" +
@@ -2358,7 +2883,14 @@ const file_cask_proto_rawDesc = "" +
 	"\x1eMEMBERSHIP_TYPE_NEIGHBOR_REPLY\x10\x04\x12\x1e\n" +
 	"\x1aMEMBERSHIP_TYPE_DISCONNECT\x10\x05\x12\x1b\n" +
 	"\x17MEMBERSHIP_TYPE_SHUFFLE\x10\x06\x12!\n" +
-	"\x1dMEMBERSHIP_TYPE_SHUFFLE_REPLY\x10\a*t\n" +
+	"\x1dMEMBERSHIP_TYPE_SHUFFLE_REPLY\x10\a\x12#\n" +
+	"\x1fMEMBERSHIP_TYPE_PLUMTREE_GOSSIP\x10\b\x12\"\n" +
+	"\x1eMEMBERSHIP_TYPE_PLUMTREE_IHAVE\x10\t\x12\"\n" +
+	"\x1eMEMBERSHIP_TYPE_PLUMTREE_GRAFT\x10\n" +
+	"\x12\"\n" +
+	"\x1eMEMBERSHIP_TYPE_PLUMTREE_PRUNE\x10\v\x12 \n" +
+	"\x1cMEMBERSHIP_TYPE_GROUP_DIGEST\x10\f\x12 \n" +
+	"\x1cMEMBERSHIP_TYPE_GROUP_STATES\x10\r*t\n" +
 	"\n" +
 	"SpawnError\x12\x14\n" +
 	"\x10SPAWN_ERROR_NONE\x10\x00\x12\x1c\n" +
@@ -2402,7 +2934,7 @@ func file_cask_proto_rawDescGZIP() []byte {
 }
 
 var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
@@ -2420,45 +2952,60 @@ var file_cask_proto_goTypes = []any{
 	(*Control)(nil),         // 13: cask.v1.Control
 	(*StreamCredit)(nil),    // 14: cask.v1.StreamCredit
 	(*Membership)(nil),      // 15: cask.v1.Membership
-	(*NodeAddress)(nil),     // 16: cask.v1.NodeAddress
-	(*SessionPin)(nil),      // 17: cask.v1.SessionPin
-	(*SpawnRequest)(nil),    // 18: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 19: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 20: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 21: cask.v1.Goodbye
-	(*StreamAccept)(nil),    // 22: cask.v1.StreamAccept
-	(*AuthFrame)(nil),       // 23: cask.v1.AuthFrame
-	(*AuthHello)(nil),       // 24: cask.v1.AuthHello
-	(*AuthChallenge)(nil),   // 25: cask.v1.AuthChallenge
-	(*AuthResponse)(nil),    // 26: cask.v1.AuthResponse
-	(*AuthResult)(nil),      // 27: cask.v1.AuthResult
+	(*PlumtreeId)(nil),      // 16: cask.v1.PlumtreeId
+	(*PlumtreeMessage)(nil), // 17: cask.v1.PlumtreeMessage
+	(*GroupNodeState)(nil),  // 18: cask.v1.GroupNodeState
+	(*GroupMembers)(nil),    // 19: cask.v1.GroupMembers
+	(*NameClaim)(nil),       // 20: cask.v1.NameClaim
+	(*GroupDigest)(nil),     // 21: cask.v1.GroupDigest
+	(*GroupVersion)(nil),    // 22: cask.v1.GroupVersion
+	(*NodeAddress)(nil),     // 23: cask.v1.NodeAddress
+	(*SessionPin)(nil),      // 24: cask.v1.SessionPin
+	(*SpawnRequest)(nil),    // 25: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 26: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 27: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 28: cask.v1.Goodbye
+	(*StreamAccept)(nil),    // 29: cask.v1.StreamAccept
+	(*AuthFrame)(nil),       // 30: cask.v1.AuthFrame
+	(*AuthHello)(nil),       // 31: cask.v1.AuthHello
+	(*AuthChallenge)(nil),   // 32: cask.v1.AuthChallenge
+	(*AuthResponse)(nil),    // 33: cask.v1.AuthResponse
+	(*AuthResult)(nil),      // 34: cask.v1.AuthResult
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
 	2,  // 1: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
-	18, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	19, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	20, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	21, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	17, // 6: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
+	25, // 2: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	26, // 3: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	27, // 4: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	28, // 5: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	24, // 6: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
 	15, // 7: cask.v1.Control.membership:type_name -> cask.v1.Membership
 	14, // 8: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
 	4,  // 9: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
-	16, // 10: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
-	5,  // 11: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
-	3,  // 12: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
-	6,  // 13: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	7,  // 14: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
-	24, // 15: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
-	25, // 16: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
-	26, // 17: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
-	27, // 18: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
-	8,  // 19: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	23, // 10: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
+	17, // 11: cask.v1.Membership.plumtree:type_name -> cask.v1.PlumtreeMessage
+	21, // 12: cask.v1.Membership.group_digest:type_name -> cask.v1.GroupDigest
+	18, // 13: cask.v1.Membership.group_states:type_name -> cask.v1.GroupNodeState
+	16, // 14: cask.v1.PlumtreeMessage.id:type_name -> cask.v1.PlumtreeId
+	16, // 15: cask.v1.PlumtreeMessage.ids:type_name -> cask.v1.PlumtreeId
+	19, // 16: cask.v1.GroupNodeState.groups:type_name -> cask.v1.GroupMembers
+	20, // 17: cask.v1.GroupNodeState.names:type_name -> cask.v1.NameClaim
+	22, // 18: cask.v1.GroupDigest.versions:type_name -> cask.v1.GroupVersion
+	5,  // 19: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
+	3,  // 20: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
+	6,  // 21: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
+	7,  // 22: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
+	31, // 23: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
+	32, // 24: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
+	33, // 25: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
+	34, // 26: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
+	8,  // 27: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -2475,7 +3022,7 @@ func file_cask_proto_init() {
 		(*Control_Membership)(nil),
 		(*Control_StreamCredit)(nil),
 	}
-	file_cask_proto_msgTypes[14].OneofWrappers = []any{
+	file_cask_proto_msgTypes[21].OneofWrappers = []any{
 		(*AuthFrame_Hello)(nil),
 		(*AuthFrame_Challenge)(nil),
 		(*AuthFrame_Response)(nil),
@@ -2487,7 +3034,7 @@ func file_cask_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   19,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
