@@ -131,6 +131,7 @@ func knobs(t *testing.T) Config {
 			PassiveMaxAge:           time.Hour,
 			AntiEntropyPeriod:       7 * time.Second,
 			TombstoneTTL:            time.Hour,
+			HeartbeatTimeout:        time.Minute,
 			Seed:                    42,
 			Now:                     time.Now,
 		},

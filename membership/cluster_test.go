@@ -40,6 +40,9 @@ const (
 	// testAntiEntropyPeriod is the group anti-entropy period of test
 	// nodes.
 	testAntiEntropyPeriod = 500 * time.Millisecond
+	// testHeartbeatTimeout takes a node whose heartbeat stopped for
+	// down: 20 anti-entropy periods.
+	testHeartbeatTimeout = 10 * time.Second
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -116,6 +119,7 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 			Seed:          uint64(i + 1),
 			// Group states are compared with a peer twice a second.
 			AntiEntropyPeriod: testAntiEntropyPeriod,
+			HeartbeatTimeout:  testHeartbeatTimeout,
 		},
 		Transport: transport.Config{
 			Adapter:     fault,

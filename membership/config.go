@@ -51,6 +51,12 @@ const (
 	// so a stale copy of its groups cannot come back through
 	// anti-entropy.
 	DefaultTombstoneTTL = 10 * time.Minute
+	// DefaultHeartbeatTimeout is how long a node's heartbeat may stay
+	// still before this node takes it for down (its groups and names go):
+	// the fallback for nodes it has no session with, whose session end
+	// it cannot see (a partition). 24 anti-entropy periods at the
+	// default.
+	DefaultHeartbeatTimeout = 2 * time.Minute
 )
 
 // ErrInvalidConfig is returned (wrapped, with the offending field) by
@@ -108,6 +114,11 @@ type Config struct {
 	// TombstoneTTL is how long a down node's state is remembered
 	// (default DefaultTombstoneTTL).
 	TombstoneTTL time.Duration
+	// HeartbeatTimeout takes a node for down when its heartbeat, spread
+	// by anti-entropy, has not risen for this long (default
+	// DefaultHeartbeatTimeout). Keep it many AntiEntropyPeriods long: the
+	// heartbeat crosses the overlay one exchange at a time.
+	HeartbeatTimeout time.Duration
 
 	// Seed seeds every random choice of the protocol and of the actor
 	// (shuffle targets, evictions, timer jitter). Zero draws a random
@@ -144,6 +155,9 @@ func (c Config) WithDefaults() Config {
 	if c.TombstoneTTL == 0 {
 		c.TombstoneTTL = DefaultTombstoneTTL
 	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -165,6 +179,9 @@ func (c Config) Validate() error {
 	}
 	if c.AntiEntropyPeriod < 0 {
 		errs = append(errs, fielderr.New("AntiEntropyPeriod", "%s is negative", c.AntiEntropyPeriod).WithKind(ErrInvalidConfig))
+	}
+	if c.HeartbeatTimeout < 0 {
+		errs = append(errs, fielderr.New("HeartbeatTimeout", "%s is negative", c.HeartbeatTimeout).WithKind(ErrInvalidConfig))
 	}
 	if c.TombstoneTTL < 0 {
 		errs = append(errs, fielderr.New("TombstoneTTL", "%s is negative", c.TombstoneTTL).WithKind(ErrInvalidConfig))

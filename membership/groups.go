@@ -41,10 +41,14 @@ type nodeState struct {
 	downAt time.Time
 	groups map[string][]string // group -> sorted PID ids
 	names  map[string]nameClaim
+	// hb is the node's latest heartbeat known here, hbAt when it last
+	// rose (this node's clock).
+	hb   uint64
+	hbAt time.Time
 }
 
 func (s *nodeState) clone() *nodeState {
-	c := &nodeState{version: s.version, down: s.down, downAt: s.downAt,
+	c := &nodeState{version: s.version, down: s.down, downAt: s.downAt, hb: s.hb, hbAt: s.hbAt,
 		groups: make(map[string][]string, len(s.groups)), names: make(map[string]nameClaim, len(s.names))}
 	for g, ids := range s.groups {
 		c.groups[g] = slices.Clone(ids)
@@ -202,8 +206,40 @@ func (r *registry) markDown(node string, now time.Time) bool {
 	if node == r.self || cur == nil || cur.down {
 		return false
 	}
-	r.states[node] = &nodeState{version: cur.version, down: true, downAt: now}
+	r.states[node] = &nodeState{version: cur.version, down: true, downAt: now, hb: cur.hb, hbAt: cur.hbAt}
 	return true
+}
+
+// heartbeat raises the own heartbeat to now.
+func (r *registry) heartbeat(now time.Time) {
+	own := r.own()
+	own.hb = max(own.hb+1, uint64(now.UnixNano()))
+	own.hbAt = now
+}
+
+// observe takes the heartbeats of a peer's digest.
+func (r *registry) observe(versions []*caskpb.GroupVersion, now time.Time) {
+	for _, v := range versions {
+		if st := r.states[v.GetNode()]; st != nil && v.GetNode() != r.self && v.GetHeartbeat() > st.hb {
+			st.hb, st.hbAt = v.GetHeartbeat(), now
+		}
+	}
+}
+
+// suspect marks down (here only) every live node whose heartbeat has
+// not risen for timeout, and returns them sorted.
+func (r *registry) suspect(now time.Time, timeout time.Duration) []string {
+	var out []string
+	for node, st := range r.states {
+		if node != r.self && !st.down && now.Sub(st.hbAt) > timeout {
+			out = append(out, node)
+		}
+	}
+	slices.Sort(out)
+	for _, node := range out {
+		r.markDown(node, now)
+	}
+	return out
 }
 
 // merge takes a received state of node. It returns changed when the
@@ -230,6 +266,12 @@ func (r *registry) merge(node string, st *nodeState, now time.Time) (changed, re
 		st.downAt = now
 		st.groups, st.names = nil, nil
 	}
+	// Heartbeats are not part of a state: keep what is known, and count
+	// a new state as a sign of life.
+	if cur := r.states[node]; cur != nil {
+		st.hb = cur.hb
+	}
+	st.hbAt = now
 	r.states[node] = st
 	return true, false
 }
@@ -247,7 +289,7 @@ func (r *registry) expire(now time.Time, ttl time.Duration) {
 func (r *registry) digest() []*caskpb.GroupVersion {
 	out := make([]*caskpb.GroupVersion, 0, len(r.states))
 	for node, st := range r.states {
-		out = append(out, &caskpb.GroupVersion{Node: node, Version: st.version, Down: st.down})
+		out = append(out, &caskpb.GroupVersion{Node: node, Version: st.version, Down: st.down, Heartbeat: st.hb})
 	}
 	slices.SortFunc(out, func(a, b *caskpb.GroupVersion) int { return cmp.Compare(a.Node, b.Node) })
 	return out

@@ -66,7 +66,15 @@ func (a *membershipActor) receiveGroups(ctx actor.Context, msg any) bool {
 		}
 	case *antiEntropyTick:
 		if msg.gen == a.aeGen && !a.stopped {
-			a.reg.expire(a.now(), a.cfg.TombstoneTTL)
+			now := a.now()
+			a.reg.expire(now, a.cfg.TombstoneTTL)
+			a.reg.heartbeat(now)
+			if gone := a.reg.suspect(now, a.cfg.HeartbeatTimeout); len(gone) > 0 {
+				// Taken for down here only: every node judges by the
+				// heartbeats it sees, and a live one refutes.
+				a.log.Info("groups: no heartbeat, taking nodes for down", "nodes", gone, "timeout", a.cfg.HeartbeatTimeout)
+				a.registryChanged(ctx)
+			}
 			if peers := a.views().Active; len(peers) > 0 {
 				a.sendDigest(ctx, peers[a.rng.IntN(len(peers))], true)
 			}
@@ -213,6 +221,11 @@ func (a *membershipActor) terminated(ctx actor.Context, who *actor.PID) {
 func (a *membershipActor) neighborUp(ctx actor.Context, node string) {
 	a.applyPT(ctx, a.pt.NeighborUp(node, a.now()))
 	a.sendDigest(ctx, node, true)
+	if len(a.announced) == 1 {
+		// The first peer of a node that was alone (a new node, or one
+		// back after a partition): its own state goes out to everyone.
+		a.publishOwn(ctx)
+	}
 }
 
 func (a *membershipActor) neighborDown(ctx actor.Context, node string) {
@@ -331,6 +344,7 @@ func (a *membershipActor) onGroupMessage(ctx actor.Context, from string, p *cask
 	switch p.GetType() {
 	case caskpb.MembershipType_MEMBERSHIP_TYPE_GROUP_DIGEST:
 		d := p.GetGroupDigest()
+		a.reg.observe(d.GetVersions(), a.now())
 		for _, v := range d.GetVersions() {
 			if v.GetNode() == a.self {
 				// Seen as down, or at a newer version (an earlier
@@ -353,17 +367,22 @@ func (a *membershipActor) onGroupMessage(ctx actor.Context, from string, p *cask
 				GroupStates: states,
 			}})
 		}
-		if behind && d.GetReply() {
+		// Answered even when not behind: the answer carries this
+		// node's heartbeats.
+		_ = behind
+		if d.GetReply() {
 			a.sendDigest(ctx, from, false)
 		}
 	case caskpb.MembershipType_MEMBERSHIP_TYPE_GROUP_STATES:
+		// Not broadcast again: the nodes concerned publish their own
+		// state when they join and when they refute a down state, and
+		// anti-entropy spreads the rest (re-broadcasting every state
+		// learned this way multiplied the broadcasts of a forming
+		// cluster by four, docs/membership.md).
 		changed := false
 		for _, st := range p.GetGroupStates() {
 			if a.mergeState(ctx, st, from) {
 				changed = true
-				// Learned outside the broadcast (a late joiner, a healed
-				// partition): spread it, once per version learned.
-				a.publishState(ctx, st.GetNode())
 			}
 		}
 		if changed {

@@ -164,3 +164,30 @@ func TestDiffPIDs(t *testing.T) {
 		t.Fatalf("joined %v left %v", j, l)
 	}
 }
+
+// A node whose heartbeat stops rising is taken for down after the
+// timeout; one whose heartbeat comes through a digest is not.
+func TestRegistry_HeartbeatSuspicion(t *testing.T) {
+	a, b, c := newRegistry("a@h", 1), newRegistry("b@h", 1), newRegistry("c@h", 1)
+	transfer(t, b, a, "b@h")
+	transfer(t, c, a, "c@h")
+	for i := 1; i <= 10; i++ {
+		now := rt0.Add(time.Duration(i) * time.Second)
+		b.heartbeat(now)
+		a.observe(b.digest(), now)
+	}
+	if gone := a.suspect(rt0.Add(10*time.Second), 5*time.Second); !slices.Equal(gone, []string{"c@h"}) {
+		t.Fatalf("suspected %v, want [c@h]", gone)
+	}
+	if v := a.view(); len(v.groups) != 0 || a.states["c@h"] == nil || !a.states["c@h"].down {
+		t.Fatal("c not marked down")
+	}
+	// c hears of it and refutes; its newer state is taken again.
+	if _, _, refute := c.compare(a.digest()); !refute {
+		t.Fatal("c does not see its own down state")
+	}
+	c.merge("c@h", &nodeState{version: a.states["c@h"].version, down: true}, rt0)
+	if changed, _ := transfer(t, c, a, "c@h"); !changed || a.states["c@h"].down {
+		t.Fatal("refuted state not taken")
+	}
+}

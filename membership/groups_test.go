@@ -304,6 +304,14 @@ func TestGroups_PartitionHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut(false)
+	// Two halves that each kept a working overlay do not look for each
+	// other again (HyParView drops passive nodes it failed to reach, and
+	// rejoins through ContactNodes only when isolated), so one Join
+	// bridges them, as an operator or a contact list would. What is
+	// tested is what follows: anti-entropy and refutation.
+	if err := nodes[0].Join(ctx, nodes[3].Name()); err != nil {
+		t.Fatalf("bridge the halves: %v", err)
+	}
 	waitGroup(t, nodes, "g", healBound, append(slices.Clone(workers), extraL, extraR)...)
 }
 

@@ -1711,7 +1711,7 @@ func (x *NameClaim) GetStamp() uint64 {
 // GroupDigest lists the version of every node state the sender holds.
 // The receiver sends back the states it holds newer (GROUP_STATES) and,
 // if reply is set, its own digest (reply unset) so the sender does the
-// same.
+// same and learns its heartbeats.
 type GroupDigest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Versions      []*GroupVersion        `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
@@ -1766,10 +1766,14 @@ func (x *GroupDigest) GetReply() bool {
 
 // GroupVersion is one entry of a GroupDigest.
 type GroupVersion struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Down          bool                   `protobuf:"varint,3,opt,name=down,proto3" json:"down,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Down    bool                   `protobuf:"varint,3,opt,name=down,proto3" json:"down,omitempty"`
+	// The latest heartbeat of the node the sender knows: a value the node
+	// raises every anti-entropy period (its clock in nanoseconds). A node
+	// whose heartbeat stops rising is taken for down.
+	Heartbeat     uint64 `protobuf:"varint,4,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1823,6 +1827,13 @@ func (x *GroupVersion) GetDown() bool {
 		return x.Down
 	}
 	return false
+}
+
+func (x *GroupVersion) GetHeartbeat() uint64 {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return 0
 }
 
 // NodeAddress is a node's dialable UDP address, "host:port".
@@ -2784,11 +2795,12 @@ const file_cask_proto_rawDesc = "" +
 	"\x05stamp\x18\x03 \x01(\x04R\x05stamp\"V\n" +
 	"\vGroupDigest\x121\n" +
 	"\bversions\x18\x01 \x03(\v2\x15.cask.v1.GroupVersionR\bversions\x12\x14\n" +
-	"\x05reply\x18\x02 \x01(\bR\x05reply\"P\n" +
+	"\x05reply\x18\x02 \x01(\bR\x05reply\"n\n" +
 	"\fGroupVersion\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
-	"\x04down\x18\x03 \x01(\bR\x04down\"5\n" +
+	"\x04down\x18\x03 \x01(\bR\x04down\x12\x1c\n" +
+	"\theartbeat\x18\x04 \x01(\x04R\theartbeat\"5\n" +
 	"\vNodeAddress\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"$\n" +
