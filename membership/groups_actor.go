@@ -27,6 +27,9 @@ type (
 	antiEntropyTick struct{ gen uint64 }
 )
 
+// statesPerMessage bounds the node states of one GROUP_STATES message.
+const statesPerMessage = 64
+
 // nodeDownReasons are the dist NodeDown reasons that mean the peer node
 // is down (not merely an idle session closed, or a connect that failed):
 // its groups and names are then dropped everywhere.
@@ -354,12 +357,16 @@ func (a *membershipActor) onGroupMessage(ctx actor.Context, from string, p *cask
 				}
 			}
 		}
-		push, behind, _ := a.reg.compare(d.GetVersions())
-		if len(push) > 0 {
-			states := make([]*caskpb.GroupNodeState, 0, len(push))
-			for _, node := range push {
+		push, _, _ := a.reg.compare(d.GetVersions())
+		// At most statesPerMessage states per message, so a node that
+		// knows nothing yet is not sent one frame the size of the cluster.
+		for len(push) > 0 {
+			n := min(len(push), statesPerMessage)
+			states := make([]*caskpb.GroupNodeState, 0, n)
+			for _, node := range push[:n] {
 				states = append(states, a.reg.encodeState(node))
 			}
+			push = push[n:]
 			a.stats.AntiEntropySent++
 			ctx.Send(a.distPID, &dist.SendMembership{Node: from, Msg: &caskpb.Membership{
 				Type:        caskpb.MembershipType_MEMBERSHIP_TYPE_GROUP_STATES,
@@ -367,9 +374,8 @@ func (a *membershipActor) onGroupMessage(ctx actor.Context, from string, p *cask
 				GroupStates: states,
 			}})
 		}
-		// Answered even when not behind: the answer carries this
-		// node's heartbeats.
-		_ = behind
+		// Answered even when this node is not behind: the answer
+		// carries its heartbeats.
 		if d.GetReply() {
 			a.sendDigest(ctx, from, false)
 		}
