@@ -383,13 +383,13 @@ func perNode(sent map[MessageType]int, ihaveIDs, broadcasts, nodes int) string {
 		float64(sent[Gossip])/d, float64(sent[IHave])/d, float64(ihaveIDs)/d, float64(sent[Graft])/d, float64(sent[Prune])/d)
 }
 
-func runSimulation(t testing.TB, seed uint64, pct int) simRow {
-	s := newSim(t, simNodes, seed)
+func runSimulation(t testing.TB, nodes int, seed uint64, pct int) simRow {
+	s := newSim(t, nodes, seed)
 	s.build()
 	row := simRow{failPct: pct}
-	row.before = s.summarise(s.broadcasts(simWarmup, simSpacing), simNodes)
-	perm := rand.New(rand.NewPCG(seed, 99)).Perm(simNodes)
-	victims := make([]int32, simNodes*pct/100)
+	row.before = s.summarise(s.broadcasts(simWarmup, simSpacing), nodes)
+	perm := rand.New(rand.NewPCG(seed, 99)).Perm(nodes)
+	victims := make([]int32, nodes*pct/100)
 	for i := range victims {
 		victims[i] = int32(perm[i])
 	}
@@ -401,9 +401,9 @@ func runSimulation(t testing.TB, seed uint64, pct int) simRow {
 	if pct == 0 {
 		clear(s.sent)
 		s.ihaveIDs = 0
-		c := s.summarise(s.broadcasts(simAfter, simBurstSpacing), simNodes)
+		c := s.summarise(s.broadcasts(simAfter, simBurstSpacing), nodes)
 		row.burst = &c
-		row.burstPerNode = perNode(s.sent, s.ihaveIDs, simAfter, simNodes)
+		row.burstPerNode = perNode(s.sent, s.ihaveIDs, simAfter, nodes)
 	}
 	return row
 }
@@ -440,7 +440,7 @@ func TestSimulation(t *testing.T) {
 	start := time.Now()
 	var rows []simRow
 	for _, pct := range simFailureRates {
-		rows = append(rows, runSimulation(t, simSeed, pct))
+		rows = append(rows, runSimulation(t, simNodes, simSeed, pct))
 	}
 	t.Logf("simulation took %s\n%s", time.Since(start).Round(time.Millisecond), table(rows))
 	for _, r := range rows {
@@ -462,5 +462,14 @@ func TestSimulation(t *testing.T) {
 		if c := r.burst; c != nil && c.relMin != 1 {
 			t.Errorf("overlapping broadcasts: one reached %.4f of the nodes, want 1", c.relMin)
 		}
+	}
+}
+
+// TestSimulation_Deterministic: the same seed gives the same figures (a
+// smaller network, twice, with 20% failures).
+func TestSimulation_Deterministic(t *testing.T) {
+	first := table([]simRow{runSimulation(t, 200, 7, 20)})
+	if again := table([]simRow{runSimulation(t, 200, 7, 20)}); again != first {
+		t.Fatalf("same seed, different figures:\n%s\nthen:\n%s", first, again)
 	}
 }
