@@ -52,10 +52,10 @@ const (
 	// anti-entropy.
 	DefaultTombstoneTTL = 10 * time.Minute
 	// DefaultHeartbeatTimeout is how long a node's heartbeat may stay
-	// still before this node takes it for down (its groups and names go):
-	// the fallback for nodes it has no session with, whose session end
-	// it cannot see (a partition). 24 anti-entropy periods at the
-	// default.
+	// still before this node leaves its groups and names out (until the
+	// heartbeat rises again): the fallback for nodes it has no session
+	// with, whose session end it cannot see (a partition). 24
+	// anti-entropy periods at the default.
 	DefaultHeartbeatTimeout = 2 * time.Minute
 )
 
@@ -114,8 +114,9 @@ type Config struct {
 	// TombstoneTTL is how long a down node's state is remembered
 	// (default DefaultTombstoneTTL).
 	TombstoneTTL time.Duration
-	// HeartbeatTimeout takes a node for down when its heartbeat, spread
-	// by anti-entropy, has not risen for this long (default
+	// HeartbeatTimeout leaves a node's groups and names out of this
+	// node's view while its heartbeat, spread by anti-entropy, has not
+	// risen for this long and no session to it is live (default
 	// DefaultHeartbeatTimeout). Keep it many AntiEntropyPeriods long: the
 	// heartbeat crosses the overlay one exchange at a time.
 	HeartbeatTimeout time.Duration

@@ -125,7 +125,8 @@
 //     every AntiEntropyPeriod; the receiver pushes the states it holds
 //     newer (GROUP_STATES) and answers a digest that asks with its own.
 //     The own heartbeat rises every period; a node whose heartbeat has
-//     not risen for HeartbeatTimeout is marked down here.
+//     not risen for HeartbeatTimeout, and with no live session here, is
+//     left out of this node's view (not spread) until it rises again.
 //   - Down: a dist.NodeDown whose reason means the node is gone
 //     (connection_lost, peer_shutdown, protocol_error,
 //     controller_crashed) marks that node's state down and broadcasts it.

@@ -45,6 +45,11 @@ type nodeState struct {
 	// rose (this node's clock).
 	hb   uint64
 	hbAt time.Time
+	// suspected: the heartbeat stood still for HeartbeatTimeout. A local
+	// judgment: the state is left out of the view but kept, spread as it
+	// is, and taken back into the view when the heartbeat rises again or
+	// a newer state comes.
+	suspected bool
 }
 
 func (s *nodeState) clone() *nodeState {
@@ -217,28 +222,39 @@ func (r *registry) heartbeat(now time.Time) {
 	own.hbAt = now
 }
 
-// observe takes the heartbeats of a peer's digest.
-func (r *registry) observe(versions []*caskpb.GroupVersion, now time.Time) {
+// observe takes the heartbeats of a peer's digest. It reports whether a
+// suspected node came back (its heartbeat rose).
+func (r *registry) observe(versions []*caskpb.GroupVersion, now time.Time) (back bool) {
 	for _, v := range versions {
 		if st := r.states[v.GetNode()]; st != nil && v.GetNode() != r.self && v.GetHeartbeat() > st.hb {
 			st.hb, st.hbAt = v.GetHeartbeat(), now
+			if st.suspected {
+				st.suspected, back = false, true
+			}
 		}
 	}
+	return back
 }
 
-// suspect marks down (here only) every live node whose heartbeat has
-// not risen for timeout, and returns them sorted.
-func (r *registry) suspect(now time.Time, timeout time.Duration) []string {
+// suspect takes out of the view every live node whose heartbeat has not
+// risen for timeout and that alive does not vouch for (a node with a
+// live session is not suspected), and returns them sorted.
+func (r *registry) suspect(now time.Time, timeout time.Duration, alive func(string) bool) []string {
 	var out []string
 	for node, st := range r.states {
-		if node != r.self && !st.down && now.Sub(st.hbAt) > timeout {
+		if node == r.self || st.down || st.suspected {
+			continue
+		}
+		if alive(node) {
+			st.hbAt = now
+			continue
+		}
+		if now.Sub(st.hbAt) > timeout {
+			st.suspected = true
 			out = append(out, node)
 		}
 	}
 	slices.Sort(out)
-	for _, node := range out {
-		r.markDown(node, now)
-	}
 	return out
 }
 
@@ -415,7 +431,7 @@ func (o nameOwner) beatenBy(stamp uint64, node string) bool {
 func (r *registry) view() *registryView {
 	v := &registryView{groups: map[string][]*actor.PID{}, names: map[string]nameOwner{}}
 	for node, st := range r.states {
-		if st.down {
+		if st.down || st.suspected {
 			continue
 		}
 		for g, ids := range st.groups {

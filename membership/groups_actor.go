@@ -72,10 +72,12 @@ func (a *membershipActor) receiveGroups(ctx actor.Context, msg any) bool {
 			now := a.now()
 			a.reg.expire(now, a.cfg.TombstoneTTL)
 			a.reg.heartbeat(now)
-			if gone := a.reg.suspect(now, a.cfg.HeartbeatTimeout); len(gone) > 0 {
-				// Taken for down here only: every node judges by the
-				// heartbeats it sees, and a live one refutes.
-				a.log.Info("groups: no heartbeat, taking nodes for down", "nodes", gone, "timeout", a.cfg.HeartbeatTimeout)
+			alive := func(node string) bool { return a.live[node] }
+			if gone := a.reg.suspect(now, a.cfg.HeartbeatTimeout, alive); len(gone) > 0 {
+				a.stats.Suspected += uint64(len(gone))
+				// Here only: every node judges by the heartbeats it sees,
+				// and takes the node back when its heartbeat rises.
+				a.log.Info("groups: no heartbeat, leaving nodes out", "nodes", gone, "timeout", a.cfg.HeartbeatTimeout)
 				a.registryChanged(ctx)
 			}
 			if peers := a.views().Active; len(peers) > 0 {
@@ -276,6 +278,9 @@ func (a *membershipActor) publishState(ctx actor.Context, node string) {
 func (a *membershipActor) applyPT(ctx actor.Context, out plumtree.Output) {
 	for _, e := range out.Send {
 		a.stats.BroadcastSent++
+		if e.Msg.Type == plumtree.Gossip {
+			a.stats.BroadcastPayloads++
+		}
 		ctx.Send(a.distPID, &dist.SendMembership{Node: e.To, Msg: encodePlumtree(e.Msg)})
 	}
 	changed := false
@@ -307,6 +312,7 @@ func (a *membershipActor) mergeState(ctx actor.Context, p *caskpb.GroupNodeState
 	}
 	changed, refute := a.reg.merge(node, st, a.now())
 	if refute {
+		a.stats.Refuted++
 		a.log.Debug("groups: refuting a newer state of this node", "peer", from, "version", st.version, "down", st.down)
 		a.publishOwn(ctx)
 	}
@@ -347,15 +353,19 @@ func (a *membershipActor) onGroupMessage(ctx actor.Context, from string, p *cask
 	switch p.GetType() {
 	case caskpb.MembershipType_MEMBERSHIP_TYPE_GROUP_DIGEST:
 		d := p.GetGroupDigest()
-		a.reg.observe(d.GetVersions(), a.now())
+		back := a.reg.observe(d.GetVersions(), a.now())
 		for _, v := range d.GetVersions() {
 			if v.GetNode() == a.self {
 				// Seen as down, or at a newer version (an earlier
 				// incarnation): publish a newer own state.
 				if _, refute := a.reg.merge(a.self, &nodeState{version: v.GetVersion(), down: v.GetDown()}, a.now()); refute {
+					a.stats.Refuted++
 					a.publishOwn(ctx)
 				}
 			}
+		}
+		if back {
+			a.registryChanged(ctx)
 		}
 		push, _, _ := a.reg.compare(d.GetVersions())
 		// At most statesPerMessage states per message, so a node that

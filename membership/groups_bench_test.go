@@ -74,6 +74,17 @@ func broadcastCounts(b *testing.B, nodes []*testNode) (bcast, ae uint64) {
 	return bcast, ae
 }
 
+// flaps sums the refutations and suspicions of all nodes.
+func flaps(b *testing.B, nodes []*testNode) (refuted, suspected, payloads uint64) {
+	for _, n := range nodes {
+		s := stats(b, n)
+		refuted += s.Refuted
+		suspected += s.Suspected
+		payloads += s.BroadcastPayloads
+	}
+	return refuted, suspected, payloads
+}
+
 func groupSpreadRun(b *testing.B, size, joins int) {
 	const shuffle = time.Second
 	c := newCluster(b)
@@ -128,6 +139,10 @@ func groupSpreadRun(b *testing.B, size, joins int) {
 	b.ReportMetric(float64(msgs)/float64(len(rest))/float64(size), "bcast-msgs/node/join")
 	b.ReportMetric(float64(startup)/float64(size), "startup-bcast-msgs/node")
 	b.ReportMetric(float64(ae1-ae0)/float64(size)/quiet.Seconds(), "ae-msgs/node/s")
+	refuted, suspected, payloads := flaps(b, c.nodes)
+	b.ReportMetric(float64(refuted), "refuted")
+	b.ReportMetric(float64(suspected), "suspected")
+	b.ReportMetric(float64(payloads)/float64(size), "payloads/node")
 
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {

@@ -139,8 +139,15 @@ type (
 		// Broadcast counts Plumtree messages: sent and received, and
 		// payloads delivered for the first time.
 		BroadcastSent, BroadcastReceived, BroadcastDelivered uint64
+		// BroadcastPayloads counts the Plumtree messages sent that carry
+		// a payload (Gossip; the rest are IHave, Graft and Prune).
+		BroadcastPayloads uint64
 		// AntiEntropySent counts group digests and state pushes sent.
 		AntiEntropySent uint64
+		// Refuted counts the times this node published its state again
+		// because a peer held it down or newer; Suspected the nodes it
+		// took for down for want of a heartbeat.
+		Refuted, Suspected uint64
 		// GroupNodes is the number of node states held (down ones
 		// included); Groups the number of groups with a member.
 		GroupNodes, Groups int
