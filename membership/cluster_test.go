@@ -69,6 +69,9 @@ type cluster struct {
 	// reapIdle, when set, is every node's Dist.ReapIdleAfter and
 	// Dist.ReapMinAge.
 	reapIdle time.Duration
+	// antiEntropy and heartbeat, when set, replace testAntiEntropyPeriod
+	// and testHeartbeatTimeout.
+	antiEntropy, heartbeat time.Duration
 }
 
 func newCluster(tb testing.TB) *cluster {
@@ -108,6 +111,13 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 	if c.shufflePeriod != 0 {
 		shuffle = c.shufflePeriod
 	}
+	antiEntropy, heartbeat := testAntiEntropyPeriod, testHeartbeatTimeout
+	if c.antiEntropy != 0 {
+		antiEntropy = c.antiEntropy
+	}
+	if c.heartbeat != 0 {
+		heartbeat = c.heartbeat
+	}
 	n, err := actors.Start(ctx, actors.Config{
 		Name:   nodeName(i),
 		Logger: quietLogger(),
@@ -118,8 +128,8 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 			BackoffMax:    2 * time.Second,
 			Seed:          uint64(i + 1),
 			// Group states are compared with a peer twice a second.
-			AntiEntropyPeriod: testAntiEntropyPeriod,
-			HeartbeatTimeout:  testHeartbeatTimeout,
+			AntiEntropyPeriod: antiEntropy,
+			HeartbeatTimeout:  heartbeat,
 		},
 		Transport: transport.Config{
 			Adapter:     fault,
