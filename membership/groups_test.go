@@ -101,7 +101,7 @@ func waitGroup(t *testing.T, nodes []*testNode, group string, timeout time.Durat
 	d := waitFor(t, timeout, fmt.Sprintf("group %q on %d nodes", group, len(nodes)), func() string {
 		for _, n := range nodes {
 			if got := n.GroupMembers(group); !samePIDs(got, want) {
-				return fmt.Sprintf("%s sees %s, want %s", n.Name(), pidList(got), pidList(want))
+				return fmt.Sprintf("%s sees %s, want %s\n%s", n.Name(), pidList(got), pidList(want), groupDiag(t, nodes))
 			}
 		}
 		return ""
@@ -456,4 +456,20 @@ func TestGroupsAndNames_24Nodes(t *testing.T) {
 		v.fault.SetBlackhole(false)
 	}
 	waitGroup(t, nodes, "workers", healBound, workers...)
+}
+
+// groupDiag describes every node's group layer, for a failure message.
+func groupDiag(t *testing.T, nodes []*testNode) string {
+	var b strings.Builder
+	for _, n := range nodes {
+		res, err := n.Root().RequestFuture(n.Membership(), &membership.GetStats{}, 5*time.Second).Result()
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", n.Name(), err)
+			continue
+		}
+		s := res.(*membership.Stats)
+		fmt.Fprintf(&b, "%s: active %v, states %d, refuted %d, suspected %d, bcast sent %d recv %d delivered %d, ae %d\n",
+			n.Name(), n.ActiveView(), s.GroupNodes, s.Refuted, s.Suspected, s.BroadcastSent, s.BroadcastReceived, s.BroadcastDelivered, s.AntiEntropySent)
+	}
+	return b.String()
 }
