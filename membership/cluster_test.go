@@ -39,10 +39,10 @@ const (
 	testIdleTimeout   = 3 * time.Second
 	// testAntiEntropyPeriod is the group anti-entropy period of test
 	// nodes.
-	testAntiEntropyPeriod = 500 * time.Millisecond
-	// testHeartbeatTimeout takes a node whose heartbeat stopped for
-	// down: 20 anti-entropy periods.
-	testHeartbeatTimeout = 10 * time.Second
+	testAntiEntropyPeriod = time.Second
+	// testHeartbeatTimeout leaves out a node whose heartbeat stopped: 20
+	// anti-entropy periods.
+	testHeartbeatTimeout = 20 * time.Second
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
