@@ -25,7 +25,16 @@ type (
 	plumtreeTick struct{ gen uint64 }
 	// antiEntropyTick starts one anti-entropy exchange.
 	antiEntropyTick struct{ gen uint64 }
+	// confirmDown marks node down if no session to it came back since
+	// its NodeDown.
+	confirmDown struct{ node string }
 )
+
+// downConfirmDelay is how long after a NodeDown a node is marked down,
+// if no session to it came back meanwhile: a peer that replaces its
+// connection (a simultaneous connect, a redial) ends the old session
+// with connection_lost and is up again at once.
+const downConfirmDelay = time.Second
 
 // statesPerMessage bounds the node states of one GROUP_STATES message.
 const statesPerMessage = 64
@@ -84,6 +93,12 @@ func (a *membershipActor) receiveGroups(ctx actor.Context, msg any) bool {
 				a.sendDigest(ctx, peers[a.rng.IntN(len(peers))], true)
 			}
 			a.armAntiEntropy(a.cfg.AntiEntropyPeriod)
+		}
+	case *confirmDown:
+		if !a.stopped && !a.live[msg.node] && a.reg.markDown(msg.node, a.now()) {
+			a.log.Debug("groups: node down", "peer", msg.node)
+			a.publishState(ctx, msg.node)
+			a.registryChanged(ctx)
 		}
 	case *JoinGroup:
 		a.respond(ctx, &GroupResult{Err: a.joinGroup(ctx, msg.Group, msg.PIDs, true)})
@@ -240,13 +255,15 @@ func (a *membershipActor) neighborDown(ctx actor.Context, node string) {
 // nodeDown: the session to node ended for a reason that means the node
 // is down: its groups and names are dropped here and, by a broadcast of
 // its down state, everywhere.
+//
+// It is marked down downConfirmDelay later, unless a session to it is
+// up again by then (a replaced connection).
 func (a *membershipActor) nodeDown(ctx actor.Context, msg *dist.NodeDown) {
-	if !nodeDownReasons[msg.Reason] || !a.reg.markDown(msg.Node, a.now()) {
+	if !nodeDownReasons[msg.Reason] || a.reg.states[msg.Node] == nil {
 		return
 	}
-	a.log.Debug("groups: node down", "peer", msg.Node, "reason", msg.Reason)
-	a.publishState(ctx, msg.Node)
-	a.registryChanged(ctx)
+	system, pid, node := a.m.system, a.pid, msg.Node
+	time.AfterFunc(downConfirmDelay, func() { system.Root.Send(pid, &confirmDown{node: node}) })
 }
 
 // setLeft marks the own state down (leaving: every node drops this
