@@ -146,8 +146,11 @@ func (a *membershipActor) Receive(ctx actor.Context) {
 			a.linkDown(ctx, &dist.NodeDown{Node: msg.Node, Reason: dist.ReasonConnectFailed, Err: msg.Err})
 		}
 	case *dist.NodeDown:
+		neighbour := a.announced[msg.Node]
 		a.linkDown(ctx, msg)
-		a.nodeDown(ctx, msg)
+		if neighbour {
+			a.nodeDown(ctx, msg)
+		}
 	case *tick:
 		if msg.gen == a.tickGen && !a.stopped {
 			a.onTick(ctx)

@@ -127,9 +127,10 @@
 //     The own heartbeat rises every period; a node whose heartbeat has
 //     not risen for HeartbeatTimeout, and with no live session here, is
 //     left out of this node's view (not spread) until it rises again.
-//   - Down: a dist.NodeDown whose reason means the node is gone
-//     (connection_lost, peer_shutdown, protocol_error,
-//     controller_crashed) marks that node's state down and broadcasts it.
+//   - Down: a dist.NodeDown of an active peer whose reason means the
+//     node is gone (connection_lost, peer_shutdown, protocol_error,
+//     controller_crashed) marks that node's state down and broadcasts
+//     it, one second later and only if no session to it came back.
 //     Leave (and Stop) broadcasts the own state as down first; the next
 //     Join publishes it up again. A node that sees a newer or down state
 //     of itself publishes a higher version (refutation).

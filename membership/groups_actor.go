@@ -252,9 +252,13 @@ func (a *membershipActor) neighborDown(ctx actor.Context, node string) {
 	a.applyPT(ctx, a.pt.NeighborDown(node, a.now()))
 }
 
-// nodeDown: the session to node ended for a reason that means the node
-// is down: its groups and names are dropped here and, by a broadcast of
-// its down state, everywhere.
+// nodeDown: the session to node, an active peer, ended for a reason
+// that means the node is down: its groups and names are dropped here
+// and, by a broadcast of its down state, everywhere. Only active peers
+// count: their sessions are pinned and kept alive, while a lost
+// on-demand session to another node is weak evidence (on a loaded
+// 100-node process such losses caused thousands of false downs, each a
+// cluster-wide flap); the heartbeat covers the others.
 //
 // It is marked down downConfirmDelay later, unless a session to it is
 // up again by then (a replaced connection).
