@@ -63,3 +63,52 @@ func (n *Node) Unsubscribe(pid *actor.PID) { n.membership.Unsubscribe(pid) }
 // Membership is the membership actor's PID, for the actor-message forms
 // of the API (membership.Join, Leave, Subscribe, GetViews, GetStats).
 func (n *Node) Membership() *actor.PID { return n.membership.PID() }
+
+// JoinGroup adds local actors to a process group (Erlang pg:join); every
+// node sees them in GroupMembers once the change has spread over the
+// overlay. Members leave with LeaveGroup, when they stop, and when this
+// node is down or leaves. See membership.Membership.JoinGroup.
+func (n *Node) JoinGroup(ctx context.Context, group string, pids ...*actor.PID) error {
+	return n.membership.JoinGroup(ctx, group, pids...)
+}
+
+// LeaveGroup removes local actors from a process group.
+func (n *Node) LeaveGroup(ctx context.Context, group string, pids ...*actor.PID) error {
+	return n.membership.LeaveGroup(ctx, group, pids...)
+}
+
+// GroupMembers lists the members of group on every node, as this node
+// knows them (eventually consistent), sorted by node, then id.
+func (n *Node) GroupMembers(group string) []*actor.PID { return n.membership.GroupMembers(group) }
+
+// Groups lists the process groups with at least one member, sorted.
+func (n *Node) Groups() []string { return n.membership.Groups() }
+
+// MonitorGroup sends *membership.GroupChanged events for group to
+// subscriber: first the current members, then every join and leave.
+func (n *Node) MonitorGroup(group string, subscriber *actor.PID) {
+	n.membership.MonitorGroup(group, subscriber)
+}
+
+// DemonitorGroup stops the events of MonitorGroup.
+func (n *Node) DemonitorGroup(group string, subscriber *actor.PID) {
+	n.membership.DemonitorGroup(group, subscriber)
+}
+
+// RegisterName registers a cluster-wide name for a local actor (Erlang
+// global:register_name). See membership.Membership.RegisterName for the
+// conflict rule and *membership.NameLost.
+func (n *Node) RegisterName(ctx context.Context, name string, pid *actor.PID) error {
+	return n.membership.RegisterName(ctx, name, pid)
+}
+
+// UnregisterName releases a name held by a local actor.
+func (n *Node) UnregisterName(ctx context.Context, name string) error {
+	return n.membership.UnregisterName(ctx, name)
+}
+
+// Whereis returns the actor registered under name, as this node knows it.
+func (n *Node) Whereis(name string) (*actor.PID, bool) { return n.membership.Whereis(name) }
+
+// RegisteredNames lists the cluster-wide names this node knows, sorted.
+func (n *Node) RegisteredNames() []string { return n.membership.Names() }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership/hyparview"
+	"github.com/cask-p2p/cask/membership/plumtree"
 	"github.com/cask-p2p/cask/proto/caskpb"
 )
 
@@ -85,24 +86,41 @@ type membershipActor struct {
 	stopped         bool
 
 	stats Stats
+
+	// The group layer (groups_actor.go): the Plumtree state over the
+	// active view, the registry it spreads, the readers' snapshot, group
+	// monitors, and the two timers.
+	pt            *plumtree.State
+	reg           *registry
+	view          *registryView
+	groupMonitors map[string]map[string]*actor.PID
+	ptTimer       *time.Timer
+	ptGen         uint64
+	ptDeadline    time.Time
+	aeTimer       *time.Timer
+	aeGen         uint64
 }
 
-func newMembershipActor(m *Membership, d Dist, cfg Config, st *hyparview.State, rng *rand.Rand) *membershipActor {
+func newMembershipActor(m *Membership, d Dist, cfg Config, st *hyparview.State, rng *rand.Rand, pt *plumtree.State, reg *registry) *membershipActor {
 	return &membershipActor{
-		m:           m,
-		dist:        d,
-		cfg:         cfg,
-		self:        d.Name(),
-		state:       st,
-		rng:         rng,
-		log:         cfg.Logger.With("component", "membership"),
-		live:        make(map[string]bool),
-		opening:     make(map[string]bool),
-		pinned:      make(map[string]bool),
-		announced:   make(map[string]bool),
-		awaiting:    make(map[string]bool),
-		downErr:     make(map[string]error),
-		subscribers: make(map[string]*actor.PID),
+		pt:            pt,
+		reg:           reg,
+		view:          &registryView{},
+		groupMonitors: make(map[string]map[string]*actor.PID),
+		m:             m,
+		dist:          d,
+		cfg:           cfg,
+		self:          d.Name(),
+		state:         st,
+		rng:           rng,
+		log:           cfg.Logger.With("component", "membership"),
+		live:          make(map[string]bool),
+		opening:       make(map[string]bool),
+		pinned:        make(map[string]bool),
+		announced:     make(map[string]bool),
+		awaiting:      make(map[string]bool),
+		downErr:       make(map[string]error),
+		subscribers:   make(map[string]*actor.PID),
 	}
 }
 
@@ -128,7 +146,11 @@ func (a *membershipActor) Receive(ctx actor.Context) {
 			a.linkDown(ctx, &dist.NodeDown{Node: msg.Node, Reason: dist.ReasonConnectFailed, Err: msg.Err})
 		}
 	case *dist.NodeDown:
+		neighbour := a.announced[msg.Node]
 		a.linkDown(ctx, msg)
+		if neighbour {
+			a.nodeDown(ctx, msg)
+		}
 	case *tick:
 		if msg.gen == a.tickGen && !a.stopped {
 			a.onTick(ctx)
@@ -158,14 +180,18 @@ func (a *membershipActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Terminated:
 		delete(a.subscribers, msg.Who.String())
+		a.terminated(ctx, msg.Who)
 	case *GetViews:
 		a.respond(ctx, a.views())
 	case *GetStats:
 		st := a.stats
 		st.Subscribers = len(a.subscribers)
+		st.GroupNodes, st.Groups = len(a.reg.states), len(a.view.groups)
 		a.respond(ctx, &st)
 	default:
-		return
+		if !a.receiveGroups(ctx, msg) {
+			return
+		}
 	}
 	if !a.stopped {
 		a.m.views.Store(a.views())
@@ -186,6 +212,7 @@ func (a *membershipActor) start(ctx actor.Context) {
 	// The first round comes after a random part of the period, so nodes
 	// started together do not shuffle in lockstep.
 	a.armTick(time.Duration(a.rng.Int64N(int64(a.cfg.ShufflePeriod))) + 1)
+	a.groupsStart()
 	a.autoJoin(ctx)
 }
 
@@ -204,6 +231,7 @@ func (a *membershipActor) shutdown(ctx actor.Context) {
 	if a.retryTimer != nil {
 		a.retryTimer.Stop()
 	}
+	a.groupsShutdown()
 	for node := range a.pinned {
 		ctx.Send(a.distPID, &dist.Unpin{Node: node})
 	}
@@ -277,6 +305,7 @@ func (a *membershipActor) onEvent(ctx actor.Context, ev hyparview.Event) {
 			delete(a.announced, node)
 			a.log.Info("peer down", "peer", node, "reason", reason)
 			a.publish(ctx, &PeerDown{Node: node, Reason: reason})
+			a.neighborDown(ctx, node)
 			return
 		}
 		delete(a.awaiting, node)
@@ -300,6 +329,7 @@ func (a *membershipActor) announce(ctx actor.Context, node string) {
 	a.announced[node] = true
 	a.log.Info("peer up", "peer", node)
 	a.publish(ctx, &PeerUp{Node: node})
+	a.neighborUp(ctx, node)
 	a.completeJoin(ctx)
 }
 
@@ -359,6 +389,21 @@ func (a *membershipActor) linkDown(ctx actor.Context, msg *dist.NodeDown) {
 }
 
 func (a *membershipActor) onReceived(ctx actor.Context, msg *dist.MembershipReceived) {
+	switch {
+	case isPlumtree(msg.Msg):
+		a.stats.BroadcastReceived++
+		m, err := decodePlumtree(msg.Msg)
+		if err != nil {
+			a.log.Debug("dropped broadcast message", "peer", msg.From, "err", err)
+			return
+		}
+		m.From = msg.From // the authenticated peer of the session
+		a.applyPT(ctx, a.pt.Step(m, a.now()))
+		return
+	case isGroupMessage(msg.Msg):
+		a.onGroupMessage(ctx, msg.From, msg.Msg)
+		return
+	}
 	a.stats.Received++
 	m, err := decode(msg.Msg)
 	if err != nil {
@@ -469,6 +514,7 @@ func (a *membershipActor) onJoin(ctx actor.Context, msg *Join) {
 // new contact (and waiter): the first PeerUp completes both.
 func (a *membershipActor) startJoin(ctx actor.Context, contact string, waiter *actor.PID, auto bool) {
 	a.left = false
+	a.setLeft(ctx, false)
 	if a.join == nil {
 		a.join = &joinAttempt{}
 	}
@@ -515,6 +561,8 @@ func (a *membershipActor) onLeave(ctx actor.Context) {
 	if a.left {
 		return
 	}
+	// The own groups and names go first, while the tree still holds.
+	a.setLeft(ctx, true)
 	a.apply(ctx, a.state.Leave(a.now()))
 	a.left = true
 	a.joined, a.joinedVia = false, ""

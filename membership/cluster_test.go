@@ -41,6 +41,12 @@ const (
 	testShufflePeriod  = 250 * time.Millisecond
 	testIdleTimeout    = 3 * time.Second
 	testConnectTimeout = 2 * time.Second
+	// testAntiEntropyPeriod is the group anti-entropy period of test
+	// nodes.
+	testAntiEntropyPeriod = time.Second
+	// testHeartbeatTimeout leaves out a node whose heartbeat stopped: 20
+	// anti-entropy periods.
+	testHeartbeatTimeout = 20 * time.Second
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -67,6 +73,9 @@ type cluster struct {
 	// reapIdle, when set, is every node's Dist.ReapIdleAfter and
 	// Dist.ReapMinAge.
 	reapIdle time.Duration
+	// antiEntropy and heartbeat, when set, replace testAntiEntropyPeriod
+	// and testHeartbeatTimeout.
+	antiEntropy, heartbeat time.Duration
 }
 
 func newCluster(tb testing.TB) *cluster {
@@ -106,6 +115,13 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 	if c.shufflePeriod != 0 {
 		shuffle = c.shufflePeriod
 	}
+	antiEntropy, heartbeat := testAntiEntropyPeriod, testHeartbeatTimeout
+	if c.antiEntropy != 0 {
+		antiEntropy = c.antiEntropy
+	}
+	if c.heartbeat != 0 {
+		heartbeat = c.heartbeat
+	}
 	n, err := actors.Start(ctx, actors.Config{
 		Name:   nodeName(i),
 		Logger: quietLogger(),
@@ -115,6 +131,9 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 			BackoffMin:    250 * time.Millisecond,
 			BackoffMax:    2 * time.Second,
 			Seed:          uint64(i + 1),
+			// Group states are compared with a peer twice a second.
+			AntiEntropyPeriod: antiEntropy,
+			HeartbeatTimeout:  heartbeat,
 		},
 		Transport: transport.Config{
 			Adapter:     fault,

@@ -44,6 +44,19 @@ const (
 	DefaultBackoffMax = hyparview.DefaultBackoffMax // 5 min
 	// DefaultPassiveMaxAge ages out passive entries not heard from.
 	DefaultPassiveMaxAge = hyparview.DefaultPassiveMaxAge // 5 min
+	// DefaultAntiEntropyPeriod is how often a node compares the versions
+	// of its process-group and name states with one random active peer.
+	DefaultAntiEntropyPeriod = 5 * time.Second
+	// DefaultTombstoneTTL is how long the down state of a node is kept,
+	// so a stale copy of its groups cannot come back through
+	// anti-entropy.
+	DefaultTombstoneTTL = 10 * time.Minute
+	// DefaultHeartbeatTimeout is how long a node's heartbeat may stay
+	// still before this node leaves its groups and names out (until the
+	// heartbeat rises again): the fallback for nodes it has no session
+	// with, whose session end it cannot see (a partition). 24
+	// anti-entropy periods at the default.
+	DefaultHeartbeatTimeout = 2 * time.Minute
 )
 
 // ErrInvalidConfig is returned (wrapped, with the offending field) by
@@ -93,6 +106,20 @@ type Config struct {
 	// PassiveMaxAge drops passive entries with no sign of life for this
 	// long (default DefaultPassiveMaxAge).
 	PassiveMaxAge time.Duration
+	// AntiEntropyPeriod is how often the process-group and name states
+	// are compared with one random active peer (default
+	// DefaultAntiEntropyPeriod). They are also compared with every peer
+	// entering the active view.
+	AntiEntropyPeriod time.Duration
+	// TombstoneTTL is how long a down node's state is remembered
+	// (default DefaultTombstoneTTL).
+	TombstoneTTL time.Duration
+	// HeartbeatTimeout leaves a node's groups and names out of this
+	// node's view while its heartbeat, spread by anti-entropy, has not
+	// risen for this long and no session to it is live (default
+	// DefaultHeartbeatTimeout). Keep it many AntiEntropyPeriods long: the
+	// heartbeat crosses the overlay one exchange at a time.
+	HeartbeatTimeout time.Duration
 
 	// Seed seeds every random choice of the protocol and of the actor
 	// (shuffle targets, evictions, timer jitter). Zero draws a random
@@ -123,6 +150,15 @@ func (c Config) WithDefaults() Config {
 	if c.ShufflePeriod == 0 {
 		c.ShufflePeriod = DefaultShufflePeriod
 	}
+	if c.AntiEntropyPeriod == 0 {
+		c.AntiEntropyPeriod = DefaultAntiEntropyPeriod
+	}
+	if c.TombstoneTTL == 0 {
+		c.TombstoneTTL = DefaultTombstoneTTL
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -141,6 +177,15 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.ShufflePeriod < 0 {
 		errs = append(errs, fielderr.New("ShufflePeriod", "%s is negative", c.ShufflePeriod).WithKind(ErrInvalidConfig))
+	}
+	if c.AntiEntropyPeriod < 0 {
+		errs = append(errs, fielderr.New("AntiEntropyPeriod", "%s is negative", c.AntiEntropyPeriod).WithKind(ErrInvalidConfig))
+	}
+	if c.HeartbeatTimeout < 0 {
+		errs = append(errs, fielderr.New("HeartbeatTimeout", "%s is negative", c.HeartbeatTimeout).WithKind(ErrInvalidConfig))
+	}
+	if c.TombstoneTTL < 0 {
+		errs = append(errs, fielderr.New("TombstoneTTL", "%s is negative", c.TombstoneTTL).WithKind(ErrInvalidConfig))
 	}
 	for i, n := range c.ContactNodes {
 		if err := dist.ValidateNodeName(n); err != nil {

@@ -1,7 +1,10 @@
 // Package membership is the HyParView membership actor of a Cask node: it
 // keeps the node in a small, symmetric active view of peers (default 5)
 // with a larger passive view of spares (default 30), and publishes PeerUp
-// / PeerDown{Reason} / Joined / Left to subscriber PIDs.
+// / PeerDown{Reason} / Joined / Left to subscriber PIDs. Over the same
+// active view it runs Plumtree broadcast (package plumtree) to spread
+// process groups and cluster-wide names (see "Process groups and
+// names" below, and docs/groups.md).
 //
 // The protocol itself is the pure state machine of package hyparview.
 // This package is the actor around it: it feeds the state machine
@@ -100,6 +103,43 @@
 // the actor stores after each message, and every event published to
 // subscribers counts in cask.membership.events by kind
 // (docs/observability.md).
+//
+// # Process groups and names
+//
+// groups.go holds the registry: one state per node (its groups and name
+// claims, a version, a down flag, a heartbeat), of which only the own one
+// is written locally; groups_actor.go drives it from the actor:
+//
+//   - Requests JoinGroup, LeaveGroup (→ *GroupResult), RegisterName,
+//     UnregisterName (→ *NameResult), MonitorGroup, DemonitorGroup. Only
+//     local PIDs may join or register (ErrNotLocal). The actor watches
+//     them: a stopped actor leaves its groups and names.
+//   - Every change of the own state is broadcast whole with Plumtree
+//     (caskpb.GroupNodeState as the payload); a received state replaces
+//     the one held if its version is higher (or equal and down).
+//   - Plumtree's neighbours are the announced active peers: NeighborUp
+//     just after PeerUp is published, NeighborDown just after PeerDown.
+//     Its timer is one time.AfterFunc at the earliest Output.Deadline.
+//   - Anti-entropy: a GROUP_DIGEST (every node's version and heartbeat)
+//     goes to every peer at its PeerUp and to one random active peer
+//     every AntiEntropyPeriod; the receiver pushes the states it holds
+//     newer (GROUP_STATES) and answers a digest that asks with its own.
+//     The own heartbeat rises every period; a node whose heartbeat has
+//     not risen for HeartbeatTimeout, and with no live session here, is
+//     left out of this node's view (not spread) until it rises again.
+//   - Down: a dist.NodeDown of an active peer whose reason means the
+//     node is gone (connection_lost, peer_shutdown, protocol_error,
+//     controller_crashed) marks that node's state down and broadcasts
+//     it, one second later and only if no session to it came back.
+//     Leave (and Stop) broadcasts the own state as down first; the next
+//     Join publishes it up again. A node that sees a newer or down state
+//     of itself publishes a higher version (refutation).
+//   - Events, sent from the actor's goroutine, never blocking:
+//     *GroupChanged to group monitors (first the current members, then
+//     each change in order), *NameLost to a local actor whose claim lost
+//     under the rule lowest Lamport stamp, then lowest node name.
+//   - Readers (GroupMembers, Groups, Whereis, Names) load a snapshot the
+//     actor stores after each change: no locks, no requests.
 //
 // # Lifecycle
 //

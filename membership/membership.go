@@ -14,6 +14,7 @@ import (
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/internal/ask"
 	"github.com/cask-p2p/cask/membership/hyparview"
+	"github.com/cask-p2p/cask/membership/plumtree"
 )
 
 // Dist is what the membership actor needs of the dist layer. Messages go
@@ -45,7 +46,10 @@ type Membership struct {
 	pid    *actor.PID
 	// views is the latest snapshot of both views, stored by the actor
 	// after every message it handles.
-	views    atomic.Pointer[Views]
+	views atomic.Pointer[Views]
+	// registry is the latest snapshot of process groups and names,
+	// stored by the actor after every change.
+	registry atomic.Pointer[registryView]
 	stopOnce sync.Once
 	// metrics holds the OpenTelemetry instruments; nil without
 	// Config.MeterProvider.
@@ -73,6 +77,7 @@ func Start(system *actor.ActorSystem, d Dist, cfg Config) (*Membership, error) {
 	}
 	m := &Membership{system: system, cfg: cfg}
 	m.views.Store(&Views{})
+	m.registry.Store(&registryView{})
 	mm, err := newMembershipMetrics(m, cfg.MeterProvider)
 	if err != nil {
 		return nil, fmt.Errorf("membership: metrics: %w", err)
@@ -82,7 +87,11 @@ func Start(system *actor.ActorSystem, d Dist, cfg Config) (*Membership, error) {
 		// A fresh state on every (re)start: a restarted actor rejoins
 		// through ContactNodes.
 		st, _ := hyparview.New(cfg.stateConfig(self, rand.New(rand.NewPCG(seed, 1))))
-		return newMembershipActor(m, d, cfg, st, rand.New(rand.NewPCG(seed, 2)))
+		// Broadcast ids and the own group state's version start at the
+		// start time, so those of a restarted node (or actor) are new.
+		start := uint64(cfg.Now().UnixNano())
+		pt, _ := plumtree.New(plumtree.Config{Self: self, FirstSeq: start})
+		return newMembershipActor(m, d, cfg, st, rand.New(rand.NewPCG(seed, 2)), pt, newRegistry(self, start))
 	})
 	pid, err := system.Root.SpawnNamed(props, ActorName)
 	if err != nil {
@@ -180,4 +189,97 @@ func (m *Membership) request(ctx context.Context, msg any) (any, error) {
 		return nil, ErrStopped
 	}
 	return res, nil
+}
+
+// JoinGroup adds local actors to group (Erlang pg:join). Every node sees
+// them in GroupMembers once the change has spread (docs/membership.md
+// gives the bounds measured). An actor stays a member until LeaveGroup,
+// until it stops, or until this node is down or leaves the overlay.
+// Joining twice is one membership. A PID of another node is ErrNotLocal.
+func (m *Membership) JoinGroup(ctx context.Context, group string, pids ...*actor.PID) error {
+	res, err := m.request(ctx, &JoinGroup{Group: group, PIDs: pids})
+	if err != nil {
+		return fmt.Errorf("membership: join group %q: %w", group, err)
+	}
+	return res.(*GroupResult).Err
+}
+
+// LeaveGroup removes local actors from group (Erlang pg:leave); actors
+// not in the group are ignored.
+func (m *Membership) LeaveGroup(ctx context.Context, group string, pids ...*actor.PID) error {
+	res, err := m.request(ctx, &LeaveGroup{Group: group, PIDs: pids})
+	if err != nil {
+		return fmt.Errorf("membership: leave group %q: %w", group, err)
+	}
+	return res.(*GroupResult).Err
+}
+
+// GroupMembers returns the members of group as this node knows them,
+// sorted by node, then id: eventually consistent, never blocking.
+func (m *Membership) GroupMembers(group string) []*actor.PID {
+	return slices.Clone(m.registry.Load().groups[group])
+}
+
+// Groups returns the names of the groups with at least one member, sorted.
+func (m *Membership) Groups() []string {
+	v := m.registry.Load()
+	out := make([]string, 0, len(v.groups))
+	for g := range v.groups {
+		out = append(out, g)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// MonitorGroup sends *GroupChanged events for group to subscriber, a
+// local actor: first the current members, then every join and leave.
+func (m *Membership) MonitorGroup(group string, subscriber *actor.PID) {
+	m.system.Root.Send(m.pid, &MonitorGroup{Group: group, Subscriber: subscriber})
+}
+
+// DemonitorGroup stops the events of MonitorGroup.
+func (m *Membership) DemonitorGroup(group string, subscriber *actor.PID) {
+	m.system.Root.Send(m.pid, &DemonitorGroup{Group: group, Subscriber: subscriber})
+}
+
+// RegisterName registers name for pid, a local actor, cluster-wide
+// (Erlang global:register_name). A name this node already knows to be
+// held by another actor is ErrNameTaken. Concurrent registrations on
+// different nodes are settled by the conflict rule (lowest Lamport
+// stamp, then lowest node name) once they meet; the loser gets
+// *NameLost. The name is released by UnregisterName, when pid stops, and
+// when this node is down or leaves the overlay.
+func (m *Membership) RegisterName(ctx context.Context, name string, pid *actor.PID) error {
+	res, err := m.request(ctx, &RegisterName{Name: name, PID: pid})
+	if err != nil {
+		return fmt.Errorf("membership: register name %q: %w", name, err)
+	}
+	return res.(*NameResult).Err
+}
+
+// UnregisterName releases name, held by a local actor (ErrNameNotHeld
+// otherwise).
+func (m *Membership) UnregisterName(ctx context.Context, name string) error {
+	res, err := m.request(ctx, &UnregisterName{Name: name})
+	if err != nil {
+		return fmt.Errorf("membership: unregister name %q: %w", name, err)
+	}
+	return res.(*NameResult).Err
+}
+
+// Whereis returns the actor registered under name, as this node knows it.
+func (m *Membership) Whereis(name string) (*actor.PID, bool) {
+	o, ok := m.registry.Load().names[name]
+	return o.pid, ok
+}
+
+// Names returns the registered names this node knows, sorted.
+func (m *Membership) Names() []string {
+	v := m.registry.Load()
+	out := make([]string, 0, len(v.names))
+	for n := range v.names {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -136,5 +136,104 @@ type (
 		Rounds uint64
 		// Subscribers is the number of current subscribers.
 		Subscribers int
+		// Broadcast counts Plumtree messages: sent and received, and
+		// payloads delivered for the first time.
+		BroadcastSent, BroadcastReceived, BroadcastDelivered uint64
+		// BroadcastPayloads counts the Plumtree messages sent that carry
+		// a payload (Gossip; the rest are IHave, Graft and Prune).
+		BroadcastPayloads uint64
+		// AntiEntropySent counts group digests and state pushes sent.
+		AntiEntropySent uint64
+		// Refuted counts the times this node published its state again
+		// because a peer held it down or newer; Suspected the nodes it
+		// took for down for want of a heartbeat.
+		Refuted, Suspected uint64
+		// GroupNodes is the number of node states held (down ones
+		// included); Groups the number of groups with a member.
+		GroupNodes, Groups int
+	}
+)
+
+// Errors of process groups and names, for errors.Is.
+var (
+	// ErrNotLocal: JoinGroup, LeaveGroup or RegisterName was given a PID
+	// of another node (or nil). Each node publishes its own actors only.
+	ErrNotLocal = errors.New("membership: not a local actor")
+	// ErrBadName: an empty group or name, or one longer than 255 bytes.
+	ErrBadName = errors.New("membership: bad group or name")
+	// ErrNameTaken: RegisterName of a name this node already knows to be
+	// held by another actor.
+	ErrNameTaken = errors.New("membership: name already registered")
+	// ErrNameNotHeld: UnregisterName of a name no local actor holds.
+	ErrNameNotHeld = errors.New("membership: name not held by a local actor")
+)
+
+// Requests about process groups and names (Membership.PID). Each answer
+// goes to the request's sender. See doc.go, "Process groups and names".
+type (
+	// JoinGroup adds local actors to Group. Answer: *GroupResult.
+	JoinGroup struct {
+		Group string
+		PIDs  []*actor.PID
+	}
+	// LeaveGroup removes local actors from Group. Answer: *GroupResult.
+	LeaveGroup struct {
+		Group string
+		PIDs  []*actor.PID
+	}
+	// GroupResult answers JoinGroup and LeaveGroup. Err wraps ErrNotLocal,
+	// ErrBadName or ErrStopped.
+	GroupResult struct {
+		Err error
+	}
+	// MonitorGroup sends *GroupChanged for Group to Subscriber: first the
+	// current members (as Joined, possibly none), then every change. A
+	// subscriber that stops is removed. Monitoring twice is one monitor.
+	MonitorGroup struct {
+		Group      string
+		Subscriber *actor.PID
+	}
+	// DemonitorGroup removes a monitor.
+	DemonitorGroup struct {
+		Group      string
+		Subscriber *actor.PID
+	}
+	// RegisterName registers Name for the local actor PID cluster-wide.
+	// Answer: *NameResult.
+	RegisterName struct {
+		Name string
+		PID  *actor.PID
+	}
+	// UnregisterName releases Name, held by a local actor. Answer:
+	// *NameResult.
+	UnregisterName struct {
+		Name string
+	}
+	// NameResult answers RegisterName and UnregisterName. Err wraps
+	// ErrNameTaken, ErrNameNotHeld, ErrNotLocal, ErrBadName or ErrStopped.
+	NameResult struct {
+		Err error
+	}
+)
+
+// Events of process groups and names.
+type (
+	// GroupChanged tells a group monitor which members joined and left
+	// Group, as this node saw it (sorted by node, then id). The first one
+	// after MonitorGroup lists the current members as Joined.
+	GroupChanged struct {
+		Group  string
+		Joined []*actor.PID
+		Left   []*actor.PID
+	}
+	// NameLost is sent to a local actor whose registration of Name lost
+	// to a concurrent one under the conflict rule: the lower Lamport
+	// stamp wins, then the lower node name. The name is no longer
+	// registered for it. Winner is the claim that beat it as this node
+	// knew at the time; when several registrations race, a claim that
+	// beats Winner may still arrive, so Whereis gives the final owner.
+	NameLost struct {
+		Name   string
+		Winner *actor.PID
 	}
 )

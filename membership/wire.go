@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/cask-p2p/cask/membership/hyparview"
+	"github.com/cask-p2p/cask/membership/plumtree"
 	"github.com/cask-p2p/cask/proto/caskpb"
 )
 
@@ -109,4 +110,102 @@ func addresses(p *caskpb.Membership, m hyparview.Message) []*caskpb.NodeAddress 
 // clampTTL keeps a TTL within what both uint32 and int hold.
 func clampTTL(ttl int) int {
 	return max(0, min(ttl, math.MaxInt32))
+}
+
+// The Plumtree messages (package plumtree) travel as caskpb.Membership
+// too, with the body in field plumtree.
+var ptToWire = map[plumtree.MessageType]caskpb.MembershipType{
+	plumtree.Gossip: caskpb.MembershipType_MEMBERSHIP_TYPE_PLUMTREE_GOSSIP,
+	plumtree.IHave:  caskpb.MembershipType_MEMBERSHIP_TYPE_PLUMTREE_IHAVE,
+	plumtree.Graft:  caskpb.MembershipType_MEMBERSHIP_TYPE_PLUMTREE_GRAFT,
+	plumtree.Prune:  caskpb.MembershipType_MEMBERSHIP_TYPE_PLUMTREE_PRUNE,
+}
+
+var ptFromWire = func() map[caskpb.MembershipType]plumtree.MessageType {
+	m := make(map[caskpb.MembershipType]plumtree.MessageType, len(ptToWire))
+	for k, v := range ptToWire {
+		m[v] = k
+	}
+	return m
+}()
+
+// maxPlumtreeIDs bounds the ids read from one IHave or Graft; the rest
+// are ignored (the announcer's later IHaves, or anti-entropy, make up).
+const maxPlumtreeIDs = 4 * plumtree.DefaultMaxIHaveBatch
+
+// isPlumtree reports whether a wire message is a Plumtree message.
+func isPlumtree(p *caskpb.Membership) bool {
+	_, ok := ptFromWire[p.GetType()]
+	return ok
+}
+
+// encodePlumtree maps a Plumtree message to its wire form.
+func encodePlumtree(m plumtree.Message) *caskpb.Membership {
+	body := &caskpb.PlumtreeMessage{}
+	switch m.Type {
+	case plumtree.Gossip:
+		body.Id = &caskpb.PlumtreeId{Origin: m.ID.Origin, Seq: m.ID.Seq, Round: m.Round}
+		body.Payload = m.Payload
+	case plumtree.IHave:
+		for _, a := range m.IHave {
+			body.Ids = append(body.Ids, &caskpb.PlumtreeId{Origin: a.ID.Origin, Seq: a.ID.Seq, Round: a.Round})
+		}
+	case plumtree.Graft:
+		for _, id := range m.IDs {
+			body.Ids = append(body.Ids, &caskpb.PlumtreeId{Origin: id.Origin, Seq: id.Seq})
+		}
+	}
+	return &caskpb.Membership{Type: ptToWire[m.Type], From: m.From, Plumtree: body}
+}
+
+// decodePlumtree maps a received wire message to a Plumtree message. It
+// never panics: an unknown type, a missing sender or a Gossip without an
+// origin is ErrBadMessage; ids past maxPlumtreeIDs and ids without an
+// origin are dropped.
+func decodePlumtree(p *caskpb.Membership) (plumtree.Message, error) {
+	t, ok := ptFromWire[p.GetType()]
+	if !ok {
+		return plumtree.Message{}, fmt.Errorf("%w: type %v", ErrBadMessage, p.GetType())
+	}
+	if p.GetFrom() == "" {
+		return plumtree.Message{}, fmt.Errorf("%w: %v without a sender", ErrBadMessage, t)
+	}
+	m := plumtree.Message{Type: t, From: p.GetFrom()}
+	body := p.GetPlumtree()
+	switch t {
+	case plumtree.Gossip:
+		id := body.GetId()
+		if id.GetOrigin() == "" {
+			return plumtree.Message{}, fmt.Errorf("%w: Gossip without an origin", ErrBadMessage)
+		}
+		m.ID = plumtree.ID{Origin: id.GetOrigin(), Seq: id.GetSeq()}
+		m.Round = id.GetRound()
+		m.Payload = body.GetPayload()
+	case plumtree.IHave, plumtree.Graft:
+		for _, id := range body.GetIds() {
+			if len(m.IHave)+len(m.IDs) == maxPlumtreeIDs {
+				break
+			}
+			if id.GetOrigin() == "" {
+				continue
+			}
+			pid := plumtree.ID{Origin: id.GetOrigin(), Seq: id.GetSeq()}
+			if t == plumtree.IHave {
+				m.IHave = append(m.IHave, plumtree.Announcement{ID: pid, Round: id.GetRound()})
+			} else {
+				m.IDs = append(m.IDs, pid)
+			}
+		}
+	}
+	return m, nil
+}
+
+// isGroupMessage reports whether a wire message is a group anti-entropy
+// message (GROUP_DIGEST, GROUP_STATES).
+func isGroupMessage(p *caskpb.Membership) bool {
+	switch p.GetType() {
+	case caskpb.MembershipType_MEMBERSHIP_TYPE_GROUP_DIGEST, caskpb.MembershipType_MEMBERSHIP_TYPE_GROUP_STATES:
+		return true
+	}
+	return false
 }

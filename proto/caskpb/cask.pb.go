@@ -349,29 +349,53 @@ const (
 	MembershipType_MEMBERSHIP_TYPE_DISCONNECT     MembershipType = 5
 	MembershipType_MEMBERSHIP_TYPE_SHUFFLE        MembershipType = 6
 	MembershipType_MEMBERSHIP_TYPE_SHUFFLE_REPLY  MembershipType = 7
+	// Plumtree broadcast (membership/plumtree): the payload, its
+	// announcement, the request for it, the pruning of a tree branch.
+	// Field plumtree carries the body.
+	MembershipType_MEMBERSHIP_TYPE_PLUMTREE_GOSSIP MembershipType = 8
+	MembershipType_MEMBERSHIP_TYPE_PLUMTREE_IHAVE  MembershipType = 9
+	MembershipType_MEMBERSHIP_TYPE_PLUMTREE_GRAFT  MembershipType = 10
+	MembershipType_MEMBERSHIP_TYPE_PLUMTREE_PRUNE  MembershipType = 11
+	// Anti-entropy of process groups and names: a digest of per-node
+	// versions (field group_digest), and the node states the receiver
+	// lacks (field group_states).
+	MembershipType_MEMBERSHIP_TYPE_GROUP_DIGEST MembershipType = 12
+	MembershipType_MEMBERSHIP_TYPE_GROUP_STATES MembershipType = 13
 )
 
 // Enum value maps for MembershipType.
 var (
 	MembershipType_name = map[int32]string{
-		0: "MEMBERSHIP_TYPE_UNSPECIFIED",
-		1: "MEMBERSHIP_TYPE_JOIN",
-		2: "MEMBERSHIP_TYPE_FORWARD_JOIN",
-		3: "MEMBERSHIP_TYPE_NEIGHBOR",
-		4: "MEMBERSHIP_TYPE_NEIGHBOR_REPLY",
-		5: "MEMBERSHIP_TYPE_DISCONNECT",
-		6: "MEMBERSHIP_TYPE_SHUFFLE",
-		7: "MEMBERSHIP_TYPE_SHUFFLE_REPLY",
+		0:  "MEMBERSHIP_TYPE_UNSPECIFIED",
+		1:  "MEMBERSHIP_TYPE_JOIN",
+		2:  "MEMBERSHIP_TYPE_FORWARD_JOIN",
+		3:  "MEMBERSHIP_TYPE_NEIGHBOR",
+		4:  "MEMBERSHIP_TYPE_NEIGHBOR_REPLY",
+		5:  "MEMBERSHIP_TYPE_DISCONNECT",
+		6:  "MEMBERSHIP_TYPE_SHUFFLE",
+		7:  "MEMBERSHIP_TYPE_SHUFFLE_REPLY",
+		8:  "MEMBERSHIP_TYPE_PLUMTREE_GOSSIP",
+		9:  "MEMBERSHIP_TYPE_PLUMTREE_IHAVE",
+		10: "MEMBERSHIP_TYPE_PLUMTREE_GRAFT",
+		11: "MEMBERSHIP_TYPE_PLUMTREE_PRUNE",
+		12: "MEMBERSHIP_TYPE_GROUP_DIGEST",
+		13: "MEMBERSHIP_TYPE_GROUP_STATES",
 	}
 	MembershipType_value = map[string]int32{
-		"MEMBERSHIP_TYPE_UNSPECIFIED":    0,
-		"MEMBERSHIP_TYPE_JOIN":           1,
-		"MEMBERSHIP_TYPE_FORWARD_JOIN":   2,
-		"MEMBERSHIP_TYPE_NEIGHBOR":       3,
-		"MEMBERSHIP_TYPE_NEIGHBOR_REPLY": 4,
-		"MEMBERSHIP_TYPE_DISCONNECT":     5,
-		"MEMBERSHIP_TYPE_SHUFFLE":        6,
-		"MEMBERSHIP_TYPE_SHUFFLE_REPLY":  7,
+		"MEMBERSHIP_TYPE_UNSPECIFIED":     0,
+		"MEMBERSHIP_TYPE_JOIN":            1,
+		"MEMBERSHIP_TYPE_FORWARD_JOIN":    2,
+		"MEMBERSHIP_TYPE_NEIGHBOR":        3,
+		"MEMBERSHIP_TYPE_NEIGHBOR_REPLY":  4,
+		"MEMBERSHIP_TYPE_DISCONNECT":      5,
+		"MEMBERSHIP_TYPE_SHUFFLE":         6,
+		"MEMBERSHIP_TYPE_SHUFFLE_REPLY":   7,
+		"MEMBERSHIP_TYPE_PLUMTREE_GOSSIP": 8,
+		"MEMBERSHIP_TYPE_PLUMTREE_IHAVE":  9,
+		"MEMBERSHIP_TYPE_PLUMTREE_GRAFT":  10,
+		"MEMBERSHIP_TYPE_PLUMTREE_PRUNE":  11,
+		"MEMBERSHIP_TYPE_GROUP_DIGEST":    12,
+		"MEMBERSHIP_TYPE_GROUP_STATES":    13,
 	}
 )
 
@@ -1641,7 +1665,13 @@ type Membership struct {
 	// as far as the sender knows them: the sender's own advertised address
 	// and what it learned of the others. A node it has no address for is
 	// left out.
-	Addresses     []*NodeAddress `protobuf:"bytes,9,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Addresses []*NodeAddress `protobuf:"bytes,9,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// The body of a PLUMTREE_* message.
+	Plumtree *PlumtreeMessage `protobuf:"bytes,10,opt,name=plumtree,proto3" json:"plumtree,omitempty"`
+	// The body of a GROUP_DIGEST.
+	GroupDigest *GroupDigest `protobuf:"bytes,11,opt,name=group_digest,json=groupDigest,proto3" json:"group_digest,omitempty"`
+	// The body of a GROUP_STATES.
+	GroupStates   []*GroupNodeState `protobuf:"bytes,12,rep,name=group_states,json=groupStates,proto3" json:"group_states,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1739,6 +1769,479 @@ func (x *Membership) GetAddresses() []*NodeAddress {
 	return nil
 }
 
+func (x *Membership) GetPlumtree() *PlumtreeMessage {
+	if x != nil {
+		return x.Plumtree
+	}
+	return nil
+}
+
+func (x *Membership) GetGroupDigest() *GroupDigest {
+	if x != nil {
+		return x.GroupDigest
+	}
+	return nil
+}
+
+func (x *Membership) GetGroupStates() []*GroupNodeState {
+	if x != nil {
+		return x.GroupStates
+	}
+	return nil
+}
+
+// PlumtreeId names one broadcast: its origin node and that node's
+// sequence number. round is the hop count: of a GOSSIP when sent, of an
+// IHAVE's id when the announcer received it (unused in a GRAFT).
+type PlumtreeId struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        string                 `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Round         uint32                 `protobuf:"varint,3,opt,name=round,proto3" json:"round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumtreeId) Reset() {
+	*x = PlumtreeId{}
+	mi := &file_cask_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumtreeId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumtreeId) ProtoMessage() {}
+
+func (x *PlumtreeId) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumtreeId.ProtoReflect.Descriptor instead.
+func (*PlumtreeId) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PlumtreeId) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *PlumtreeId) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PlumtreeId) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+// PlumtreeMessage is the body of a Plumtree message. GOSSIP: id and
+// payload; IHAVE and GRAFT: ids; PRUNE: nothing.
+type PlumtreeMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    *PlumtreeId            `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// For groups and names, an encoded GroupNodeState.
+	Payload       []byte        `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Ids           []*PlumtreeId `protobuf:"bytes,3,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlumtreeMessage) Reset() {
+	*x = PlumtreeMessage{}
+	mi := &file_cask_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlumtreeMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlumtreeMessage) ProtoMessage() {}
+
+func (x *PlumtreeMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlumtreeMessage.ProtoReflect.Descriptor instead.
+func (*PlumtreeMessage) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PlumtreeMessage) GetId() *PlumtreeId {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *PlumtreeMessage) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *PlumtreeMessage) GetIds() []*PlumtreeId {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// GroupNodeState is one node's own share of the process groups and
+// cluster-wide names, as that node last published it. A higher version
+// replaces a lower one; at an equal version a down state wins.
+type GroupNodeState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The node is down (its session ended, or it left): its groups and
+	// names are gone. A live node that sees itself marked down publishes a
+	// higher version.
+	Down          bool            `protobuf:"varint,3,opt,name=down,proto3" json:"down,omitempty"`
+	Groups        []*GroupMembers `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	Names         []*NameClaim    `protobuf:"bytes,5,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupNodeState) Reset() {
+	*x = GroupNodeState{}
+	mi := &file_cask_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupNodeState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupNodeState) ProtoMessage() {}
+
+func (x *GroupNodeState) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupNodeState.ProtoReflect.Descriptor instead.
+func (*GroupNodeState) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GroupNodeState) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *GroupNodeState) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GroupNodeState) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
+}
+
+func (x *GroupNodeState) GetGroups() []*GroupMembers {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *GroupNodeState) GetNames() []*NameClaim {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// GroupMembers lists the actors of one node in one group, by PID id (the
+// address is the node).
+type GroupMembers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMembers) Reset() {
+	*x = GroupMembers{}
+	mi := &file_cask_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMembers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMembers) ProtoMessage() {}
+
+func (x *GroupMembers) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMembers.ProtoReflect.Descriptor instead.
+func (*GroupMembers) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GroupMembers) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupMembers) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// NameClaim is a node's registration of a cluster-wide name. stamp is a
+// Lamport clock value; the lowest (stamp, node) claim of a name wins.
+type NameClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Stamp         uint64                 `protobuf:"varint,3,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NameClaim) Reset() {
+	*x = NameClaim{}
+	mi := &file_cask_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NameClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NameClaim) ProtoMessage() {}
+
+func (x *NameClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NameClaim.ProtoReflect.Descriptor instead.
+func (*NameClaim) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *NameClaim) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NameClaim) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *NameClaim) GetStamp() uint64 {
+	if x != nil {
+		return x.Stamp
+	}
+	return 0
+}
+
+// GroupDigest lists the version of every node state the sender holds.
+// The receiver sends back the states it holds newer (GROUP_STATES) and,
+// if reply is set, its own digest (reply unset) so the sender does the
+// same and learns its heartbeats.
+type GroupDigest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []*GroupVersion        `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	Reply         bool                   `protobuf:"varint,2,opt,name=reply,proto3" json:"reply,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupDigest) Reset() {
+	*x = GroupDigest{}
+	mi := &file_cask_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupDigest) ProtoMessage() {}
+
+func (x *GroupDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupDigest.ProtoReflect.Descriptor instead.
+func (*GroupDigest) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GroupDigest) GetVersions() []*GroupVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *GroupDigest) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
+}
+
+// GroupVersion is one entry of a GroupDigest.
+type GroupVersion struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Down    bool                   `protobuf:"varint,3,opt,name=down,proto3" json:"down,omitempty"`
+	// The latest heartbeat of the node the sender knows: a value the node
+	// raises every anti-entropy period (its clock in nanoseconds). A node
+	// whose heartbeat stops rising is taken for down.
+	Heartbeat     uint64 `protobuf:"varint,4,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupVersion) Reset() {
+	*x = GroupVersion{}
+	mi := &file_cask_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupVersion) ProtoMessage() {}
+
+func (x *GroupVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_cask_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupVersion.ProtoReflect.Descriptor instead.
+func (*GroupVersion) Descriptor() ([]byte, []int) {
+	return file_cask_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GroupVersion) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *GroupVersion) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GroupVersion) GetDown() bool {
+	if x != nil {
+		return x.Down
+	}
+	return false
+}
+
+func (x *GroupVersion) GetHeartbeat() uint64 {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return 0
+}
+
 // NodeAddress is a node's dialable UDP address, "host:port".
 type NodeAddress struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1750,7 +2253,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +2265,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[12]
+	mi := &file_cask_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +2278,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{12}
+	return file_cask_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NodeAddress) GetNode() string {
@@ -1804,7 +2307,7 @@ type SessionPin struct {
 
 func (x *SessionPin) Reset() {
 	*x = SessionPin{}
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +2319,7 @@ func (x *SessionPin) String() string {
 func (*SessionPin) ProtoMessage() {}
 
 func (x *SessionPin) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[13]
+	mi := &file_cask_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2332,7 @@ func (x *SessionPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionPin.ProtoReflect.Descriptor instead.
 func (*SessionPin) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{13}
+	return file_cask_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionPin) GetPinned() bool {
@@ -1858,7 +2361,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2373,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[14]
+	mi := &file_cask_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2386,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{14}
+	return file_cask_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SpawnRequest) GetRequestId() uint64 {
@@ -1934,7 +2437,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2449,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[15]
+	mi := &file_cask_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2462,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{15}
+	return file_cask_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SpawnResponse) GetRequestId() uint64 {
@@ -2008,7 +2511,7 @@ type DeliveryFailure struct {
 
 func (x *DeliveryFailure) Reset() {
 	*x = DeliveryFailure{}
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2523,7 @@ func (x *DeliveryFailure) String() string {
 func (*DeliveryFailure) ProtoMessage() {}
 
 func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[16]
+	mi := &file_cask_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2536,7 @@ func (x *DeliveryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryFailure.ProtoReflect.Descriptor instead.
 func (*DeliveryFailure) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{16}
+	return file_cask_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeliveryFailure) GetTarget() string {
@@ -2100,7 +2603,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2615,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[17]
+	mi := &file_cask_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2628,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{17}
+	return file_cask_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Goodbye) GetReason() GoodbyeReason {
@@ -2157,7 +2660,7 @@ type StreamAccept struct {
 
 func (x *StreamAccept) Reset() {
 	*x = StreamAccept{}
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2672,7 @@ func (x *StreamAccept) String() string {
 func (*StreamAccept) ProtoMessage() {}
 
 func (x *StreamAccept) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[18]
+	mi := &file_cask_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2685,7 @@ func (x *StreamAccept) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAccept.ProtoReflect.Descriptor instead.
 func (*StreamAccept) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{18}
+	return file_cask_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StreamAccept) GetRefusal() StreamRefusal {
@@ -2222,7 +2725,7 @@ type AuthFrame struct {
 
 func (x *AuthFrame) Reset() {
 	*x = AuthFrame{}
-	mi := &file_cask_proto_msgTypes[19]
+	mi := &file_cask_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2737,7 @@ func (x *AuthFrame) String() string {
 func (*AuthFrame) ProtoMessage() {}
 
 func (x *AuthFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[19]
+	mi := &file_cask_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2750,7 @@ func (x *AuthFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthFrame.ProtoReflect.Descriptor instead.
 func (*AuthFrame) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{19}
+	return file_cask_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AuthFrame) GetBody() isAuthFrame_Body {
@@ -2345,7 +2848,7 @@ type AuthHello struct {
 
 func (x *AuthHello) Reset() {
 	*x = AuthHello{}
-	mi := &file_cask_proto_msgTypes[20]
+	mi := &file_cask_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2860,7 @@ func (x *AuthHello) String() string {
 func (*AuthHello) ProtoMessage() {}
 
 func (x *AuthHello) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[20]
+	mi := &file_cask_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2873,7 @@ func (x *AuthHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthHello.ProtoReflect.Descriptor instead.
 func (*AuthHello) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{20}
+	return file_cask_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AuthHello) GetNode() string {
@@ -2430,7 +2933,7 @@ type AuthChallenge struct {
 
 func (x *AuthChallenge) Reset() {
 	*x = AuthChallenge{}
-	mi := &file_cask_proto_msgTypes[21]
+	mi := &file_cask_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2945,7 @@ func (x *AuthChallenge) String() string {
 func (*AuthChallenge) ProtoMessage() {}
 
 func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[21]
+	mi := &file_cask_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2958,7 @@ func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
 func (*AuthChallenge) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{21}
+	return file_cask_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AuthChallenge) GetNonce() []byte {
@@ -2495,7 +2998,7 @@ type AuthResponse struct {
 
 func (x *AuthResponse) Reset() {
 	*x = AuthResponse{}
-	mi := &file_cask_proto_msgTypes[22]
+	mi := &file_cask_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +3010,7 @@ func (x *AuthResponse) String() string {
 func (*AuthResponse) ProtoMessage() {}
 
 func (x *AuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[22]
+	mi := &file_cask_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +3023,7 @@ func (x *AuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
 func (*AuthResponse) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{22}
+	return file_cask_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AuthResponse) GetSignature() []byte {
@@ -2571,7 +3074,7 @@ type AuthResult struct {
 
 func (x *AuthResult) Reset() {
 	*x = AuthResult{}
-	mi := &file_cask_proto_msgTypes[23]
+	mi := &file_cask_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +3086,7 @@ func (x *AuthResult) String() string {
 func (*AuthResult) ProtoMessage() {}
 
 func (x *AuthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_cask_proto_msgTypes[23]
+	mi := &file_cask_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +3099,7 @@ func (x *AuthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
 func (*AuthResult) Descriptor() ([]byte, []int) {
-	return file_cask_proto_rawDescGZIP(), []int{23}
+	return file_cask_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AuthResult) GetOk() bool {
@@ -2704,7 +3207,7 @@ const file_cask_proto_rawDesc = "" +
 	"\tpositions\x18\x01 \x03(\v2\x18.cask.v1.SessionPositionR\tpositions\"A\n" +
 	"\fStreamCredit\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12\x14\n" +
-	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\x98\x02\n" +
+	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\xc3\x03\n" +
 	"\n" +
 	"Membership\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.cask.v1.MembershipTypeR\x04type\x12\x12\n" +
@@ -2715,7 +3218,41 @@ const file_cask_proto_rawDesc = "" +
 	"\baccepted\x18\x06 \x01(\bR\baccepted\x12\x18\n" +
 	"\aleaving\x18\a \x01(\bR\aleaving\x12\x14\n" +
 	"\x05nodes\x18\b \x03(\tR\x05nodes\x122\n" +
-	"\taddresses\x18\t \x03(\v2\x14.cask.v1.NodeAddressR\taddresses\"5\n" +
+	"\taddresses\x18\t \x03(\v2\x14.cask.v1.NodeAddressR\taddresses\x124\n" +
+	"\bplumtree\x18\n" +
+	" \x01(\v2\x18.cask.v1.PlumtreeMessageR\bplumtree\x127\n" +
+	"\fgroup_digest\x18\v \x01(\v2\x14.cask.v1.GroupDigestR\vgroupDigest\x12:\n" +
+	"\fgroup_states\x18\f \x03(\v2\x17.cask.v1.GroupNodeStateR\vgroupStates\"L\n" +
+	"\n" +
+	"PlumtreeId\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05round\x18\x03 \x01(\rR\x05round\"w\n" +
+	"\x0fPlumtreeMessage\x12#\n" +
+	"\x02id\x18\x01 \x01(\v2\x13.cask.v1.PlumtreeIdR\x02id\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12%\n" +
+	"\x03ids\x18\x03 \x03(\v2\x13.cask.v1.PlumtreeIdR\x03ids\"\xab\x01\n" +
+	"\x0eGroupNodeState\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04down\x18\x03 \x01(\bR\x04down\x12-\n" +
+	"\x06groups\x18\x04 \x03(\v2\x15.cask.v1.GroupMembersR\x06groups\x12(\n" +
+	"\x05names\x18\x05 \x03(\v2\x12.cask.v1.NameClaimR\x05names\"6\n" +
+	"\fGroupMembers\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\"E\n" +
+	"\tNameClaim\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05stamp\x18\x03 \x01(\x04R\x05stamp\"V\n" +
+	"\vGroupDigest\x121\n" +
+	"\bversions\x18\x01 \x03(\v2\x15.cask.v1.GroupVersionR\bversions\x12\x14\n" +
+	"\x05reply\x18\x02 \x01(\bR\x05reply\"n\n" +
+	"\fGroupVersion\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04down\x18\x03 \x01(\bR\x04down\x12\x1c\n" +
+	"\theartbeat\x18\x04 \x01(\x04R\theartbeat\"5\n" +
 	"\vNodeAddress\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"$\n" +
@@ -2814,7 +3351,7 @@ const file_cask_proto_rawDesc = "" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bFAILURE_REASON_UNKNOWN_TYPE\x10\x01\x12\x19\n" +
 	"\x15FAILURE_REASON_DECODE\x10\x02\x12%\n" +
-	"!FAILURE_REASON_BAD_SYSTEM_MESSAGE\x10\x03*\x8f\x02\n" +
+	"!FAILURE_REASON_BAD_SYSTEM_MESSAGE\x10\x03*\xe4\x03\n" +
 	"\x0eMembershipType\x12\x1f\n" +
 	"\x1bMEMBERSHIP_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MEMBERSHIP_TYPE_JOIN\x10\x01\x12 \n" +
@@ -2823,7 +3360,14 @@ const file_cask_proto_rawDesc = "" +
 	"\x1eMEMBERSHIP_TYPE_NEIGHBOR_REPLY\x10\x04\x12\x1e\n" +
 	"\x1aMEMBERSHIP_TYPE_DISCONNECT\x10\x05\x12\x1b\n" +
 	"\x17MEMBERSHIP_TYPE_SHUFFLE\x10\x06\x12!\n" +
-	"\x1dMEMBERSHIP_TYPE_SHUFFLE_REPLY\x10\a*\x91\x01\n" +
+	"\x1dMEMBERSHIP_TYPE_SHUFFLE_REPLY\x10\a\x12#\n" +
+	"\x1fMEMBERSHIP_TYPE_PLUMTREE_GOSSIP\x10\b\x12\"\n" +
+	"\x1eMEMBERSHIP_TYPE_PLUMTREE_IHAVE\x10\t\x12\"\n" +
+	"\x1eMEMBERSHIP_TYPE_PLUMTREE_GRAFT\x10\n" +
+	"\x12\"\n" +
+	"\x1eMEMBERSHIP_TYPE_PLUMTREE_PRUNE\x10\v\x12 \n" +
+	"\x1cMEMBERSHIP_TYPE_GROUP_DIGEST\x10\f\x12 \n" +
+	"\x1cMEMBERSHIP_TYPE_GROUP_STATES\x10\r*\x91\x01\n" +
 	"\n" +
 	"SpawnError\x12\x14\n" +
 	"\x10SPAWN_ERROR_NONE\x10\x00\x12\x1c\n" +
@@ -2868,7 +3412,7 @@ func file_cask_proto_rawDescGZIP() []byte {
 }
 
 var file_cask_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_cask_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_cask_proto_goTypes = []any{
 	(StreamKind)(0),         // 0: cask.v1.StreamKind
 	(Capability)(0),         // 1: cask.v1.Capability
@@ -2892,18 +3436,25 @@ var file_cask_proto_goTypes = []any{
 	(*SessionAck)(nil),      // 19: cask.v1.SessionAck
 	(*StreamCredit)(nil),    // 20: cask.v1.StreamCredit
 	(*Membership)(nil),      // 21: cask.v1.Membership
-	(*NodeAddress)(nil),     // 22: cask.v1.NodeAddress
-	(*SessionPin)(nil),      // 23: cask.v1.SessionPin
-	(*SpawnRequest)(nil),    // 24: cask.v1.SpawnRequest
-	(*SpawnResponse)(nil),   // 25: cask.v1.SpawnResponse
-	(*DeliveryFailure)(nil), // 26: cask.v1.DeliveryFailure
-	(*Goodbye)(nil),         // 27: cask.v1.Goodbye
-	(*StreamAccept)(nil),    // 28: cask.v1.StreamAccept
-	(*AuthFrame)(nil),       // 29: cask.v1.AuthFrame
-	(*AuthHello)(nil),       // 30: cask.v1.AuthHello
-	(*AuthChallenge)(nil),   // 31: cask.v1.AuthChallenge
-	(*AuthResponse)(nil),    // 32: cask.v1.AuthResponse
-	(*AuthResult)(nil),      // 33: cask.v1.AuthResult
+	(*PlumtreeId)(nil),      // 22: cask.v1.PlumtreeId
+	(*PlumtreeMessage)(nil), // 23: cask.v1.PlumtreeMessage
+	(*GroupNodeState)(nil),  // 24: cask.v1.GroupNodeState
+	(*GroupMembers)(nil),    // 25: cask.v1.GroupMembers
+	(*NameClaim)(nil),       // 26: cask.v1.NameClaim
+	(*GroupDigest)(nil),     // 27: cask.v1.GroupDigest
+	(*GroupVersion)(nil),    // 28: cask.v1.GroupVersion
+	(*NodeAddress)(nil),     // 29: cask.v1.NodeAddress
+	(*SessionPin)(nil),      // 30: cask.v1.SessionPin
+	(*SpawnRequest)(nil),    // 31: cask.v1.SpawnRequest
+	(*SpawnResponse)(nil),   // 32: cask.v1.SpawnResponse
+	(*DeliveryFailure)(nil), // 33: cask.v1.DeliveryFailure
+	(*Goodbye)(nil),         // 34: cask.v1.Goodbye
+	(*StreamAccept)(nil),    // 35: cask.v1.StreamAccept
+	(*AuthFrame)(nil),       // 36: cask.v1.AuthFrame
+	(*AuthHello)(nil),       // 37: cask.v1.AuthHello
+	(*AuthChallenge)(nil),   // 38: cask.v1.AuthChallenge
+	(*AuthResponse)(nil),    // 39: cask.v1.AuthResponse
+	(*AuthResult)(nil),      // 40: cask.v1.AuthResult
 }
 var file_cask_proto_depIdxs = []int32{
 	0,  // 0: cask.v1.StreamHeader.kind:type_name -> cask.v1.StreamKind
@@ -2911,31 +3462,39 @@ var file_cask_proto_depIdxs = []int32{
 	2,  // 2: cask.v1.DistWelcome.reason:type_name -> cask.v1.RejectReason
 	18, // 3: cask.v1.DistWelcome.received:type_name -> cask.v1.SessionPosition
 	3,  // 4: cask.v1.ExitSignal.reason:type_name -> cask.v1.ExitReason
-	24, // 5: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
-	25, // 6: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
-	26, // 7: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
-	27, // 8: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
-	23, // 9: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
+	31, // 5: cask.v1.Control.spawn_request:type_name -> cask.v1.SpawnRequest
+	32, // 6: cask.v1.Control.spawn_response:type_name -> cask.v1.SpawnResponse
+	33, // 7: cask.v1.Control.delivery_failure:type_name -> cask.v1.DeliveryFailure
+	34, // 8: cask.v1.Control.goodbye:type_name -> cask.v1.Goodbye
+	30, // 9: cask.v1.Control.session_pin:type_name -> cask.v1.SessionPin
 	21, // 10: cask.v1.Control.membership:type_name -> cask.v1.Membership
 	20, // 11: cask.v1.Control.stream_credit:type_name -> cask.v1.StreamCredit
 	19, // 12: cask.v1.Control.session_ack:type_name -> cask.v1.SessionAck
 	18, // 13: cask.v1.SessionAck.positions:type_name -> cask.v1.SessionPosition
 	5,  // 14: cask.v1.Membership.type:type_name -> cask.v1.MembershipType
-	22, // 15: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
-	6,  // 16: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
-	4,  // 17: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
-	7,  // 18: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
-	8,  // 19: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
-	30, // 20: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
-	31, // 21: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
-	32, // 22: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
-	33, // 23: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
-	9,  // 24: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	29, // 15: cask.v1.Membership.addresses:type_name -> cask.v1.NodeAddress
+	23, // 16: cask.v1.Membership.plumtree:type_name -> cask.v1.PlumtreeMessage
+	27, // 17: cask.v1.Membership.group_digest:type_name -> cask.v1.GroupDigest
+	24, // 18: cask.v1.Membership.group_states:type_name -> cask.v1.GroupNodeState
+	22, // 19: cask.v1.PlumtreeMessage.id:type_name -> cask.v1.PlumtreeId
+	22, // 20: cask.v1.PlumtreeMessage.ids:type_name -> cask.v1.PlumtreeId
+	25, // 21: cask.v1.GroupNodeState.groups:type_name -> cask.v1.GroupMembers
+	26, // 22: cask.v1.GroupNodeState.names:type_name -> cask.v1.NameClaim
+	28, // 23: cask.v1.GroupDigest.versions:type_name -> cask.v1.GroupVersion
+	6,  // 24: cask.v1.SpawnResponse.error:type_name -> cask.v1.SpawnError
+	4,  // 25: cask.v1.DeliveryFailure.reason:type_name -> cask.v1.FailureReason
+	7,  // 26: cask.v1.Goodbye.reason:type_name -> cask.v1.GoodbyeReason
+	8,  // 27: cask.v1.StreamAccept.refusal:type_name -> cask.v1.StreamRefusal
+	37, // 28: cask.v1.AuthFrame.hello:type_name -> cask.v1.AuthHello
+	38, // 29: cask.v1.AuthFrame.challenge:type_name -> cask.v1.AuthChallenge
+	39, // 30: cask.v1.AuthFrame.response:type_name -> cask.v1.AuthResponse
+	40, // 31: cask.v1.AuthFrame.result:type_name -> cask.v1.AuthResult
+	9,  // 32: cask.v1.AuthResult.reason:type_name -> cask.v1.AuthRejectReason
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_cask_proto_init() }
@@ -2953,7 +3512,7 @@ func file_cask_proto_init() {
 		(*Control_StreamCredit)(nil),
 		(*Control_SessionAck)(nil),
 	}
-	file_cask_proto_msgTypes[19].OneofWrappers = []any{
+	file_cask_proto_msgTypes[26].OneofWrappers = []any{
 		(*AuthFrame_Hello)(nil),
 		(*AuthFrame_Challenge)(nil),
 		(*AuthFrame_Response)(nil),
@@ -2965,7 +3524,7 @@ func file_cask_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cask_proto_rawDesc), len(file_cask_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   24,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

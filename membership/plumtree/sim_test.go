@@ -1,0 +1,475 @@
+package plumtree
+
+import (
+	"container/heap"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cask-p2p/cask/membership/hyparview"
+)
+
+// The simulation: HyParView states (package hyparview) build the overlay
+// and Plumtree states run over their active views, in one discrete-event
+// network. Every message takes a random latency (per ordered pair in
+// FIFO order, as over one QUIC connection); a node that fails stops at
+// once, its neighbours learn it after simDetect (a transport noticing a
+// dead connection), and so does a node that sends to it.
+
+const (
+	simNodes        = 1000
+	simShuffleRound = 50
+	simSeed         = 2007
+	simWarmup       = 50                    // broadcasts before the failure
+	simAfter        = 50                    // broadcasts after it
+	simSpacing      = time.Second           // one broadcast at a time, as in the paper
+	simBurstSpacing = 20 * time.Millisecond // overlapping broadcasts
+	simLatencyMin   = 5 * time.Millisecond
+	simLatencyMax   = 15 * time.Millisecond
+	simDetect       = 300 * time.Millisecond
+	simMaxEvents    = 200_000_000
+)
+
+var simFailureRates = []int{0, 20, 40}
+
+type simKind uint8
+
+const (
+	evHyParView simKind = iota
+	evPlumtree
+	evLinkUp
+	evLinkDown
+	evTick
+	evBroadcast
+)
+
+type simEvent struct {
+	at   time.Time
+	seq  uint64
+	kind simKind
+	to   int32
+	peer int32
+	hv   hyparview.Message
+	pt   Message
+}
+
+type eventQueue []simEvent
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if !q[i].at.Equal(q[j].at) {
+		return q[i].at.Before(q[j].at)
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(simEvent)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+type simNode struct {
+	name     string
+	hv       *hyparview.State
+	pt       *State
+	failed   bool
+	links    map[int32]bool
+	nextTick time.Time
+}
+
+// bcastStats follows one broadcast.
+type bcastStats struct {
+	origin    int32
+	delivered int // nodes that delivered it, origin included
+	payloads  int // Gossip messages carrying it
+	maxHops   uint32
+}
+
+type sim struct {
+	t      testing.TB
+	nodes  []*simNode
+	index  map[string]int32
+	q      eventQueue
+	seq    uint64
+	now    time.Time
+	rng    *rand.Rand
+	last   map[[2]int32]time.Time // latest arrival per ordered pair
+	events int
+
+	bcasts map[ID]*bcastStats
+	order  []ID
+	// sent counts all Plumtree messages by type; ihaveIDs counts the ids
+	// they announced.
+	sent     map[MessageType]int
+	ihaveIDs int
+}
+
+func newSim(t testing.TB, n int, seed uint64) *sim {
+	s := &sim{
+		t:      t,
+		index:  make(map[string]int32, n),
+		now:    time.Date(2007, 10, 10, 0, 0, 0, 0, time.UTC),
+		rng:    rand.New(rand.NewPCG(seed, 0)),
+		last:   map[[2]int32]time.Time{},
+		bcasts: map[ID]*bcastStats{},
+		sent:   map[MessageType]int{},
+	}
+	for i := range n {
+		name := fmt.Sprintf("n%04d", i)
+		hv, err := hyparview.New(hyparview.Config{Self: name, Rand: rand.New(rand.NewPCG(seed, uint64(i)+1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, err := New(Config{Self: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.nodes = append(s.nodes, &simNode{name: name, hv: hv, pt: pt, links: map[int32]bool{}})
+		s.index[name] = int32(i)
+	}
+	return s
+}
+
+func (s *sim) push(e simEvent) {
+	s.seq++
+	e.seq = s.seq
+	heap.Push(&s.q, e)
+}
+
+// message schedules a message from a to b with a random latency, after
+// any earlier message of the same pair.
+func (s *sim) message(a, b int32, e simEvent) {
+	at := s.now.Add(simLatencyMin + time.Duration(s.rng.Int64N(int64(simLatencyMax-simLatencyMin))))
+	key := [2]int32{a, b}
+	if l := s.last[key]; !at.After(l) {
+		at = l.Add(time.Microsecond)
+	}
+	s.last[key] = at
+	e.at, e.to, e.peer = at, b, a
+	s.push(e)
+}
+
+func (s *sim) linkDownLater(to, peer int32) {
+	s.push(simEvent{at: s.now.Add(simDetect), kind: evLinkDown, to: to, peer: peer})
+}
+
+func (s *sim) applyHV(a int32, out hyparview.Output) {
+	for _, name := range out.Open {
+		b := s.index[name]
+		if s.nodes[b].failed {
+			s.linkDownLater(a, b)
+			continue
+		}
+		s.nodes[a].links[b], s.nodes[b].links[a] = true, true
+		s.push(simEvent{at: s.now, kind: evLinkUp, to: a, peer: b})
+	}
+	for _, env := range out.Send {
+		b := s.index[env.To]
+		if s.nodes[b].failed {
+			s.linkDownLater(a, b)
+			continue
+		}
+		s.nodes[a].links[b], s.nodes[b].links[a] = true, true
+		s.message(a, b, simEvent{kind: evHyParView, hv: env.Msg})
+	}
+	for _, name := range out.Close {
+		b := s.index[name]
+		delete(s.nodes[a].links, b)
+		delete(s.nodes[b].links, a)
+	}
+	for _, ev := range out.Events {
+		switch ev.Kind {
+		case hyparview.PeerUp:
+			s.applyPT(a, s.nodes[a].pt.NeighborUp(ev.Node, s.now))
+		case hyparview.PeerDown:
+			s.applyPT(a, s.nodes[a].pt.NeighborDown(ev.Node, s.now))
+		}
+	}
+}
+
+func (s *sim) applyPT(a int32, out Output) {
+	n := s.nodes[a]
+	for _, env := range out.Send {
+		b := s.index[env.To]
+		s.sent[env.Msg.Type]++
+		s.ihaveIDs += len(env.Msg.IHave)
+		if env.Msg.Type == Gossip {
+			if st := s.bcasts[env.Msg.ID]; st != nil {
+				st.payloads++
+			}
+		}
+		if s.nodes[b].failed {
+			s.linkDownLater(a, b)
+			continue
+		}
+		s.message(a, b, simEvent{kind: evPlumtree, pt: env.Msg})
+	}
+	for _, d := range out.Deliver {
+		if st := s.bcasts[d.ID]; st != nil {
+			st.delivered++
+			st.maxHops = max(st.maxHops, d.Hops)
+		}
+	}
+	if !out.Deadline.IsZero() && (n.nextTick.IsZero() || out.Deadline.Before(n.nextTick) || !n.nextTick.After(s.now)) {
+		n.nextTick = out.Deadline
+		s.push(simEvent{at: out.Deadline, kind: evTick, to: a})
+	}
+}
+
+// run handles events until the queue is empty.
+func (s *sim) run() {
+	for s.q.Len() > 0 {
+		e := heap.Pop(&s.q).(simEvent)
+		s.events++
+		if s.events > simMaxEvents {
+			s.t.Fatalf("simulation did not go quiet after %d events", simMaxEvents)
+		}
+		if e.at.After(s.now) {
+			s.now = e.at
+		}
+		n := s.nodes[e.to]
+		if n.failed {
+			continue
+		}
+		peer := ""
+		if e.kind != evTick && e.kind != evBroadcast {
+			peer = s.nodes[e.peer].name
+		}
+		switch e.kind {
+		case evHyParView:
+			s.applyHV(e.to, n.hv.Step(e.hv, s.now))
+		case evPlumtree:
+			s.applyPT(e.to, n.pt.Step(e.pt, s.now))
+		case evLinkUp:
+			s.applyHV(e.to, n.hv.LinkUp(peer, s.now))
+		case evLinkDown:
+			s.applyHV(e.to, n.hv.LinkDown(peer, s.now))
+		case evTick:
+			if !n.nextTick.After(s.now) {
+				n.nextTick = time.Time{}
+			}
+			s.applyPT(e.to, n.pt.Tick(s.now))
+		case evBroadcast:
+			id, out := n.pt.Broadcast([]byte(fmt.Sprintf("b%d", len(s.order))), s.now)
+			s.bcasts[id] = &bcastStats{origin: e.to, delivered: 1}
+			s.order = append(s.order, id)
+			// Count the payloads of this first hop too.
+			s.applyPT(e.to, out)
+		}
+	}
+}
+
+// build joins the nodes one by one through a random node already in,
+// then runs the shuffle rounds.
+func (s *sim) build() {
+	for i := 1; i < len(s.nodes); i++ {
+		s.now = s.now.Add(100 * time.Millisecond)
+		s.applyHV(int32(i), s.nodes[i].hv.Join(s.nodes[s.rng.IntN(i)].name, s.now))
+		s.run()
+	}
+	for range simShuffleRound {
+		s.now = s.now.Add(hyparview.DefaultShufflePeriod)
+		for i, n := range s.nodes {
+			s.applyHV(int32(i), n.hv.Tick(s.now))
+		}
+		s.run()
+	}
+}
+
+// broadcasts schedules k broadcasts from random live nodes, simSpacing
+// apart, and runs the network until quiet. It returns their ids.
+func (s *sim) broadcasts(k int, spacing time.Duration) []ID {
+	live := s.live()
+	start := len(s.order)
+	for i := range k {
+		src := live[s.rng.IntN(len(live))]
+		s.push(simEvent{at: s.now.Add(time.Duration(i) * spacing), kind: evBroadcast, to: src})
+	}
+	s.run()
+	return slices.Clone(s.order[start:])
+}
+
+func (s *sim) live() []int32 {
+	var l []int32
+	for i, n := range s.nodes {
+		if !n.failed {
+			l = append(l, int32(i))
+		}
+	}
+	return l
+}
+
+// fail stops the given nodes; their live neighbours learn it after
+// simDetect.
+func (s *sim) fail(victims []int32) {
+	for _, v := range victims {
+		s.nodes[v].failed = true
+	}
+	for _, v := range victims {
+		var ns []int32
+		for b := range s.nodes[v].links {
+			ns = append(ns, b)
+		}
+		slices.Sort(ns)
+		for _, b := range ns {
+			delete(s.nodes[b].links, v)
+			if !s.nodes[b].failed {
+				s.linkDownLater(b, v)
+			}
+		}
+		s.nodes[v].links = map[int32]bool{}
+	}
+}
+
+// phase summarises a run of broadcasts.
+type phase struct {
+	n                 int
+	relFirst, relMin  float64
+	relMean, relLast  float64 // mean over all, mean over the last 10
+	allLast           bool    // every one of the last 10 reached every live node
+	rmrFirst, rmrLast float64 // RMR of the first, mean RMR of the last 10
+	ldhLast           float64 // mean last delivery hop over the last 10
+	ldhMax            uint32
+}
+
+func (s *sim) summarise(ids []ID, liveCount int) phase {
+	p := phase{n: len(ids), relMin: 2, allLast: true}
+	tail := max(0, len(ids)-10)
+	for i, id := range ids {
+		st := s.bcasts[id]
+		rel := float64(st.delivered) / float64(liveCount)
+		rmr := 0.0
+		if st.delivered > 1 {
+			rmr = float64(st.payloads)/float64(st.delivered-1) - 1
+		}
+		if i == 0 {
+			p.relFirst, p.rmrFirst = rel, rmr
+		}
+		p.relMin = min(p.relMin, rel)
+		p.relMean += rel / float64(len(ids))
+		p.ldhMax = max(p.ldhMax, st.maxHops)
+		if i >= tail {
+			n := float64(len(ids) - tail)
+			p.relLast += rel / n
+			p.allLast = p.allLast && st.delivered == liveCount
+			p.rmrLast += rmr / n
+			p.ldhLast += float64(st.maxHops) / n
+		}
+	}
+	return p
+}
+
+type simRow struct {
+	failPct int
+	before  phase
+	after   phase
+	perNode string
+	// burst: the same overlay, broadcasts simBurstSpacing apart (they
+	// overlap), only without failures.
+	burst        *phase
+	burstPerNode string
+}
+
+// perNode is the messages sent per broadcast per live node, by type.
+func perNode(sent map[MessageType]int, ihaveIDs, broadcasts, nodes int) string {
+	d := float64(broadcasts * nodes)
+	return fmt.Sprintf("Gossip %.2f, IHave %.2f (%.2f ids), Graft %.3f, Prune %.3f",
+		float64(sent[Gossip])/d, float64(sent[IHave])/d, float64(ihaveIDs)/d, float64(sent[Graft])/d, float64(sent[Prune])/d)
+}
+
+func runSimulation(t testing.TB, nodes int, seed uint64, pct int) simRow {
+	s := newSim(t, nodes, seed)
+	s.build()
+	row := simRow{failPct: pct}
+	row.before = s.summarise(s.broadcasts(simWarmup, simSpacing), nodes)
+	perm := rand.New(rand.NewPCG(seed, 99)).Perm(nodes)
+	victims := make([]int32, nodes*pct/100)
+	for i := range victims {
+		victims[i] = int32(perm[i])
+	}
+	s.fail(victims)
+	clear(s.sent)
+	s.ihaveIDs = 0
+	row.after = s.summarise(s.broadcasts(simAfter, simSpacing), len(s.live()))
+	row.perNode = perNode(s.sent, s.ihaveIDs, simAfter, len(s.live()))
+	if pct == 0 {
+		clear(s.sent)
+		s.ihaveIDs = 0
+		c := s.summarise(s.broadcasts(simAfter, simBurstSpacing), nodes)
+		row.burst = &c
+		row.burstPerNode = perNode(s.sent, s.ihaveIDs, simAfter, nodes)
+	}
+	return row
+}
+
+func table(rows []simRow) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d nodes, HyParView active view %d, %d broadcasts before and %d after the failure, %s apart\n",
+		simNodes, hyparview.DefaultActiveSize, simWarmup, simAfter, simSpacing)
+	fmt.Fprintf(&b, "%5s | %8s %8s %8s | %8s %8s %8s %8s | %8s %8s %6s\n",
+		"fail", "rel 1st", "RMR 1st", "RMR end", "rel 1st", "rel min", "rel mean", "rel end", "RMR end", "LDH end", "LDH max")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%4d%% | %7.2f%% %8.2f %8.3f | %7.2f%% %7.2f%% %7.2f%% %7.2f%% | %8.3f %8.1f %6d\n",
+			r.failPct, 100*r.before.relFirst, r.before.rmrFirst, r.before.rmrLast,
+			100*r.after.relFirst, 100*r.after.relMin, 100*r.after.relMean, 100*r.after.relLast,
+			r.after.rmrLast, r.after.ldhLast, r.after.ldhMax)
+	}
+	for _, r := range rows {
+		fmt.Fprintf(&b, "messages per broadcast per node after %d%%: %s\n", r.failPct, r.perNode)
+	}
+	for _, r := range rows {
+		if c := r.burst; c != nil {
+			fmt.Fprintf(&b, "overlapping broadcasts (%s apart, no failure): rel min %.2f%%, RMR end %.3f, LDH end %.1f, max %d; per node: %s\n",
+				simBurstSpacing, 100*c.relMin, c.rmrLast, c.ldhLast, c.ldhMax, r.burstPerNode)
+		}
+	}
+	return b.String()
+}
+
+// TestSimulation runs Plumtree over a 1,000-node HyParView overlay and
+// fails 0%, 20% and 40% of the nodes. Run it with
+//
+//	go test -run TestSimulation -v ./membership/plumtree/
+func TestSimulation(t *testing.T) {
+	start := time.Now()
+	var rows []simRow
+	for _, pct := range simFailureRates {
+		rows = append(rows, runSimulation(t, simNodes, simSeed, pct))
+	}
+	t.Logf("simulation took %s\n%s", time.Since(start).Round(time.Millisecond), table(rows))
+	for _, r := range rows {
+		if r.before.relMin != 1 {
+			t.Errorf("%d%%: reliability before the failure %.4f, want 1", r.failPct, r.before.relMin)
+		}
+		if r.before.rmrLast > 0.05 {
+			t.Errorf("%d%%: steady-state RMR %.3f, want about 0 (a tree)", r.failPct, r.before.rmrLast)
+		}
+		if !r.after.allLast {
+			t.Errorf("%d%%: reliability of the last broadcasts after the failure %.4f, want 1", r.failPct, r.after.relLast)
+		}
+		if r.failPct == 0 && r.after.relMin != 1 {
+			t.Errorf("no failure: a broadcast reached %.4f of the nodes", r.after.relMin)
+		}
+		if r.failPct == 0 && r.after.rmrLast > 0.05 {
+			t.Errorf("no failure: RMR %.3f after %d broadcasts, want about 0", r.after.rmrLast, simWarmup+simAfter)
+		}
+		if c := r.burst; c != nil && c.relMin != 1 {
+			t.Errorf("overlapping broadcasts: one reached %.4f of the nodes, want 1", c.relMin)
+		}
+	}
+}
+
+// TestSimulation_Deterministic: the same seed gives the same figures (a
+// smaller network, twice, with 20% failures).
+func TestSimulation_Deterministic(t *testing.T) {
+	first := table([]simRow{runSimulation(t, 200, 7, 20)})
+	if again := table([]simRow{runSimulation(t, 200, 7, 20)}); again != first {
+		t.Fatalf("same seed, different figures:\n%s\nthen:\n%s", first, again)
+	}
+}
