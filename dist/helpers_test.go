@@ -16,6 +16,7 @@ import (
 
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
+	"github.com/cask-p2p/cask/transport"
 )
 
 const (
@@ -216,19 +217,7 @@ func newProbe(t testing.TB, n *actors.Node) *probe {
 // next waits for the next message matching match, skipping others.
 func (p *probe) next(t testing.TB, what string, match func(any) bool) any {
 	t.Helper()
-	timer := time.NewTimer(waitTimeout)
-	defer timer.Stop()
-	for {
-		select {
-		case m := <-p.ch:
-			if match(m) {
-				return m
-			}
-		case <-timer.C:
-			t.Fatalf("probe: no %s within %v", what, waitTimeout)
-			return nil
-		}
-	}
+	return p.nextWithin(t, waitTimeout, what, match)
 }
 
 // none checks that no message matching match arrives within quietPeriod
@@ -307,4 +296,37 @@ func ctxTimeout(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// startBareManager starts a dist.Manager on its own transport and actor
+// system, without actors.Node (quiet logs, static peers, no DNS), and
+// stops all three at test end. before, if not nil, runs on the manager
+// before Start (e.g. an export_test.go switch imitating an older build).
+func startBareManager(t *testing.T, name string, peers map[string]string, before func(*dist.Manager)) (*dist.Manager, *actor.ActorSystem, *transport.Transport) {
+	t.Helper()
+	tr, err := transport.New(transport.Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger() }))
+	system.ProcessRegistry.Address = name
+	m, err := dist.New(system, tr, dist.Config{Name: name, Peers: peers, DisableDNS: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(m)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = m.Stop()
+		_ = tr.Close()
+		system.Shutdown()
+	})
+	return m, system, tr
 }

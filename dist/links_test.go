@@ -3,7 +3,6 @@ package dist_test
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"testing"
 	"time"
@@ -584,30 +583,11 @@ func TestLinkFailureStorm(t *testing.T) {
 // spawn with a link or a monitor; a plain spawn still works.
 func TestSpawnLinkNeedsLinksCapability(t *testing.T) {
 	start := func(name string, older bool, peers map[string]string) (*dist.Manager, *actor.ActorSystem) {
-		tr, err := transport.New(transport.Config{Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tr.Start(); err != nil {
-			t.Fatal(err)
-		}
-		system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger() }))
-		system.ProcessRegistry.Address = name
-		m, err := dist.New(system, tr, dist.Config{Name: name, Peers: peers, DisableDNS: true, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		var before func(*dist.Manager)
 		if older {
-			dist.WithoutLinks(m)
+			before = dist.WithoutLinks
 		}
-		if err := m.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = m.Stop()
-			_ = tr.Close()
-			system.Shutdown()
-		})
+		m, system, _ := startBareManager(t, name, peers, before)
 		return m, system
 	}
 	old, _ := start("old@localhost", true, nil)

@@ -2,7 +2,6 @@ package dist_test
 
 import (
 	"errors"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -404,30 +403,11 @@ func TestMigrateRescuesDeadPathWithFullCongestionWindow(t *testing.T) {
 // accepted its connection cannot hand the session over.
 func TestSessionsWithAnOlderPeer(t *testing.T) {
 	start := func(name string, older bool, peers map[string]string) (*dist.Manager, *actor.ActorSystem, *transport.Transport) {
-		tr, err := transport.New(transport.Config{Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tr.Start(); err != nil {
-			t.Fatal(err)
-		}
-		system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger() }))
-		system.ProcessRegistry.Address = name
-		m, err := dist.New(system, tr, dist.Config{Name: name, Peers: peers, DisableDNS: true, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		var before func(*dist.Manager)
 		if older {
-			dist.WithoutSessions(m)
+			before = dist.WithoutSessions
 		}
-		if err := m.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = m.Stop()
-			_ = tr.Close()
-			system.Shutdown()
-		})
+		m, system, tr := startBareManager(t, name, peers, before)
 		if _, err := system.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
 			if v, ok := c.Message().(*wrapperspb.Int64Value); ok {
 				c.Respond(v)

@@ -3,7 +3,6 @@ package dist_test
 import (
 	"errors"
 	"io"
-	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -115,30 +114,11 @@ func TestStreamCreditResumesWriter(t *testing.T) {
 // in either direction, and the opener is told why.
 func TestStreamNeedsCreditCapability(t *testing.T) {
 	start := func(name string, older bool, peers map[string]string) (*dist.Manager, *transport.Transport) {
-		tr, err := transport.New(transport.Config{Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tr.Start(); err != nil {
-			t.Fatal(err)
-		}
-		system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quietLogger() }))
-		system.ProcessRegistry.Address = name
-		m, err := dist.New(system, tr, dist.Config{Name: name, Peers: peers, DisableDNS: true, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		var before func(*dist.Manager)
 		if older {
-			dist.WithoutStreamCredit(m)
+			before = dist.WithoutStreamCredit
 		}
-		if err := m.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = m.Stop()
-			_ = tr.Close()
-			system.Shutdown()
-		})
+		m, system, tr := startBareManager(t, name, peers, before)
 		pid := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
 			if o, ok := c.Message().(*dist.StreamOpened); ok {
 				go echoStream(o.Stream)
