@@ -86,6 +86,9 @@ type membershipActor struct {
 	stopped         bool
 
 	stats Stats
+	// muted: this node's Plumtree messages are not sent (tests only,
+	// see muteBroadcasts).
+	muted bool
 
 	// The group layer (groups_actor.go): the Plumtree state over the
 	// active view, the registry it spreads, the readers' snapshot, group
@@ -306,6 +309,9 @@ func (a *membershipActor) onEvent(ctx actor.Context, ev hyparview.Event) {
 			a.log.Info("peer down", "peer", node, "reason", reason)
 			a.publish(ctx, &PeerDown{Node: node, Reason: reason})
 			a.neighborDown(ctx, node)
+			if ev.Reason == hyparview.ReasonLeft {
+				a.neighborLeft(ctx, node)
+			}
 			return
 		}
 		delete(a.awaiting, node)

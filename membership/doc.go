@@ -132,7 +132,9 @@
 //     controller_crashed) marks that node's state down and broadcasts
 //     it, one second later and only if no session to it came back.
 //     Leave (and Stop) broadcasts the own state as down first; the next
-//     Join publishes it up again. A node that sees a newer or down state
+//     Join publishes it up again. An active peer that receives a leaving
+//     Disconnect (PeerDown{left}) marks the leaver down and broadcasts
+//     that as well, since the leaver's own broadcast may not get out. A node that sees a newer or down state
 //     of itself publishes a higher version (refutation).
 //   - Events, sent from the actor's goroutine, never blocking:
 //     *GroupChanged to group monitors (first the current members, then

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -299,6 +300,28 @@ func (r *registry) expire(now time.Time, ttl time.Duration) {
 			delete(r.states, node)
 		}
 	}
+}
+
+// describe lists every state held as node@version, with d for down and
+// s for suspected (diagnostics).
+func (r *registry) describe() string {
+	nodes := make([]string, 0, len(r.states))
+	for node := range r.states {
+		nodes = append(nodes, node)
+	}
+	slices.Sort(nodes)
+	var b strings.Builder
+	for _, node := range nodes {
+		st := r.states[node]
+		fmt.Fprintf(&b, " %s@%d", node, st.version)
+		if st.down {
+			b.WriteString("d")
+		}
+		if st.suspected {
+			b.WriteString("s")
+		}
+	}
+	return b.String()
 }
 
 // digest lists the version of every state held, sorted by node.

@@ -28,6 +28,12 @@ type (
 	// confirmDown marks node down if no session to it came back since
 	// its NodeDown.
 	confirmDown struct{ node string }
+	// muteBroadcasts stops the node sending Plumtree messages (tests
+	// only: a broadcast that never gets out).
+	muteBroadcasts struct{}
+	// describeStates asks for a one-line description of every state held
+	// (tests' diagnostics): answered with a string.
+	describeStates struct{}
 )
 
 // downConfirmDelay is how long after a NodeDown a node is marked down,
@@ -100,6 +106,10 @@ func (a *membershipActor) receiveGroups(ctx actor.Context, msg any) bool {
 			a.publishState(ctx, msg.node)
 			a.registryChanged(ctx)
 		}
+	case *muteBroadcasts:
+		a.muted = true
+	case *describeStates:
+		ctx.Respond(a.reg.describe())
 	case *JoinGroup:
 		a.respond(ctx, &GroupResult{Err: a.joinGroup(ctx, msg.Group, msg.PIDs, true)})
 	case *LeaveGroup:
@@ -252,6 +262,21 @@ func (a *membershipActor) neighborDown(ctx actor.Context, node string) {
 	a.applyPT(ctx, a.pt.NeighborDown(node, a.now()))
 }
 
+// neighborLeft: an active peer said it leaves the overlay. Its groups
+// and names go with it (a node that leaves publishes its own down state,
+// see setLeft), so they are dropped here and the down state is spread
+// from here as well: the leaver's own broadcast may not get out (its
+// eager set can be empty, leaving only announcements whose Grafts it
+// will not be there to answer), and the NodeDown that follows its stop
+// is not counted, the node being no longer an active peer by then.
+func (a *membershipActor) neighborLeft(ctx actor.Context, node string) {
+	if a.reg.markDown(node, a.now()) {
+		a.log.Debug("groups: node left", "peer", node)
+		a.publishState(ctx, node)
+		a.registryChanged(ctx)
+	}
+}
+
 // nodeDown: the session to node, an active peer, ended for a reason
 // that means the node is down: its groups and names are dropped here
 // and, by a broadcast of its down state, everywhere. Only active peers
@@ -298,6 +323,9 @@ func (a *membershipActor) publishState(ctx actor.Context, node string) {
 // applyPT carries out a Plumtree Output: send, deliver, arm the timer.
 func (a *membershipActor) applyPT(ctx actor.Context, out plumtree.Output) {
 	for _, e := range out.Send {
+		if a.muted {
+			continue
+		}
 		a.stats.BroadcastSent++
 		if e.Msg.Type == plumtree.Gossip {
 			a.stats.BroadcastPayloads++

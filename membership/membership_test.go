@@ -273,9 +273,21 @@ func TestClusterJoinAndFailure(t *testing.T) {
 		return ups
 	}
 	// HyParView refills from passive views but does not promise a full
-	// view: when every other survivor's view is full, low-priority
-	// NEIGHBOR requests are refused. So: refills happen, and a survivor
-	// that lost neighbours either gets a new one or keeps all but one slot.
+	// view: a node whose view is not empty asks with low priority, and a
+	// node with a full view refuses. So: refills happen, and a survivor
+	// that lost neighbours either gets a new one, keeps all but one slot,
+	// or is thin only because every other survivor it could ask is full
+	// (a stable state of the protocol: one failure run left a survivor
+	// that lost two neighbours at 3 of 5 while the 17 others held 5).
+	roomElsewhere := func(n *testNode) []string {
+		var room []string
+		for _, o := range alive {
+			if v := o.ActiveView(); o != n && len(v) < membership.DefaultActiveSize && !slices.Contains(v, n.Name()) {
+				room = append(room, o.Name())
+			}
+		}
+		return room
+	}
 	refillBy := time.Now().Add(40 * testShufflePeriod)
 	refilled := 0
 	for _, n := range alive {
@@ -288,8 +300,12 @@ func TestClusterJoinAndFailure(t *testing.T) {
 		if upsSince(n) > 0 {
 			refilled++
 		} else if v := n.ActiveView(); len(v) < membership.DefaultActiveSize-1 {
-			t.Errorf("%s lost %v, got no new neighbour within %v and holds only %v",
-				n.Name(), lost[n.Name()], 40*testShufflePeriod, v)
+			if room := roomElsewhere(n); len(room) > 0 {
+				t.Errorf("%s lost %v, got no new neighbour within %v and holds only %v, while %v had room",
+					n.Name(), lost[n.Name()], 40*testShufflePeriod, v, room)
+			} else {
+				t.Logf("%s lost %v and holds %v: every other survivor's view is full", n.Name(), lost[n.Name()], v)
+			}
 		}
 	}
 	if refilled == 0 {
