@@ -82,7 +82,7 @@ type Config struct {
 	// a backoff (BackoffMin doubling up to BackoffMax). Whenever the node
 	// has not left and its active view is empty at a shuffle period with
 	// nothing left to try in its passive view, it joins through them
-	// again; and a contact of which it has no news through the overlay
+	// again; and a contact it has heard of that is now down or suspected
 	// is tried every ReconnectPeriod. Empty: the node waits for others
 	// to join through it, or for an explicit Join.
 	ContactNodes []string
@@ -133,9 +133,10 @@ type Config struct {
 	// node tries to reach one node it lost: an active peer whose session
 	// ended with connection_lost, or a node whose heartbeat stood still,
 	// remembered up to TombstoneTTL (at most MaxLostNodes), and its
-	// ContactNodes. A node is tried only while this node has no news of
-	// it through the overlay (its group state is down, suspected or
-	// unknown) and it is not an active peer; if a session comes up, the
+	// ContactNodes once heard of. A node is tried only while this node
+	// has no news of it through the overlay (its group state is down,
+	// suspected, or for a lost node unknown) and it is not an active
+	// peer; if a session comes up, the
 	// node joins through it, which bridges two halves of a healed
 	// partition (docs/membership.md, "Partitions"). Default
 	// DefaultReconnectPeriod; negative turns it off.

@@ -97,9 +97,10 @@
 // with connection_lost, and a node whose group heartbeat stood still
 // (at most MaxLostNodes, each for TombstoneTTL; forgotten when it is an
 // announced peer again). Every ReconnectPeriod (jittered ±50 %) it picks
-// one of them, or of ContactNodes, that is not in the active view, not
-// being linked, and of which it has no news through the overlay (its
-// group state down, suspected or unknown); it sends dist.Connect unless
+// one of them, or of the ContactNodes it has heard of, that is not in
+// the active view, not being linked, and of which it has no news through
+// the overlay (its group state down, suspected, or for a lost node
+// unknown); it sends dist.Connect unless
 // the session is up, and when the ConnectResult is a success it joins
 // through that node (Join without a waiter, not retried). This is how
 // the halves of a healed partition become one overlay again; a healthy

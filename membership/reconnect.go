@@ -91,8 +91,13 @@ func (a *membershipActor) reconnectCandidates(now time.Time) []string {
 			out = append(out, node)
 		}
 	}
+	// A contact counts once it was heard of and is now down or
+	// suspected: one never heard of is what a starting node's join is
+	// for (and rejoining through every such contact at start only churned
+	// a forming overlay), and an isolated node goes back to its contacts
+	// anyway.
 	for _, c := range a.cfg.ContactNodes {
-		if !slices.Contains(out, c) && a.mayReconnect(c) {
+		if !slices.Contains(out, c) && a.reg.states[c] != nil && a.mayReconnect(c) {
 			out = append(out, c)
 		}
 	}

@@ -29,18 +29,20 @@ func reconnectActor(t *testing.T, now *time.Time, contacts ...string) *membershi
 	}
 }
 
-// TestReconnect_Candidates: only lost nodes and contacts with no news
-// through the overlay (group state down, suspected or unknown) that are
-// not active peers are tried; lost nodes expire after TombstoneTTL.
+// TestReconnect_Candidates: only lost nodes with no news through the
+// overlay (group state down, suspected or unknown) and contacts heard of
+// and now down or suspected, neither an active peer, are tried; lost
+// nodes expire after TombstoneTTL.
 func TestReconnect_Candidates(t *testing.T) {
 	now := rt0
-	a := reconnectActor(t, &now, "fresh-contact@h", "unknown-contact@h", "self@h")
+	a := reconnectActor(t, &now, "fresh-contact@h", "unknown-contact@h", "down-contact@h", "self@h")
 	up := func() *nodeState {
 		return &nodeState{version: 1, groups: map[string][]string{}, names: map[string]nameClaim{}}
 	}
 	a.reg.states["fresh@h"] = up()
 	a.reg.states["fresh-contact@h"] = up()
 	a.reg.states["down@h"] = &nodeState{version: 1, down: true, downAt: now}
+	a.reg.states["down-contact@h"] = &nodeState{version: 1, down: true, downAt: now}
 	a.reg.states["suspected@h"] = up()
 	a.reg.states["suspected@h"].suspected = true
 	a.state.Join("active@h", now) // in the active view, not announced yet
@@ -54,7 +56,7 @@ func TestReconnect_Candidates(t *testing.T) {
 	}
 	now = now.Add(a.cfg.TombstoneTTL/2 + time.Second) // old@h is past TombstoneTTL
 	got := a.reconnectCandidates(now)
-	want := []string{"down@h", "never-heard@h", "suspected@h", "unknown-contact@h"}
+	want := []string{"down-contact@h", "down@h", "never-heard@h", "suspected@h"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("candidates %v, want %v", got, want)
 	}
