@@ -135,6 +135,7 @@ func knobs(t *testing.T) Config {
 			AntiEntropyPeriod:       7 * time.Second,
 			TombstoneTTL:            time.Hour,
 			HeartbeatTimeout:        time.Minute,
+			ReconnectPeriod:         45 * time.Second,
 			Seed:                    42,
 			Now:                     time.Now,
 		},

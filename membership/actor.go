@@ -102,6 +102,13 @@ type membershipActor struct {
 	ptDeadline    time.Time
 	aeTimer       *time.Timer
 	aeGen         uint64
+
+	// Reconnection (reconnect.go): lost nodes with when they were lost,
+	// the node a reconnect's Connect is out for, and the timer.
+	lost           map[string]time.Time
+	reconnecting   string
+	reconnectTimer *time.Timer
+	reconnectGen   uint64
 }
 
 func newMembershipActor(m *Membership, d Dist, cfg Config, st *hyparview.State, rng *rand.Rand, pt *plumtree.State, reg *registry) *membershipActor {
@@ -124,6 +131,7 @@ func newMembershipActor(m *Membership, d Dist, cfg Config, st *hyparview.State, 
 		awaiting:      make(map[string]bool),
 		downErr:       make(map[string]error),
 		subscribers:   make(map[string]*actor.PID),
+		lost:          make(map[string]time.Time),
 	}
 }
 
@@ -148,15 +156,24 @@ func (a *membershipActor) Receive(ctx actor.Context) {
 			// will follow, so this is the link failure.
 			a.linkDown(ctx, &dist.NodeDown{Node: msg.Node, Reason: dist.ReasonConnectFailed, Err: msg.Err})
 		}
+		a.reconnected(ctx, msg)
 	case *dist.NodeDown:
 		neighbour := a.announced[msg.Node]
 		a.linkDown(ctx, msg)
 		if neighbour {
 			a.nodeDown(ctx, msg)
+			if msg.Reason == dist.ReasonConnectionLost {
+				// Cut off, not stopped: worth a reconnect later.
+				a.lose(msg.Node)
+			}
 		}
 	case *tick:
 		if msg.gen == a.tickGen && !a.stopped {
 			a.onTick(ctx)
+		}
+	case *reconnectTick:
+		if msg.gen == a.reconnectGen && !a.stopped {
+			a.onReconnectTick(ctx)
 		}
 	case *joinRetry:
 		if msg.gen == a.retryGen && !a.stopped {
@@ -190,6 +207,7 @@ func (a *membershipActor) Receive(ctx actor.Context) {
 		st := a.stats
 		st.Subscribers = len(a.subscribers)
 		st.GroupNodes, st.Groups = len(a.reg.states), len(a.view.groups)
+		st.Lost = len(a.lost)
 		a.respond(ctx, &st)
 	default:
 		if !a.receiveGroups(ctx, msg) {
@@ -216,6 +234,7 @@ func (a *membershipActor) start(ctx actor.Context) {
 	// started together do not shuffle in lockstep.
 	a.armTick(time.Duration(a.rng.Int64N(int64(a.cfg.ShufflePeriod))) + 1)
 	a.groupsStart()
+	a.reconnectStart()
 	a.autoJoin(ctx)
 }
 
@@ -235,6 +254,7 @@ func (a *membershipActor) shutdown(ctx actor.Context) {
 		a.retryTimer.Stop()
 	}
 	a.groupsShutdown()
+	a.reconnectShutdown()
 	for node := range a.pinned {
 		ctx.Send(a.distPID, &dist.Unpin{Node: node})
 	}
@@ -333,6 +353,7 @@ func (a *membershipActor) announce(ctx actor.Context, node string) {
 		return
 	}
 	a.announced[node] = true
+	delete(a.lost, node)
 	a.log.Info("peer up", "peer", node)
 	a.publish(ctx, &PeerUp{Node: node})
 	a.neighborUp(ctx, node)

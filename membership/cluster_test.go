@@ -47,6 +47,9 @@ const (
 	// testHeartbeatTimeout leaves out a node whose heartbeat stopped: 20
 	// anti-entropy periods.
 	testHeartbeatTimeout = 20 * time.Second
+	// testReconnectPeriod is how often a test node tries a lost node:
+	// four shuffle periods, as the default is three.
+	testReconnectPeriod = time.Second
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -76,6 +79,8 @@ type cluster struct {
 	// antiEntropy and heartbeat, when set, replace testAntiEntropyPeriod
 	// and testHeartbeatTimeout.
 	antiEntropy, heartbeat time.Duration
+	// reconnect, when set, replaces testReconnectPeriod (negative: off).
+	reconnect time.Duration
 }
 
 func newCluster(tb testing.TB) *cluster {
@@ -122,6 +127,10 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 	if c.heartbeat != 0 {
 		heartbeat = c.heartbeat
 	}
+	reconnect := testReconnectPeriod
+	if c.reconnect != 0 {
+		reconnect = c.reconnect
+	}
 	n, err := actors.Start(ctx, actors.Config{
 		Name:   nodeName(i),
 		Logger: quietLogger(),
@@ -134,6 +143,7 @@ func (c *cluster) start(i int, contacts ...string) *testNode {
 			// Group states are compared with a peer twice a second.
 			AntiEntropyPeriod: antiEntropy,
 			HeartbeatTimeout:  heartbeat,
+			ReconnectPeriod:   reconnect,
 		},
 		Transport: transport.Config{
 			Adapter:     fault,

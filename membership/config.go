@@ -57,6 +57,14 @@ const (
 	// with, whose session end it cannot see (a partition). 24
 	// anti-entropy periods at the default.
 	DefaultHeartbeatTimeout = 2 * time.Minute
+	// DefaultReconnectPeriod is how often, on average, a node tries to
+	// reach one node that dropped out of its views (or a contact node it
+	// has no news of): three shuffle periods at the default. A healed
+	// partition re-merges through these attempts.
+	DefaultReconnectPeriod = 30 * time.Second
+	// MaxLostNodes bounds the nodes a node remembers as lost (the
+	// oldest go first).
+	MaxLostNodes = 64
 )
 
 // ErrInvalidConfig is returned (wrapped, with the offending field) by
@@ -74,8 +82,9 @@ type Config struct {
 	// a backoff (BackoffMin doubling up to BackoffMax). Whenever the node
 	// has not left and its active view is empty at a shuffle period with
 	// nothing left to try in its passive view, it joins through them
-	// again. Empty: the node waits for others to join through it, or for
-	// an explicit Join.
+	// again; and a contact it has heard of that is now down or suspected
+	// is tried every ReconnectPeriod. Empty: the node waits for others
+	// to join through it, or for an explicit Join.
 	ContactNodes []string
 
 	// ActiveSize bounds the active view (default DefaultActiveSize).
@@ -120,6 +129,18 @@ type Config struct {
 	// DefaultHeartbeatTimeout). Keep it many AntiEntropyPeriods long: the
 	// heartbeat crosses the overlay one exchange at a time.
 	HeartbeatTimeout time.Duration
+	// ReconnectPeriod is the mean period (jittered ±50 %) at which the
+	// node tries to reach one node it lost: an active peer whose session
+	// ended with connection_lost, or a node whose heartbeat stood still,
+	// remembered up to TombstoneTTL (at most MaxLostNodes), and its
+	// ContactNodes once heard of. A node is tried only while this node
+	// has no news of it through the overlay (its group state is down,
+	// suspected, or for a lost node unknown) and it is not an active
+	// peer; if a session comes up, the
+	// node joins through it, which bridges two halves of a healed
+	// partition (docs/membership.md, "Partitions"). Default
+	// DefaultReconnectPeriod; negative turns it off.
+	ReconnectPeriod time.Duration
 
 	// Seed seeds every random choice of the protocol and of the actor
 	// (shuffle targets, evictions, timer jitter). Zero draws a random
@@ -158,6 +179,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.ReconnectPeriod == 0 {
+		c.ReconnectPeriod = DefaultReconnectPeriod
 	}
 	if c.Now == nil {
 		c.Now = time.Now

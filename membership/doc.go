@@ -91,6 +91,22 @@
 // retried with backoff and dropped after MaxFailures. How fast a silent
 // peer is noticed is the transport's IdleTimeout (actors.Config.Transport).
 //
+// # Reconnect (reconnect.go)
+//
+// The actor remembers lost nodes: an active peer whose session ended
+// with connection_lost, and a node whose group heartbeat stood still
+// (at most MaxLostNodes, each for TombstoneTTL; forgotten when it is an
+// announced peer again). Every ReconnectPeriod (jittered ±50 %) it picks
+// one of them, or of the ContactNodes it has heard of, that is not in
+// the active view, not being linked, and of which it has no news through
+// the overlay (its group state down, suspected, or for a lost node
+// unknown); it sends dist.Connect unless
+// the session is up, and when the ConnectResult is a success it joins
+// through that node (Join without a waiter, not retried). This is how
+// the halves of a healed partition become one overlay again; a healthy
+// cluster has news of everyone and tries nothing. Negative
+// ReconnectPeriod: off.
+//
 // # Views and Nodes
 //
 // ActiveView lists the announced peers: each has a live session, so the

@@ -93,6 +93,9 @@ func (a *membershipActor) receiveGroups(ctx actor.Context, msg any) bool {
 				// Here only: every node judges by the heartbeats it sees,
 				// and takes the node back when its heartbeat rises.
 				a.log.Info("groups: no heartbeat, leaving nodes out", "nodes", gone, "timeout", a.cfg.HeartbeatTimeout)
+				for _, node := range gone {
+					a.lose(node)
+				}
 				a.registryChanged(ctx)
 			}
 			if peers := a.views().Active; len(peers) > 0 {

@@ -302,7 +302,9 @@ func TestGroups_LeaverBroadcastLost(t *testing.T) {
 
 // TestGroups_PartitionHeal: two halves cut apart until their sessions
 // are declared down; each half drops the other's members; after the
-// heal, anti-entropy and refutation bring every member back everywhere.
+// heal, with no Join from anyone, the halves find each other again
+// (Config.ReconnectPeriod) and anti-entropy and refutation bring every
+// member back everywhere, over one overlay.
 func TestGroups_PartitionHeal(t *testing.T) {
 	_, nodes := startGroupCluster(t, 6)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -350,15 +352,13 @@ func TestGroups_PartitionHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut(false)
-	// Two halves that each kept a working overlay do not look for each
-	// other again (HyParView drops passive nodes it failed to reach, and
-	// rejoins through ContactNodes only when isolated), so one Join
-	// bridges them, as an operator or a contact list would. What is
-	// tested is what follows: anti-entropy and refutation.
-	if err := nodes[0].Join(ctx, nodes[3].Name()); err != nil {
-		t.Fatalf("bridge the halves: %v", err)
-	}
+	// No Join: the nodes that lost peers across the cut reach them again
+	// within 1.5 testReconnectPeriods (or a dist reconnect backoff of up
+	// to 5 s later) and join through them; anti-entropy and refutation
+	// then bring every member back. healBound (45 s) covers that with
+	// room for a loaded machine.
 	waitGroup(t, nodes, "g", healBound, append(slices.Clone(workers), extraL, extraR)...)
+	waitHealthy(t, nodes, healBound)
 }
 
 // TestNames_SixNodes: six nodes register one name at the same moment;

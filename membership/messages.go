@@ -151,6 +151,12 @@ type (
 		// GroupNodes is the number of node states held (down ones
 		// included); Groups the number of groups with a member.
 		GroupNodes, Groups int
+		// Reconnects counts the attempts to reach a lost node or a
+		// contact (Config.ReconnectPeriod); Rejoins the joins started
+		// through one that answered. Lost is the number of nodes
+		// remembered as lost.
+		Reconnects, Rejoins uint64
+		Lost                int
 	}
 )
 

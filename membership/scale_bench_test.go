@@ -27,6 +27,9 @@ import (
 //     (overlayProblem finds nothing) for a shuffle period;
 //   - msgs/node/round: membership messages sent per node per shuffle
 //     period over the 10 periods after convergence;
+//   - steady-rejoins: joins started through lost nodes or contacts
+//     (Config.ReconnectPeriod) over those 10 periods, all nodes; zero
+//     in a healthy cluster;
 //   - heap-KiB/node and goroutines/node: the process's live heap (after
 //     a GC) and goroutine count, less what they were before the first
 //     Start, divided by the size;
@@ -38,7 +41,10 @@ import (
 //   - refill-s: from the last replacement to a healthy overlay again;
 //     the figures below are taken after twice CASK_SCALE_REAP more (or 10
 //     shuffle periods, whichever is longer), as the first ones are;
-//   - heap-KiB/node-after and goroutines/node-after, as above.
+//   - heap-KiB/node-after and goroutines/node-after, as above;
+//   - rejoins-after: joins through lost nodes or contacts over the
+//     whole run, all nodes still running (replaced nodes leave when
+//     they stop, so they are not lost: expect zero).
 //
 // It is not a test: go test ./... does not run it. Run it with
 //
@@ -125,21 +131,22 @@ func scaleRun(b *testing.B, size int, shuffle, churn, reap time.Duration) {
 	converged := waitStable(b, c.nodes, shuffle, 5*time.Minute).Sub(start)
 
 	const steadyRounds = 10
-	var sent0, rounds0 uint64
+	var sent0, rounds0, rejoins0 uint64
 	for _, n := range c.nodes {
 		s := stats(b, n)
-		sent0, rounds0 = sent0+s.Sent, rounds0+s.Rounds
+		sent0, rounds0, rejoins0 = sent0+s.Sent, rounds0+s.Rounds, rejoins0+s.Rejoins
 	}
 	time.Sleep(steadyRounds * shuffle)
-	var sent1, rounds1 uint64
+	var sent1, rounds1, rejoins1 uint64
 	for _, n := range c.nodes {
 		s := stats(b, n)
-		sent1, rounds1 = sent1+s.Sent, rounds1+s.Rounds
+		sent1, rounds1, rejoins1 = sent1+s.Sent, rounds1+s.Rounds, rejoins1+s.Rejoins
 	}
 	heap, g := usage()
 	kib, gs := perNode(heap0, heap, g0, g, size)
 	b.ReportMetric(converged.Seconds(), "converge-s")
 	b.ReportMetric(float64(sent1-sent0)/float64(rounds1-rounds0), "msgs/node/round")
+	b.ReportMetric(float64(rejoins1-rejoins0), "steady-rejoins")
 	b.ReportMetric(kib, "heap-KiB/node")
 	b.ReportMetric(gs, "goroutines/node")
 
@@ -168,6 +175,11 @@ func scaleRun(b *testing.B, size int, shuffle, churn, reap time.Duration) {
 		kib, gs := perNode(heap0, heap, g0, g, size)
 		b.ReportMetric(max(0, refilled.Seconds()), "refill-s")
 		b.ReportMetric(float64(replacements), "replaced")
+		var rejoins uint64
+		for _, n := range c.nodes {
+			rejoins += stats(b, n).Rejoins
+		}
+		b.ReportMetric(float64(rejoins), "rejoins-after")
 		b.ReportMetric(kib, "heap-KiB/node-after")
 		b.ReportMetric(gs, "goroutines/node-after")
 	}

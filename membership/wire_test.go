@@ -154,4 +154,11 @@ func TestConfigValidate(t *testing.T) {
 		d.BackoffMax != 5*time.Minute || d.PassiveMaxAge != 5*time.Minute {
 		t.Fatalf("defaults are not the reference values: %+v", d)
 	}
+	if d.ReconnectPeriod != DefaultReconnectPeriod {
+		t.Fatalf("ReconnectPeriod default %v, want %v", d.ReconnectPeriod, DefaultReconnectPeriod)
+	}
+	off := Config{ReconnectPeriod: -1}
+	if err := off.Validate(); err != nil || off.WithDefaults().ReconnectPeriod >= 0 {
+		t.Fatalf("negative ReconnectPeriod (off): %v, kept as %v", err, off.WithDefaults().ReconnectPeriod)
+	}
 }
