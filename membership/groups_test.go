@@ -12,19 +12,22 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/membership"
 )
 
 // Agreement bounds of the group and name tests. A change spreads by
 // Plumtree in well under a second on loopback; a node blackholed is
-// declared down after the transport's IdleTimeout (testIdleTimeout, 3 s)
-// and its groups dropped everywhere by the broadcast that follows; a
-// healed node is back after its rejoin and one anti-entropy exchange.
-// The bounds are generous for a loaded machine (two cores shared with
-// other test runs).
+// declared down once its sessions end, after the transport's IdleTimeout
+// (testIdleTimeout, 3 s) and the dist layer's SessionGrace (15 s by
+// default), and its groups are dropped everywhere by the broadcast that
+// follows; a healed node is back after its rejoin and one anti-entropy
+// exchange. The bounds are generous for a loaded machine (two cores
+// shared with other test runs); waitFor scales them under the race
+// detector, as waitHealthy does.
 const (
 	spreadBound = 15 * time.Second
-	downBound   = testIdleTimeout + 20*time.Second
+	downBound   = testIdleTimeout + dist.DefaultSessionGrace + 20*time.Second
 	healBound   = 45 * time.Second
 )
 
@@ -87,6 +90,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() strin
 // waitForDiag is waitFor that adds diag's report when it fails.
 func waitForDiag(t *testing.T, timeout time.Duration, what string, cond, diag func() string) time.Duration {
 	t.Helper()
+	timeout *= raceSlowdown
 	start := time.Now()
 	for {
 		problem := cond()
