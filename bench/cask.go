@@ -16,15 +16,20 @@ import (
 // addresses, static discovery from the peers given to Start. With metrics
 // set it is the column cask+metrics: each node also has an OpenTelemetry
 // MeterProvider (the SDK's, with a manual reader), so the message path
-// counts and protoactor's actor metrics are on.
-type caskSystem struct{ metrics bool }
+// counts, and protoactor's actor metrics are on unless noActorMetrics.
+type caskSystem struct{ metrics, noActorMetrics bool }
 
 func init() { Register(caskSystem{}) }
 
 // CaskWithMetrics is the system of the column cask+metrics: Cask with a
-// MeterProvider on every node (caskbench -metrics). It is not registered,
-// so a default run leaves it out.
-func CaskWithMetrics() System { return caskSystem{metrics: true} }
+// MeterProvider on every node (caskbench -metrics); with actorMetrics
+// false, Config.DisableActorMetrics keeps protoactor's actor metrics off
+// and only Cask's instruments count (caskbench -metrics
+// -actor-metrics=false). It is not registered, so a default run leaves
+// it out.
+func CaskWithMetrics(actorMetrics bool) System {
+	return caskSystem{metrics: true, noActorMetrics: !actorMetrics}
+}
 
 func (s caskSystem) Name() string {
 	if s.metrics {
@@ -61,6 +66,7 @@ func (s caskSystem) Start(ctx context.Context, id string, peers ...Node) (Node, 
 		// the cost on the message path, not an exporter's.
 		provider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 		cfg.MeterProvider = provider
+		cfg.DisableActorMetrics = s.noActorMetrics
 	}
 	n, err := actors.Start(ctx, cfg)
 	if err != nil {

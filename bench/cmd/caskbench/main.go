@@ -9,6 +9,7 @@
 //	go run ./bench/cmd/caskbench -systems=cask,limit -only=pipeline-1
 //	go run ./bench/cmd/caskbench -json > bench.json
 //	go run ./bench/cmd/caskbench -metrics -systems=cask -only=pingpong-1   # cost of metrics
+//	go run ./bench/cmd/caskbench -metrics -actor-metrics=false ...         # Cask's instruments only
 package main
 
 import (
@@ -26,13 +27,14 @@ import (
 
 func main() {
 	var (
-		only    = flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
-		scale   = flag.Float64("n", 1, "scale every count by this factor in (0,1] for a quick check; 1 = the stated sizes")
-		asJSON  = flag.Bool("json", false, "print the report as JSON instead of a table")
-		systems = flag.String("systems", strings.Join(append(bench.Registered(), bench.ColRaw), ","), "comma-separated systems to run: cask, protoactor, limit, raw")
-		timeout = flag.Duration("timeout", 2*time.Minute, "limit for one workload on one system")
-		quiet   = flag.Bool("q", false, "no progress lines on stderr")
-		metrics = flag.Bool("metrics", false, "also run Cask with an OpenTelemetry MeterProvider on every node (column cask+metrics, ratio cask+metrics/cask)")
+		only         = flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
+		scale        = flag.Float64("n", 1, "scale every count by this factor in (0,1] for a quick check; 1 = the stated sizes")
+		asJSON       = flag.Bool("json", false, "print the report as JSON instead of a table")
+		systems      = flag.String("systems", strings.Join(append(bench.Registered(), bench.ColRaw), ","), "comma-separated systems to run: cask, protoactor, limit, raw")
+		timeout      = flag.Duration("timeout", 2*time.Minute, "limit for one workload on one system")
+		quiet        = flag.Bool("q", false, "no progress lines on stderr")
+		metrics      = flag.Bool("metrics", false, "also run Cask with an OpenTelemetry MeterProvider on every node (column cask+metrics, ratio cask+metrics/cask)")
+		actorMetrics = flag.Bool("actor-metrics", true, "with -metrics: protoactor's actor metrics on too (false: Config.DisableActorMetrics, Cask's instruments only)")
 	)
 	flag.Parse()
 
@@ -59,7 +61,7 @@ func main() {
 				at = i + 1
 			}
 		}
-		opts.Systems = slices.Insert(opts.Systems, at, bench.CaskWithMetrics())
+		opts.Systems = slices.Insert(opts.Systems, at, bench.CaskWithMetrics(*actorMetrics))
 	}
 	if len(opts.Systems) == 0 && !opts.Raw {
 		fatalf("no systems selected")
