@@ -35,7 +35,14 @@ type (
 		node string
 		pid  *actor.PID
 	}
+	// pidReleased is sent to a stopped controller's own PID, to a dead
+	// letter: see releasePID.
+	pidReleased struct{}
 )
+
+// IgnoreDeadLetterLogging keeps pidReleased out of protoactor's dead
+// letter log.
+func (*pidReleased) IgnoreDeadLetterLogging() {}
 
 // managerActor is the dist manager: it owns the controller map and the
 // node monitors. Controllers are its children, stopped (never restarted)
@@ -189,6 +196,7 @@ func (a *managerActor) Receive(ctx actor.Context) {
 			if a.controllers[node] != nil && a.controllers[node].Id == msg.Who.Id {
 				delete(a.controllers, node)
 			}
+			releasePID(ctx, msg.Who)
 			return
 		}
 		for node, set := range a.monitors {
@@ -199,6 +207,19 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		}
 		delete(a.watched, key)
 	}
+}
+
+// releasePID drops the process that pid, a stopped controller's own PID,
+// caches (protoactor keeps it in the PID until a send through that PID
+// finds it dead), so that nothing still holding the PID keeps the
+// stopped controller, its mailbox and its endpoint alive. Protoactor's
+// children set is such a holder: it shrinks without clearing the slots
+// it frees, so up to as many stopped controllers' PIDs as were ever
+// alive at once stay in it. The send is one dead letter, with no sender
+// and a private message type, so no subscriber counts it, and protoactor
+// does not log it (IgnoreDeadLetterLogging).
+func releasePID(ctx actor.Context, pid *actor.PID) {
+	ctx.Send(pid, &pidReleased{})
 }
 
 // refuseTooManyPeers rejects the dist hello of a new peer because
