@@ -61,17 +61,16 @@ func sendToUnknownNames(t *testing.T, n *actors.Node, dead *atomic.Int64, prefix
 
 // TestUnknownNamesAreFreed: sends to 100,000 distinct unknown node names
 // leave at most 5 MiB on the heap and no goroutine behind once their
-// dead letters are out.
+// dead letters are out, with the default configuration.
 //
-// Each failed name is held for twice its reconnect backoff (unreachable,
-// then remembered) before it is freed; the test shortens the backoff to
-// a millisecond so that it measures what a name leaves behind once
-// freed, not the names held at the time (with the default 100 ms, about
-// 1,500 at a time at this send rate, whose maps' growth stays: +5.3 MiB
-// at 100,000 names, +9 MiB at 30,000, so not a cost per name).
+// Each failed name holds a controller and an endpoint while its first
+// reconnect delay runs (100 ms by default); then the controller retires
+// and only its failure count stays, with the manager actor, for a second
+// more, at most maxRememberedFailures of them. So the names alive at once
+// (a few thousand at this send rate) are bounded, and what they leave
+// behind once gone (maps grown to that peak) too.
 func TestUnknownNamesAreFreed(t *testing.T) {
-	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true,
-		ReconnectBackoffMin: time.Millisecond, ReconnectBackoffMax: time.Millisecond}})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	dead := countDeadLetters(t, a, dist.ErrUnknownNode)
 	sendToUnknownNames(t, a, dead, "warm", 2000) // warm up pools and maps
 	// Protoactor's process registry is 32,768 small Go maps that keep
