@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -246,4 +247,45 @@ func TestBadAddressDeadLetters(t *testing.T) {
 	}
 	mustEcho(t, a, local, "local")
 	mustEcho(t, a, actor.NewPID("nonhost", "echo"), "placeholder")
+}
+
+// TestStoppedControllerPIDReleased: each controller that stops gets one
+// private message to its own PID, which drops the stopped actor the PID
+// caches; it is a dead letter nobody is meant to see: no sender, not a
+// dist.UndeliveredMessage, not logged by protoactor.
+func TestStoppedControllerPIDReleased(t *testing.T) {
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
+	prefix := a.DistPID().Id + "/"
+	var released, other atomic.Int64
+	es := a.System().EventStream
+	sub := es.Subscribe(func(ev any) {
+		dl, ok := ev.(*actor.DeadLetterEvent)
+		if !ok || !strings.HasPrefix(dl.PID.GetId(), prefix) {
+			return
+		}
+		if _, quiet := dl.Message.(actor.IgnoreDeadLetterLogging); quiet && dl.Sender == nil {
+			released.Add(1)
+		} else {
+			other.Add(1)
+		}
+	})
+	t.Cleanup(func() { es.Unsubscribe(sub) })
+	unknown := countDeadLetters(t, a, dist.ErrUnknownNode)
+
+	const names = 20
+	for i := range names {
+		a.Root().Send(actor.NewPID(fmt.Sprintf("ghost%d@nowhere.invalid", i), "x"), wrapperspb.String("boo"))
+	}
+	eventually(t, waitTimeout, func() bool { return released.Load() >= names },
+		"%d controllers' PIDs released (got %d)", names, released.Load())
+	time.Sleep(quietPeriod)
+	if n := released.Load(); n != names {
+		t.Errorf("%d PIDs released for %d controllers", n, names)
+	}
+	if n := other.Load(); n != 0 {
+		t.Errorf("%d other dead letters to controller PIDs", n)
+	}
+	if n := unknown.Load(); n != names {
+		t.Errorf("%d dead letters for unknown names, want %d", n, names)
+	}
 }
