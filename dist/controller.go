@@ -85,6 +85,11 @@ const (
 	// as the last delay again (at least minRemember, or
 	// ReconnectBackoffMax if that is shorter), so a peer that
 	// stays down is not dialed afresh from the first delay each time.
+	// A controller that nothing else keeps retires instead and leaves
+	// the count with the manager actor (failureMemory), which hands it
+	// to the peer's next controller: a flood of names that never
+	// resolve holds a controller and an endpoint each only while their
+	// first delay runs.
 	backoffRemembering
 )
 
@@ -819,7 +824,13 @@ func (c *controller) onBackoffTick() {
 			c.ensureDial()
 			return
 		}
-		c.armBackoff(max(c.lastDelay, min(minRemember, c.m.cfg.ReconnectBackoffMax)))
+		remember := max(c.lastDelay, min(minRemember, c.m.cfg.ReconnectBackoffMax))
+		c.backoff = backoffNone
+		if c.retireUnused(rememberedFailures{failures: c.failures, forgetAt: time.Now().Add(remember)}) {
+			return
+		}
+		c.backoff = backoffRemembering
+		c.armBackoff(remember)
 	case backoffRemembering:
 		c.backoff = backoffNone
 		c.failures = 0
@@ -933,19 +944,27 @@ func (c *controller) answerWaiters(err error) {
 // manager actor is told and stops this controller after the messages
 // already routed here (forwarded back to it, see Receive).
 func (c *controller) retireIfUnused() {
+	c.retireUnused(rememberedFailures{})
+}
+
+// retireUnused is retireIfUnused, handing remember (a failure count) to
+// the manager actor for the peer's next controller; it reports whether
+// the controller retired.
+func (c *controller) retireUnused(remember rememberedFailures) bool {
 	if c.retired || c.shutting || c.state != stateIdle || c.sess != nil || c.st != nil || c.backoff != backoffNone ||
 		len(c.waiters) > 0 || len(c.spawnWait) > 0 || len(c.pendingControl) > 0 || len(c.spawns) > 0 ||
 		c.migrations.running || len(c.migrations.waiting) > 0 {
-		return
+		return false
 	}
 	if !c.ep.tryRetire(c.self) {
-		return
+		return false
 	}
 	c.retired = true
 	if c.reapTimer != nil {
 		c.reapTimer.Stop()
 	}
-	c.m.system.Root.Send(c.m.pid, &controllerRetired{node: c.peer, pid: c.self})
+	c.m.system.Root.Send(c.m.pid, &controllerRetired{node: c.peer, pid: c.self, remember: remember})
+	return true
 }
 
 // maxPendingControl bounds control frames queued while connecting.

@@ -18,11 +18,14 @@
 // resolves to that peer's endpoint; any other address that is not this
 // node's (nonode, x@y@z) resolves to a shared Process that dead-letters
 // with ErrBadNodeName. An endpoint and its controller are freed when the
-// peer needs neither (its connect failed or its session ended, and no
-// message, watch, pin or request waits); a PID that still caches a freed
-// endpoint forwards through it to the live one. The Manager's actor, the manager actor ("dist", Manager.PID), supervises
-// one controller per peer; a controller that fails is stopped, its
-// connection closed and the peer reported down, never the node.
+// peer needs neither (its connect failed and its reconnect delay ran out,
+// or its session ended, and no message, watch, pin or request waits; a
+// failure count outlives them in the manager actor for a while, for a
+// bounded number of peers); a PID that still caches a freed endpoint
+// forwards through it to the live one. The Manager's actor, the manager
+// actor ("dist", Manager.PID), supervises one controller per peer; a
+// controller that fails is stopped, its connection closed and the peer
+// reported down, never the node.
 //
 // The controller dials through the discovery chain (static map,
 // Config.Resolvers, directory of endpoint files, learned addresses, DNS;

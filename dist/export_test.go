@@ -42,3 +42,7 @@ func LinkState(system *actor.ActorSystem) (ends, nodes, traps int) {
 	defer t.mu.Unlock()
 	return len(t.ends), len(t.nodes), len(t.traps)
 }
+
+// MinRemember is the shortest time a failure count is remembered after
+// its delay ran out.
+const MinRemember = minRemember

@@ -3,6 +3,7 @@ package dist_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -238,4 +239,99 @@ func TestConnectErrorNamesDNSSource(t *testing.T) {
 		t.Fatalf("connect err %v does not name %q", err, want)
 	}
 	t.Logf("connect error: %v", err)
+}
+
+// nameRecorder is a user resolver that knows no name and records when it
+// was asked about each, one call per connect attempt.
+type nameRecorder struct {
+	mu    sync.Mutex
+	calls map[string][]time.Time
+}
+
+func (r *nameRecorder) String() string { return "names" }
+
+func (r *nameRecorder) Resolve(_ context.Context, node string) ([]net.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.calls == nil {
+		r.calls = make(map[string][]time.Time)
+	}
+	r.calls[node] = append(r.calls[node], time.Now())
+	return nil, dist.ErrUnknownNode
+}
+
+func (r *nameRecorder) attempts(node string) []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.calls[node]...)
+}
+
+// TestFailureCountOutlivesController: when a failed name's first delay
+// runs out with nothing to send, its controller and endpoint are freed at
+// once, but its failure count stays with the manager actor: a send soon
+// after fails and waits the second delay, not the first. Once the count
+// ran out (its delay, then at least a second more), the schedule starts
+// from the first delay again.
+func TestFailureCountOutlivesController(t *testing.T) {
+	res := &nameRecorder{}
+	lo, hi := 300*time.Millisecond, 1600*time.Millisecond
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{
+		DisableDNS: true, Resolvers: []dist.Resolver{res}, ReconnectBackoffMin: lo, ReconnectBackoffMax: hi,
+	}})
+	jitter := func(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
+	low, high := 1-dist.ReconnectBackoffJitter, 1+dist.ReconnectBackoffJitter
+	// sendUntil sends to node every 5 ms until it has had n attempts.
+	sendUntil := func(node string, n int) []time.Time {
+		pid := actor.NewPID(node, "x")
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if at := res.attempts(node); len(at) >= n {
+				return at
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d connect attempts in 10 s, want %d", node, len(res.attempts(node)), n)
+			}
+			a.Root().Send(pid, wrapperspb.String("boo"))
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	// The count is kept for at least a second after the first delay ends;
+	// a machine stalled for that long between the retirement and the next
+	// send proves nothing, and the try is made again with another name.
+	const tries = 3
+	for try := 1; ; try++ {
+		node := fmt.Sprintf("nobody%d@localhost", try)
+		stale, _ := a.System().ProcessRegistry.Get(actor.NewPID(node, "x"))
+		at := sendUntil(node, 1)
+		eventually(t, waitTimeout, func() bool { return dist.EndpointRetired(stale) }, "%s's endpoint retired", node)
+		retired := time.Now()
+		at = sendUntil(node, 2)
+		t.Logf("try %d: endpoint retired %v after the first attempt, second attempt %v after that",
+			try, retired.Sub(at[0]).Round(time.Millisecond), at[1].Sub(retired).Round(time.Millisecond))
+		if at[1].Sub(at[0]) >= jitter(lo, low)+dist.MinRemember {
+			if try == tries {
+				t.Fatalf("second attempt %v after the first in %d tries: the endpoint was not freed when the first delay ran out, or the machine stalled",
+					at[1].Sub(at[0]), tries)
+			}
+			continue
+		}
+		at = sendUntil(node, 3)
+		gap := at[2].Sub(at[1])
+		t.Logf("third attempt %v after the second (nominal %v)", gap.Round(time.Millisecond), 2*lo)
+		if gap < jitter(2*lo, low)-time.Millisecond {
+			t.Fatalf("third attempt %v after the second, before the second delay (%v -20%%): the failure count was lost with the controller", gap, 2*lo)
+		}
+
+		// Quiet for longer than the third delay and its remembering: the
+		// count is forgotten, the next failures wait the first delay.
+		time.Sleep(2*min(jitter(4*lo, high), hi) + 300*time.Millisecond)
+		at = sendUntil(node, 5)
+		gap = at[4].Sub(at[3])
+		t.Logf("after a pause, fifth attempt %v after the fourth (nominal %v)", gap.Round(time.Millisecond), lo)
+		if gap > jitter(lo, high)+500*time.Millisecond {
+			t.Fatalf("fifth attempt %v after the fourth, want the first delay (%v): the count was not forgotten", gap, lo)
+		}
+		return
+	}
 }

@@ -1,13 +1,15 @@
-// The manager actor (named "dist"): it supervises the controllers and
-// keeps the node monitors.
+// The manager actor (named "dist"): it supervises the controllers, keeps
+// the node monitors and the reconnect failure counts of retired
+// controllers (failureMemory).
 //
 // It routes public requests (Connect, Spawn, SendMembership, MigratePeer,
 // GetPathStats, Disconnect) and inbound handshakes to the peer's controller, spawning
 // the controller where the request may open a session, and publishes
 // NodeUp and NodeDown to monitors in the order controllers report them.
 //
-// Ownership: the controller map, the monitor tables and the shutdown
-// bookkeeping are touched only from Receive.
+// Ownership: the controller map, the remembered failure counts
+// (failureMemory), the monitor tables and the shutdown bookkeeping are
+// touched only from Receive.
 
 package dist
 
@@ -34,8 +36,18 @@ type (
 	controllerRetired struct {
 		node string
 		pid  *actor.PID
+		// remember: the failure count the manager actor keeps for the
+		// next controller of node (failures 0: none).
+		remember rememberedFailures
 	}
+	// pidReleased is sent to a stopped controller's own PID, to a dead
+	// letter: see releasePID.
+	pidReleased struct{}
 )
+
+// IgnoreDeadLetterLogging keeps pidReleased out of protoactor's dead
+// letter log.
+func (*pidReleased) IgnoreDeadLetterLogging() {}
 
 // managerActor is the dist manager: it owns the controller map and the
 // node monitors. Controllers are its children, stopped (never restarted)
@@ -55,6 +67,9 @@ type managerActor struct {
 	// tooManyPeersLogInterval, with the count since the last line.
 	tooManyLogged     time.Time
 	tooManySuppressed int
+	// remembered: failure counts of peers whose controller retired in
+	// its backoff's remembering phase, handed to their next controller.
+	remembered failureMemory
 }
 
 // tooManyPeersLogInterval spaces the log lines about inbound peers refused
@@ -170,6 +185,9 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		if c := a.controllers[msg.node]; c != nil && c.Id == msg.pid.Id {
 			delete(a.controllers, msg.node)
 		}
+		if msg.remember.failures > 0 && a.controllers[msg.node] == nil {
+			a.remembered.put(msg.node, msg.remember, time.Now())
+		}
 		// A user message: it stops the controller after whatever was
 		// routed to it before, which it forwards back here.
 		ctx.Poison(msg.pid)
@@ -189,6 +207,7 @@ func (a *managerActor) Receive(ctx actor.Context) {
 			if a.controllers[node] != nil && a.controllers[node].Id == msg.Who.Id {
 				delete(a.controllers, node)
 			}
+			releasePID(ctx, msg.Who)
 			return
 		}
 		for node, set := range a.monitors {
@@ -199,6 +218,19 @@ func (a *managerActor) Receive(ctx actor.Context) {
 		}
 		delete(a.watched, key)
 	}
+}
+
+// releasePID drops the process that pid, a stopped controller's own PID,
+// caches (protoactor keeps it in the PID until a send through that PID
+// finds it dead), so that nothing still holding the PID keeps the
+// stopped controller, its mailbox and its endpoint alive. Protoactor's
+// children set is such a holder: it shrinks without clearing the slots
+// it frees, so up to as many stopped controllers' PIDs as were ever
+// alive at once stay in it. The send is one dead letter, with no sender
+// and a private message type, so no subscriber counts it, and protoactor
+// does not log it (IgnoreDeadLetterLogging).
+func releasePID(ctx actor.Context, pid *actor.PID) {
+	ctx.Send(pid, &pidReleased{})
 }
 
 // refuseTooManyPeers rejects the dist hello of a new peer because
@@ -228,11 +260,16 @@ func (a *managerActor) controller(ctx actor.Context, node string) *actor.PID {
 	if a.stopping || a.m.stopping.Load() {
 		return nil
 	}
+	failures := a.remembered.take(node, time.Now())
 	// Under the endpoint's lock, so that it is not retired (for want of a
 	// controller) while this one starts.
 	var c *actor.PID
 	a.m.withLive(node, func(ep *endpoint) {
-		c = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return newController(a.m, ep) }))
+		c = ctx.Spawn(actor.PropsFromProducer(func() actor.Actor {
+			ctrl := newController(a.m, ep)
+			ctrl.failures = failures
+			return ctrl
+		}))
 		ep.controllerPID.Store(c)
 	})
 	ctx.Watch(c)
@@ -324,4 +361,87 @@ func (a *managerActor) routeToController(ctx actor.Context, node string, fail fu
 		return
 	}
 	ctx.Forward(c)
+}
+
+// rememberedFailures is a retired controller's reconnect failure count,
+// kept until forgetAt (the end of its backoff's remembering phase).
+type rememberedFailures struct {
+	failures int
+	forgetAt time.Time
+}
+
+// maxRememberedFailures bounds the failure counts failureMemory keeps:
+// past it the oldest is forgotten early (that peer's next failure then
+// waits the first delay again), so a flood of failing names costs a
+// fixed amount of memory.
+const maxRememberedFailures = 4096
+
+// failureMemory keeps the reconnect failure counts of peers whose
+// controller retired while its backoff remembered a failure (see
+// backoffRemembering), so that a peer that stays down and is sent to now
+// and then keeps its growing delay without a controller and an endpoint
+// kept for it meanwhile. At most maxRememberedFailures counts, oldest
+// first out.
+type failureMemory struct {
+	byNode map[string]rememberedEntry
+	order  []rememberedKey // in the order put, oldest first
+	seq    uint64
+}
+
+type rememberedEntry struct {
+	rememberedFailures
+	seq uint64
+}
+
+// rememberedKey is order's record of one put; an entry taken or put
+// again since has another seq, and popping the key leaves it alone.
+type rememberedKey struct {
+	node     string
+	seq      uint64
+	forgetAt time.Time
+}
+
+// put remembers r for node, in place of what was remembered before.
+func (f *failureMemory) put(node string, r rememberedFailures, now time.Time) {
+	f.expire(now)
+	for len(f.order) >= maxRememberedFailures {
+		f.pop()
+	}
+	if f.byNode == nil {
+		f.byNode = make(map[string]rememberedEntry)
+	}
+	f.seq++
+	f.byNode[node] = rememberedEntry{rememberedFailures: r, seq: f.seq}
+	f.order = append(f.order, rememberedKey{node: node, seq: f.seq, forgetAt: r.forgetAt})
+}
+
+// take returns and forgets node's failure count; 0 when there is none,
+// or it ran out.
+func (f *failureMemory) take(node string, now time.Time) int {
+	e, ok := f.byNode[node]
+	if !ok {
+		return 0
+	}
+	delete(f.byNode, node)
+	if now.After(e.forgetAt) {
+		return 0
+	}
+	return e.failures
+}
+
+// expire forgets the oldest counts while they have run out.
+func (f *failureMemory) expire(now time.Time) {
+	for len(f.order) > 0 && now.After(f.order[0].forgetAt) {
+		f.pop()
+	}
+}
+
+// pop forgets the oldest count put.
+func (f *failureMemory) pop() {
+	k := f.order[0]
+	f.order[0] = rememberedKey{}
+	f.order = f.order[1:]
+	if e, ok := f.byNode[k.node]; ok && e.seq == k.seq {
+		delete(f.byNode, k.node)
+	}
 }

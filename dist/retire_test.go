@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,17 +62,16 @@ func sendToUnknownNames(t *testing.T, n *actors.Node, dead *atomic.Int64, prefix
 
 // TestUnknownNamesAreFreed: sends to 100,000 distinct unknown node names
 // leave at most 5 MiB on the heap and no goroutine behind once their
-// dead letters are out.
+// dead letters are out, with the default configuration.
 //
-// Each failed name is held for twice its reconnect backoff (unreachable,
-// then remembered) before it is freed; the test shortens the backoff to
-// a millisecond so that it measures what a name leaves behind once
-// freed, not the names held at the time (with the default 100 ms, about
-// 1,500 at a time at this send rate, whose maps' growth stays: +5.3 MiB
-// at 100,000 names, +9 MiB at 30,000, so not a cost per name).
+// Each failed name holds a controller and an endpoint while its first
+// reconnect delay runs (100 ms by default); then the controller retires
+// and only its failure count stays, with the manager actor, for a second
+// more, at most maxRememberedFailures of them. So the names alive at once
+// (a few thousand at this send rate) are bounded, and what they leave
+// behind once gone (maps grown to that peak) too.
 func TestUnknownNamesAreFreed(t *testing.T) {
-	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true,
-		ReconnectBackoffMin: time.Millisecond, ReconnectBackoffMax: time.Millisecond}})
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
 	dead := countDeadLetters(t, a, dist.ErrUnknownNode)
 	sendToUnknownNames(t, a, dead, "warm", 2000) // warm up pools and maps
 	// Protoactor's process registry is 32,768 small Go maps that keep
@@ -247,4 +247,45 @@ func TestBadAddressDeadLetters(t *testing.T) {
 	}
 	mustEcho(t, a, local, "local")
 	mustEcho(t, a, actor.NewPID("nonhost", "echo"), "placeholder")
+}
+
+// TestStoppedControllerPIDReleased: each controller that stops gets one
+// private message to its own PID, which drops the stopped actor the PID
+// caches; it is a dead letter nobody is meant to see: no sender, not a
+// dist.UndeliveredMessage, not logged by protoactor.
+func TestStoppedControllerPIDReleased(t *testing.T) {
+	a := startNode(t, "a@localhost", actors.Config{Dist: dist.Config{DisableDNS: true}})
+	prefix := a.DistPID().Id + "/"
+	var released, other atomic.Int64
+	es := a.System().EventStream
+	sub := es.Subscribe(func(ev any) {
+		dl, ok := ev.(*actor.DeadLetterEvent)
+		if !ok || !strings.HasPrefix(dl.PID.GetId(), prefix) {
+			return
+		}
+		if _, quiet := dl.Message.(actor.IgnoreDeadLetterLogging); quiet && dl.Sender == nil {
+			released.Add(1)
+		} else {
+			other.Add(1)
+		}
+	})
+	t.Cleanup(func() { es.Unsubscribe(sub) })
+	unknown := countDeadLetters(t, a, dist.ErrUnknownNode)
+
+	const names = 20
+	for i := range names {
+		a.Root().Send(actor.NewPID(fmt.Sprintf("ghost%d@nowhere.invalid", i), "x"), wrapperspb.String("boo"))
+	}
+	eventually(t, waitTimeout, func() bool { return released.Load() >= names },
+		"%d controllers' PIDs released (got %d)", names, released.Load())
+	time.Sleep(quietPeriod)
+	if n := released.Load(); n != names {
+		t.Errorf("%d PIDs released for %d controllers", n, names)
+	}
+	if n := other.Load(); n != 0 {
+		t.Errorf("%d other dead letters to controller PIDs", n)
+	}
+	if n := unknown.Load(); n != names {
+		t.Errorf("%d dead letters for unknown names, want %d", n, names)
+	}
 }
