@@ -26,6 +26,8 @@ import (
 // shuffle periods, it makes CASK_GROUPS_JOINS (default 10) joins, one at
 // a time, each of a new actor on a random node, and reports
 //
+//   - healthy-s: first Start until the overlay was healthy (as
+//     BenchmarkScale's "converged");
 //   - first-join-ms: the first join, until every node lists the member
 //     (the Plumtree tree is not built yet: it floods);
 //   - join-ms and join-max-ms: the mean and the slowest of the others;
@@ -96,11 +98,16 @@ func groupSpreadRun(b *testing.B, size, joins int) {
 	// 200-node process more CPU than a loaded 2-core machine has to
 	// spare, and starved sessions time out.
 	c.antiEntropy, c.heartbeat = membership.DefaultAntiEntropyPeriod, membership.DefaultHeartbeatTimeout
+	start0 := time.Now()
 	c.start(0)
 	for i := 1; i < size; i++ {
 		c.start(i, nodeName(0))
 	}
-	waitStable(b, c.nodes, shuffle, 10*time.Minute)
+	// The phases are logged as they pass, so that a run that fails
+	// (a loaded machine) still says how far it got.
+	b.Logf("%d nodes started after %s", size, time.Since(start0).Round(time.Millisecond))
+	healthy := waitStable(b, c.nodes, shuffle, 10*time.Minute).Sub(start0)
+	b.Logf("overlay healthy after %s", healthy.Round(time.Millisecond))
 	time.Sleep(10 * shuffle)
 	startup, ae0 := broadcastCounts(b, c.nodes)
 	quiet0 := time.Now()
@@ -125,6 +132,7 @@ func groupSpreadRun(b *testing.B, size, joins int) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		took = append(took, time.Since(start))
+		b.Logf("join %d seen everywhere after %s", j, took[j].Round(time.Millisecond))
 		// Let the IHave batches and any Graft timers run out.
 		time.Sleep(2 * time.Second)
 		after, _ := broadcastCounts(b, c.nodes)
@@ -140,6 +148,7 @@ func groupSpreadRun(b *testing.B, size, joins int) {
 	for _, d := range rest {
 		sum += d
 	}
+	b.ReportMetric(healthy.Seconds(), "healthy-s")
 	b.ReportMetric(float64(took[0].Microseconds())/1000, "first-join-ms")
 	b.ReportMetric(float64(sum.Microseconds())/1000/float64(len(rest)), "join-ms")
 	b.ReportMetric(float64(slices.Max(rest).Microseconds())/1000, "join-max-ms")

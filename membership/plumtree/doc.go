@@ -77,7 +77,10 @@
 // sim_test.go builds a 1,000-node HyParView overlay with package
 // hyparview, runs Plumtree over its active views with a per-message
 // latency and fails 0%, 20% and 40% of the nodes; it prints reliability,
-// relative message redundancy and last delivery hop per phase:
+// relative message redundancy and last delivery hop per phase, and the
+// same for eager push (a flood over the same overlay, the same failed
+// nodes), the protocol the paper compares Plumtree with
+// (docs/membership.md puts them side by side):
 //
-//	go test -run TestSimulation -v ./membership/plumtree/
+//	go test -run 'TestSimulation$' -v ./membership/plumtree/
 package plumtree

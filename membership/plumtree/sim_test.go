@@ -44,6 +44,9 @@ const (
 	evLinkDown
 	evTick
 	evBroadcast
+	// The eager-push baseline: a flood over the same active views.
+	evFloodStart
+	evFlood
 )
 
 type simEvent struct {
@@ -54,6 +57,9 @@ type simEvent struct {
 	peer int32
 	hv   hyparview.Message
 	pt   Message
+	// flood and hops: the baseline's broadcast index and hop count.
+	flood int32
+	hops  uint32
 }
 
 type eventQueue []simEvent
@@ -81,6 +87,7 @@ type simNode struct {
 	failed   bool
 	links    map[int32]bool
 	nextTick time.Time
+	flooded  map[int32]bool // baseline broadcasts already delivered
 }
 
 // bcastStats follows one broadcast.
@@ -108,6 +115,8 @@ type sim struct {
 	// they announced.
 	sent     map[MessageType]int
 	ihaveIDs int
+
+	floods []*bcastStats // the baseline's broadcasts, by index
 }
 
 func newSim(t testing.TB, n int, seed uint64) *sim {
@@ -130,7 +139,7 @@ func newSim(t testing.TB, n int, seed uint64) *sim {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.nodes = append(s.nodes, &simNode{name: name, hv: hv, pt: pt, links: map[int32]bool{}})
+		s.nodes = append(s.nodes, &simNode{name: name, hv: hv, pt: pt, links: map[int32]bool{}, flooded: map[int32]bool{}})
 		s.index[name] = int32(i)
 	}
 	return s
@@ -238,7 +247,7 @@ func (s *sim) run() {
 			continue
 		}
 		peer := ""
-		if e.kind != evTick && e.kind != evBroadcast {
+		if e.kind != evTick && e.kind != evBroadcast && e.kind != evFloodStart {
 			peer = s.nodes[e.peer].name
 		}
 		switch e.kind {
@@ -261,7 +270,41 @@ func (s *sim) run() {
 			s.order = append(s.order, id)
 			// Count the payloads of this first hop too.
 			s.applyPT(e.to, out)
+		case evFloodStart:
+			id := int32(len(s.floods))
+			s.floods = append(s.floods, &bcastStats{origin: e.to, delivered: 1})
+			n.flooded[id] = true
+			s.floodOut(e.to, -1, id, 1)
+		case evFlood:
+			if n.flooded[e.flood] {
+				continue
+			}
+			n.flooded[e.flood] = true
+			st := s.floods[e.flood]
+			st.delivered++
+			st.maxHops = max(st.maxHops, e.hops)
+			s.floodOut(e.to, e.peer, e.flood, e.hops+1)
 		}
+	}
+}
+
+// floodOut is the eager-push baseline: node a sends the payload of
+// flood id to every node in its active view but the one it came from.
+// As for Plumtree, a payload counts when sent, and a send to a failed
+// node is noticed simDetect later.
+func (s *sim) floodOut(a, from, id int32, hops uint32) {
+	st := s.floods[id]
+	for _, name := range s.nodes[a].hv.ActiveView() {
+		b := s.index[name]
+		if b == from {
+			continue
+		}
+		st.payloads++
+		if s.nodes[b].failed {
+			s.linkDownLater(a, b)
+			continue
+		}
+		s.message(a, b, simEvent{kind: evFlood, flood: id, hops: hops})
 	}
 }
 
@@ -293,6 +336,19 @@ func (s *sim) broadcasts(k int, spacing time.Duration) []ID {
 	}
 	s.run()
 	return slices.Clone(s.order[start:])
+}
+
+// floodsFrom is broadcasts for the baseline: k floods from random live
+// nodes, spacing apart; it returns their stats.
+func (s *sim) floodsFrom(k int, spacing time.Duration) []*bcastStats {
+	live := s.live()
+	start := len(s.floods)
+	for i := range k {
+		src := live[s.rng.IntN(len(live))]
+		s.push(simEvent{at: s.now.Add(time.Duration(i) * spacing), kind: evFloodStart, to: src})
+	}
+	s.run()
+	return slices.Clone(s.floods[start:])
 }
 
 func (s *sim) live() []int32 {
@@ -339,10 +395,18 @@ type phase struct {
 }
 
 func (s *sim) summarise(ids []ID, liveCount int) phase {
+	sts := make([]*bcastStats, len(ids))
+	for i, id := range ids {
+		sts[i] = s.bcasts[id]
+	}
+	return summarise(sts, liveCount)
+}
+
+func summarise(sts []*bcastStats, liveCount int) phase {
+	ids := sts
 	p := phase{n: len(ids), relMin: 2, allLast: true}
 	tail := max(0, len(ids)-10)
-	for i, id := range ids {
-		st := s.bcasts[id]
+	for i, st := range sts {
 		rel := float64(st.delivered) / float64(liveCount)
 		rmr := 0.0
 		if st.delivered > 1 {
@@ -388,12 +452,7 @@ func runSimulation(t testing.TB, nodes int, seed uint64, pct int) simRow {
 	s.build()
 	row := simRow{failPct: pct}
 	row.before = s.summarise(s.broadcasts(simWarmup, simSpacing), nodes)
-	perm := rand.New(rand.NewPCG(seed, 99)).Perm(nodes)
-	victims := make([]int32, nodes*pct/100)
-	for i := range victims {
-		victims[i] = int32(perm[i])
-	}
-	s.fail(victims)
+	s.fail(victims(nodes, seed, pct))
 	clear(s.sent)
 	s.ihaveIDs = 0
 	row.after = s.summarise(s.broadcasts(simAfter, simSpacing), len(s.live()))
@@ -406,6 +465,50 @@ func runSimulation(t testing.TB, nodes int, seed uint64, pct int) simRow {
 		row.burstPerNode = perNode(s.sent, s.ihaveIDs, simAfter, nodes)
 	}
 	return row
+}
+
+// victims picks pct% of the nodes, by the seed alone, so that the
+// baseline fails the same nodes as Plumtree.
+func victims(nodes int, seed uint64, pct int) []int32 {
+	perm := rand.New(rand.NewPCG(seed, 99)).Perm(nodes)
+	v := make([]int32, nodes*pct/100)
+	for i := range v {
+		v[i] = int32(perm[i])
+	}
+	return v
+}
+
+// floodRow is the eager-push baseline at one failure rate.
+type floodRow struct {
+	failPct       int
+	before, after phase
+}
+
+// runFlood builds the overlay runSimulation builds (the same seed gives
+// the same overlay), floods simWarmup broadcasts over it one at a time,
+// fails the same nodes and floods simAfter more.
+func runFlood(t testing.TB, nodes int, seed uint64, pct int) floodRow {
+	s := newSim(t, nodes, seed)
+	s.build()
+	row := floodRow{failPct: pct}
+	row.before = summarise(s.floodsFrom(simWarmup, simSpacing), nodes)
+	s.fail(victims(nodes, seed, pct))
+	row.after = summarise(s.floodsFrom(simAfter, simSpacing), len(s.live()))
+	return row
+}
+
+func floodTable(rows []floodRow) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "eager push over the same overlay (a flood: each node sends the payload to every active peer but the sender)\n")
+	fmt.Fprintf(&b, "%5s | %8s %8s %8s %6s | %8s %8s %8s %8s | %8s %8s %6s\n",
+		"fail", "rel min", "RMR end", "LDH end", "LDH max", "rel 1st", "rel min", "rel mean", "rel end", "RMR end", "LDH end", "LDH max")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%4d%% | %7.2f%% %8.3f %8.1f %6d | %7.2f%% %7.2f%% %7.2f%% %7.2f%% | %8.3f %8.1f %6d\n",
+			r.failPct, 100*r.before.relMin, r.before.rmrLast, r.before.ldhLast, r.before.ldhMax,
+			100*r.after.relFirst, 100*r.after.relMin, 100*r.after.relMean, 100*r.after.relLast,
+			r.after.rmrLast, r.after.ldhLast, r.after.ldhMax)
+	}
+	return b.String()
 }
 
 func table(rows []simRow) string {
@@ -439,10 +542,25 @@ func table(rows []simRow) string {
 func TestSimulation(t *testing.T) {
 	start := time.Now()
 	var rows []simRow
+	var floods []floodRow
 	for _, pct := range simFailureRates {
 		rows = append(rows, runSimulation(t, simNodes, simSeed, pct))
+		floods = append(floods, runFlood(t, simNodes, simSeed, pct))
 	}
-	t.Logf("simulation took %s\n%s", time.Since(start).Round(time.Millisecond), table(rows))
+	t.Logf("simulation took %s\n%s%s", time.Since(start).Round(time.Millisecond), table(rows), floodTable(floods))
+	for i, f := range floods {
+		if f.before.relMin != 1 {
+			t.Errorf("eager push: a broadcast before the failure reached %.4f of the nodes, want 1", f.before.relMin)
+		}
+		// The baseline must be the redundant protocol it stands for,
+		// and Plumtree's tree must beat it once built.
+		if f.before.rmrLast < 1 {
+			t.Errorf("eager push: RMR %.3f, want a flood's (about the active view size less 2)", f.before.rmrLast)
+		}
+		if r := rows[i]; r.before.rmrLast >= f.before.rmrLast {
+			t.Errorf("%d%%: Plumtree RMR %.3f, not below eager push's %.3f", r.failPct, r.before.rmrLast, f.before.rmrLast)
+		}
+	}
 	for _, r := range rows {
 		if r.before.relMin != 1 {
 			t.Errorf("%d%%: reliability before the failure %.4f, want 1", r.failPct, r.before.relMin)
@@ -465,11 +583,15 @@ func TestSimulation(t *testing.T) {
 	}
 }
 
-// TestSimulation_Deterministic: the same seed gives the same figures (a
-// smaller network, twice, with 20% failures).
+// TestSimulation_Deterministic: the same seed gives the same figures,
+// Plumtree's and the baseline's (a smaller network, twice, with 20%
+// failures).
 func TestSimulation_Deterministic(t *testing.T) {
-	first := table([]simRow{runSimulation(t, 200, 7, 20)})
-	if again := table([]simRow{runSimulation(t, 200, 7, 20)}); again != first {
+	run := func() string {
+		return table([]simRow{runSimulation(t, 200, 7, 20)}) + floodTable([]floodRow{runFlood(t, 200, 7, 20)})
+	}
+	first := run()
+	if again := run(); again != first {
 		t.Fatalf("same seed, different figures:\n%s\nthen:\n%s", first, again)
 	}
 }
