@@ -53,6 +53,20 @@ func startGroupCluster(t *testing.T, n int) (*cluster, []*testNode) {
 	return c, nodes
 }
 
+// joinOneEach spawns an idle actor on every node and joins it to group;
+// it returns them in the order of nodes.
+func joinOneEach(ctx context.Context, t *testing.T, nodes []*testNode, group string) []*actor.PID {
+	t.Helper()
+	pids := make([]*actor.PID, len(nodes))
+	for i, n := range nodes {
+		pids[i] = spawnIdle(n)
+		if err := n.JoinGroup(ctx, group, pids[i]); err != nil {
+			t.Fatalf("%s: JoinGroup: %v", n.Name(), err)
+		}
+	}
+	return pids
+}
+
 func spawnIdle(n *testNode) *actor.PID {
 	return n.Root().Spawn(actor.PropsFromFunc(func(actor.Context) {}))
 }
@@ -211,13 +225,7 @@ func TestGroups_SixNodes(t *testing.T) {
 
 	mon := newProbe(nodes[5])
 	nodes[5].MonitorGroup("workers", mon.pid)
-	workers := make([]*actor.PID, len(nodes))
-	for i, n := range nodes {
-		workers[i] = spawnIdle(n)
-		if err := n.JoinGroup(ctx, "workers", workers[i]); err != nil {
-			t.Fatalf("%s: JoinGroup: %v", n.Name(), err)
-		}
-	}
+	workers := joinOneEach(ctx, t, nodes, "workers")
 	waitGroup(t, nodes, "workers", spreadBound, workers...)
 	// The monitor's events are messages: they may still be on their way
 	// when every node's snapshot agrees.
@@ -286,13 +294,7 @@ func TestGroups_LeaverBroadcastLost(t *testing.T) {
 	c, nodes := startGroupCluster(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	workers := make([]*actor.PID, len(nodes))
-	for i, n := range nodes {
-		workers[i] = spawnIdle(n)
-		if err := n.JoinGroup(ctx, "workers", workers[i]); err != nil {
-			t.Fatalf("%s: JoinGroup: %v", n.Name(), err)
-		}
-	}
+	workers := joinOneEach(ctx, t, nodes, "workers")
 	waitGroup(t, nodes, "workers", spreadBound, workers...)
 
 	leaver := nodes[3]
@@ -313,13 +315,7 @@ func TestGroups_PartitionHeal(t *testing.T) {
 	_, nodes := startGroupCluster(t, 6)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	workers := make([]*actor.PID, len(nodes))
-	for i, n := range nodes {
-		workers[i] = spawnIdle(n)
-		if err := n.JoinGroup(ctx, "g", workers[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	workers := joinOneEach(ctx, t, nodes, "g")
 	waitGroup(t, nodes, "g", spreadBound, workers...)
 
 	left, right := nodes[:3], nodes[3:]
@@ -480,13 +476,7 @@ func TestGroupsAndNames_24Nodes(t *testing.T) {
 	_, nodes := startGroupCluster(t, 24)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	workers := make([]*actor.PID, len(nodes))
-	for i, n := range nodes {
-		workers[i] = spawnIdle(n)
-		if err := n.JoinGroup(ctx, "workers", workers[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	workers := joinOneEach(ctx, t, nodes, "workers")
 	waitGroup(t, nodes, "workers", spreadBound, workers...)
 	concurrentRegistration(t, nodes, "leader")
 
