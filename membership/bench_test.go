@@ -1,7 +1,6 @@
 package membership_test
 
 import (
-	"sync"
 	"testing"
 	"time"
 )
@@ -45,14 +44,6 @@ func BenchmarkCluster24(b *testing.B) {
 		b.ReportMetric(float64(sent1-sent0)/float64(rounds1-rounds0), "msgs/node/round")
 		b.ReportMetric(float64(joinSent)/total, "join-msgs/node")
 
-		var wg sync.WaitGroup
-		for _, n := range c.nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = n.Stop()
-			}()
-		}
-		wg.Wait()
+		stopAll(c.nodes)
 	}
 }

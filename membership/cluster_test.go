@@ -97,6 +97,19 @@ func newCluster(tb testing.TB) *cluster {
 	return c
 }
 
+// stopAll stops nodes at once and waits for every Stop.
+func stopAll(nodes []*testNode) {
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = n.Stop()
+		}()
+	}
+	wg.Wait()
+}
+
 func nodeName(i int) string { return fmt.Sprintf("n%02d@localhost", i) }
 
 // start starts node i joining through contacts, with a recorder

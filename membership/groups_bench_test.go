@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -160,15 +159,7 @@ func groupSpreadRun(b *testing.B, size, joins int) {
 	b.ReportMetric(float64(suspected), "suspected")
 	b.ReportMetric(float64(payloads)/float64(size), "payloads/node")
 
-	var wg sync.WaitGroup
-	for _, n := range c.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = n.Stop()
-		}()
-	}
-	wg.Wait()
+	stopAll(c.nodes)
 }
 
 func seenEverywhere(nodes []*testNode, pid *actor.PID) bool {

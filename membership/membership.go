@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -222,13 +223,7 @@ func (m *Membership) GroupMembers(group string) []*actor.PID {
 
 // Groups returns the names of the groups with at least one member, sorted.
 func (m *Membership) Groups() []string {
-	v := m.registry.Load()
-	out := make([]string, 0, len(v.groups))
-	for g := range v.groups {
-		out = append(out, g)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(m.registry.Load().groups))
 }
 
 // MonitorGroup sends *GroupChanged events for group to subscriber, a
@@ -275,11 +270,5 @@ func (m *Membership) Whereis(name string) (*actor.PID, bool) {
 
 // Names returns the registered names this node knows, sorted.
 func (m *Membership) Names() []string {
-	v := m.registry.Load()
-	out := make([]string, 0, len(v.names))
-	for n := range v.names {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(m.registry.Load().names))
 }

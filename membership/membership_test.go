@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -207,15 +206,7 @@ func TestClusterJoinAndFailure(t *testing.T) {
 	for _, n := range dead {
 		n.fault.SetBlackhole(true)
 	}
-	var wg sync.WaitGroup
-	for _, n := range dead {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = n.Stop()
-		}()
-	}
-	wg.Wait()
+	stopAll(dead)
 	stopped := time.Now()
 
 	healed := waitHealthy(t, alive, 30*time.Second)

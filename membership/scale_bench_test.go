@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -184,13 +183,5 @@ func scaleRun(b *testing.B, size int, shuffle, churn, reap time.Duration) {
 		b.ReportMetric(gs, "goroutines/node-after")
 	}
 
-	var wg sync.WaitGroup
-	for _, n := range c.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = n.Stop()
-		}()
-	}
-	wg.Wait()
+	stopAll(c.nodes)
 }

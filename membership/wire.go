@@ -26,13 +26,16 @@ var toWireType = map[hyparview.MessageType]caskpb.MembershipType{
 	hyparview.ShuffleReply:  caskpb.MembershipType_MEMBERSHIP_TYPE_SHUFFLE_REPLY,
 }
 
-var fromWireType = func() map[caskpb.MembershipType]hyparview.MessageType {
-	m := make(map[caskpb.MembershipType]hyparview.MessageType, len(toWireType))
-	for k, v := range toWireType {
-		m[v] = k
+var fromWireType = inverse(toWireType)
+
+// inverse maps each value of m back to its key (the values are distinct).
+func inverse[K, V comparable](m map[K]V) map[V]K {
+	out := make(map[V]K, len(m))
+	for k, v := range m {
+		out[v] = k
 	}
-	return m
-}()
+	return out
+}
 
 // encode maps a protocol message to its wire form, with addrs: the
 // addresses of the nodes it names, as far as known.
@@ -121,13 +124,7 @@ var ptToWire = map[plumtree.MessageType]caskpb.MembershipType{
 	plumtree.Prune:  caskpb.MembershipType_MEMBERSHIP_TYPE_PLUMTREE_PRUNE,
 }
 
-var ptFromWire = func() map[caskpb.MembershipType]plumtree.MessageType {
-	m := make(map[caskpb.MembershipType]plumtree.MessageType, len(ptToWire))
-	for k, v := range ptToWire {
-		m[v] = k
-	}
-	return m
-}()
+var ptFromWire = inverse(ptToWire)
 
 // maxPlumtreeIDs bounds the ids read from one IHave or Graft; the rest
 // are ignored (the announcer's later IHaves, or anti-entropy, make up).
