@@ -174,7 +174,9 @@ func (n *Node) PeerInfo() []dist.PeerInfo { return n.dist.PeerInfo() }
 // MonitorNode sends dist.NodeUp, dist.NodeUnreachable (the connection was
 // lost, the session waits for a new one), dist.NodeReachable (it resumed)
 // and dist.NodeDown for peer (every peer when empty) to watcher, in order.
-// If the session is up already, NodeUp is sent at once.
+// If the session is up already, NodeUp is sent at once (and
+// NodeUnreachable if its connection is lost right then); each event
+// reaches a monitor once.
 func (n *Node) MonitorNode(peer string, watcher *actor.PID) { n.dist.MonitorNode(peer, watcher) }
 
 // DemonitorNode removes a monitor set with MonitorNode.

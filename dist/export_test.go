@@ -46,3 +46,9 @@ func LinkState(system *actor.ActorSystem) (ends, nodes, traps int) {
 // MinRemember is the shortest time a failure count is remembered after
 // its delay ran out.
 const MinRemember = minRemember
+
+// PublishNodeEvent hands m's manager actor a node event as a controller
+// would, for node, to be published to its monitors.
+func PublishNodeEvent(m *Manager, node string, msg any) {
+	m.system.Root.Send(m.pid, &nodeEvent{node: node, msg: msg})
+}

@@ -14,6 +14,8 @@
 package dist
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -57,9 +59,15 @@ type managerActor struct {
 	controllers map[string]*actor.PID
 	byPID       map[string]string // controller PID id → node
 	monitors    map[string]map[string]*actor.PID
-	watched     map[string]int  // monitor PID key → monitors it holds
-	acceptors   map[string]bool // stream acceptor PIDs being watched
-	stopping    bool
+	watched     map[string]int // monitor PID key → monitors it holds
+	// sessions: each node's session as the events published so far tell
+	// it (up since NodeUp, gone at NodeDown). A new monitor hears this
+	// state, not the endpoint's, so that an event still on its way to
+	// the manager reaches it once: never both as the current state and
+	// as the event.
+	sessions  map[string]*publishedSession
+	acceptors map[string]bool // stream acceptor PIDs being watched
+	stopping  bool
 	// Stop waits until every controller has begun its goodbye.
 	shutdownReply   *actor.PID
 	shutdownPending map[string]bool
@@ -84,7 +92,14 @@ func newManagerActor(m *Manager) *managerActor {
 		monitors:    make(map[string]map[string]*actor.PID),
 		watched:     make(map[string]int),
 		acceptors:   make(map[string]bool),
+		sessions:    make(map[string]*publishedSession),
 	}
+}
+
+// publishedSession is a session as monitors have heard of it.
+type publishedSession struct {
+	inc         Incarnation
+	unreachable *NodeUnreachable // the connection is lost, the session lives on
 }
 
 func (a *managerActor) Receive(ctx actor.Context) {
@@ -310,17 +325,18 @@ func (a *managerActor) monitor(ctx actor.Context, msg *MonitorNode) {
 		}
 		a.watched[key]++
 	}
-	// Report sessions that are already up.
-	a.m.endpoints.Range(func(k, v any) bool {
-		node := k.(string)
+	// Report the sessions monitors have heard are up, in node order, each
+	// with its NodeUnreachable when its connection is lost right now.
+	for _, node := range slices.Sorted(maps.Keys(a.sessions)) {
 		if msg.Node != "" && node != msg.Node {
-			return true
+			continue
 		}
-		if s := v.(*endpoint).sess.Load(); s != nil && !s.isClosing() {
-			ctx.Send(msg.Watcher, &NodeUp{Node: node, Incarnation: s.inc})
+		s := a.sessions[node]
+		ctx.Send(msg.Watcher, &NodeUp{Node: node, Incarnation: s.inc})
+		if s.unreachable != nil {
+			ctx.Send(msg.Watcher, s.unreachable)
 		}
-		return true
-	})
+	}
 }
 
 func (a *managerActor) unwatchMonitor(ctx actor.Context, pid *actor.PID) {
@@ -334,6 +350,20 @@ func (a *managerActor) unwatchMonitor(ctx actor.Context, pid *actor.PID) {
 
 func (a *managerActor) publish(ctx actor.Context, ev *nodeEvent) {
 	node, msg := ev.node, ev.msg
+	switch e := msg.(type) {
+	case *NodeUp:
+		a.sessions[node] = &publishedSession{inc: e.Incarnation}
+	case *NodeUnreachable:
+		if s := a.sessions[node]; s != nil {
+			s.unreachable = e
+		}
+	case *NodeReachable:
+		if s := a.sessions[node]; s != nil {
+			s.unreachable = nil
+		}
+	case *NodeDown:
+		delete(a.sessions, node)
+	}
 	for _, w := range a.monitors[node] {
 		ctx.Send(w, msg)
 	}

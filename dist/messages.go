@@ -69,7 +69,9 @@ type NodeReachable struct {
 // MonitorNode asks the dist manager to send NodeUp, NodeUnreachable,
 // NodeReachable and NodeDown for Node to Watcher, in the order they
 // happened. An empty Node means every node. If a session to Node is up when
-// the monitor is registered, NodeUp is sent at once.
+// the monitor is registered, NodeUp is sent at once, then NodeUnreachable
+// if its connection is lost right then. That state is the one the events
+// published so far describe, so each event reaches a monitor once.
 type MonitorNode struct {
 	Node    string
 	Watcher *actor.PID

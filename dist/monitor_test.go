@@ -2,9 +2,11 @@ package dist_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cask-p2p/cask/actors"
 	"github.com/cask-p2p/cask/dist"
 	"github.com/cask-p2p/cask/transport"
@@ -124,4 +126,66 @@ func TestMonitorAllNodes(t *testing.T) {
 	}
 	eventually(t, waitTimeout, func() bool { return len(a.Nodes()) == 0 }, "a drops b")
 	all.none(t, "NodeDown after DemonitorNode", isNodeDown)
+}
+
+// A new monitor hears the state the manager has published, not the
+// endpoint's: a controller stores its session before its NodeUp reaches the
+// manager, so a monitor registered in between used to get NodeUp twice
+// (once as the current state, once as the event). Here the events are
+// handed to the manager directly, with no endpoint behind them.
+func TestMonitorNodeHearsPublishedState(t *testing.T) {
+	m, system, _ := startBareManager(t, "a@localhost", nil, nil)
+	const x = "x@localhost"
+	events := make(chan any, 16)
+	monitor := func() *actor.PID {
+		pid := system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+			switch c.Message().(type) {
+			case *dist.NodeUp, *dist.NodeDown, *dist.NodeUnreachable, *dist.NodeReachable:
+				events <- c.Message()
+			}
+		}))
+		t.Cleanup(func() { system.Root.Stop(pid) })
+		m.MonitorNode(x, pid)
+		return pid
+	}
+	expect := func(what string, want ...any) {
+		t.Helper()
+		for _, w := range want {
+			select {
+			case got := <-events:
+				if fmt.Sprintf("%T %+v", got, got) != fmt.Sprintf("%T %+v", w, w) {
+					t.Fatalf("%s: got %T %+v, want %T %+v", what, got, got, w, w)
+				}
+			case <-time.After(waitTimeout):
+				t.Fatalf("%s: no %T", what, w)
+			}
+		}
+		select {
+		case got := <-events:
+			t.Fatalf("%s: unexpected %T %+v", what, got, got)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+
+	up := &dist.NodeUp{Node: x, Incarnation: 7}
+	dist.PublishNodeEvent(m, x, up)
+	monitor()
+	expect("registered after NodeUp", up)
+
+	lost := &dist.NodeUnreachable{Node: x, Err: errors.New("idle timeout")}
+	dist.PublishNodeEvent(m, x, lost)
+	expect("the first monitor, connection lost", lost)
+	monitor()
+	expect("registered while unreachable", up, lost)
+
+	dist.PublishNodeEvent(m, x, &dist.NodeReachable{Node: x})
+	expect("the two monitors, resumed", &dist.NodeReachable{Node: x}, &dist.NodeReachable{Node: x})
+	monitor()
+	expect("registered after resumption", up)
+
+	down := &dist.NodeDown{Node: x, Reason: dist.ReasonConnectionLost}
+	dist.PublishNodeEvent(m, x, down)
+	expect("the three monitors, down", down, down, down)
+	monitor()
+	expect("registered after NodeDown")
 }
