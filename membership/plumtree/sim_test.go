@@ -325,30 +325,31 @@ func (s *sim) build() {
 	}
 }
 
-// broadcasts schedules k broadcasts from random live nodes, simSpacing
+// broadcasts schedules k broadcasts from random live nodes, spacing
 // apart, and runs the network until quiet. It returns their ids.
 func (s *sim) broadcasts(k int, spacing time.Duration) []ID {
-	live := s.live()
 	start := len(s.order)
-	for i := range k {
-		src := live[s.rng.IntN(len(live))]
-		s.push(simEvent{at: s.now.Add(time.Duration(i) * spacing), kind: evBroadcast, to: src})
-	}
-	s.run()
+	s.startFromLive(k, spacing, evBroadcast)
 	return slices.Clone(s.order[start:])
 }
 
 // floodsFrom is broadcasts for the baseline: k floods from random live
 // nodes, spacing apart; it returns their stats.
 func (s *sim) floodsFrom(k int, spacing time.Duration) []*bcastStats {
-	live := s.live()
 	start := len(s.floods)
+	s.startFromLive(k, spacing, evFloodStart)
+	return slices.Clone(s.floods[start:])
+}
+
+// startFromLive schedules k events of kind at random live nodes, spacing
+// apart, and runs the network until quiet.
+func (s *sim) startFromLive(k int, spacing time.Duration, kind simKind) {
+	live := s.live()
 	for i := range k {
 		src := live[s.rng.IntN(len(live))]
-		s.push(simEvent{at: s.now.Add(time.Duration(i) * spacing), kind: evFloodStart, to: src})
+		s.push(simEvent{at: s.now.Add(time.Duration(i) * spacing), kind: kind, to: src})
 	}
 	s.run()
-	return slices.Clone(s.floods[start:])
 }
 
 func (s *sim) live() []int32 {
